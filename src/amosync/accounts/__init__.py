@@ -1,0 +1,1 @@
+"""Accounts and their integrations, the Unisender connection, install and disconnect."""

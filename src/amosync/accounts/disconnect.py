@@ -1,0 +1,78 @@
+"""Disconnecting an account: amoCRM stops calling us, we stop calling anyone for it.
+
+Tokens and the Unisender key are deleted, pending work is dropped and the status becomes
+`disconnected`; the synced/unsynced records stay for the operator. Unregistering the
+webhooks needs the tokens, so it is tried right away (best effort, with the client's own
+retries) before they are deleted; webhooks that still arrive afterwards are acknowledged and
+ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import structlog
+from sqlalchemy import delete, update
+
+from amosync.accounts import service
+from amosync.accounts.install import unregister_webhooks
+from amosync.db.engine import transaction
+from amosync.db.models import Account, Integration, PendingChange, SyncRun, utcnow
+from amosync.errors import Forbidden
+from amosync.state import Services
+from amosync.worker.queue import drop_pending
+
+log = structlog.get_logger()
+
+
+async def disconnect(services: Services, account_id: int) -> None:
+    """Raises NotFound for an unknown account."""
+    async with services.sessions() as session:
+        await service.require(session, account_id)
+    try:
+        await unregister_webhooks(services, account_id)
+    except Exception as exc:
+        # Best effort, whatever went wrong: amoCRM also drops the webhooks of an uninstalled
+        # integration, and ours are ignored from now on anyway.
+        log.warning("disconnect.unregister_failed", account_id=account_id, error=type(exc).__name__)
+    async with transaction(services.sessions) as session:
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(
+                status="disconnected",
+                unisender_key_enc=None,
+                unisender_valid=False,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+        await session.execute(
+            update(Integration)
+            .where(Integration.account_id == account_id)
+            .values(
+                access_token_enc=None,
+                refresh_token_enc=None,
+                client_secret_enc=None,
+                expires_at=None,
+                webhook_registered=False,
+            )
+        )
+        await session.execute(delete(PendingChange).where(PendingChange.account_id == account_id))
+        await session.execute(
+            update(SyncRun)
+            .where(SyncRun.account_id == account_id, SyncRun.status.in_(("queued", "running")))
+            .values(status="failed", error="account disconnected", finished_at=utcnow())
+        )
+        await drop_pending(session, account_id)
+    log.info("account.disconnected", account_id=account_id)
+
+
+def check_signature(secret: str, client_uuid: str, account_id: str, signature: str) -> None:
+    """amoCRM's disconnect hook: hex HMAC-SHA256 of `client_uuid|account_id`."""
+    expected = hmac.new(
+        secret.encode(), f"{client_uuid}|{account_id}".encode(), hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
+        raise Forbidden("the signature does not match", code="invalid_signature")

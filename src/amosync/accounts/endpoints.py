@@ -1,0 +1,145 @@
+"""Admin and widget routes for accounts and integrations (SPEC §3)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from amosync.accounts import repository, service
+from amosync.accounts.schemas import (
+    AccountCreate,
+    AccountOut,
+    AccountUpdate,
+    ConnectionOut,
+    IntegrationOut,
+    IntegrationUpdate,
+)
+from amosync.auth import AdminDep, CallerDep
+from amosync.deps import ServicesDep, SessionDep
+from amosync.errors import NotFound
+from amosync.pagination import Page, decode_cursor, encode_cursor
+
+router = APIRouter(tags=["accounts"])
+
+AccountId = Annotated[int, Query(gt=0, description="amoCRM account id")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post("/accounts/{account_id}", status_code=status.HTTP_201_CREATED)
+async def create_account(
+    account_id: int, body: AccountCreate, _: AdminDep, services: ServicesDep, session: SessionDep
+) -> AccountOut:
+    """Create an account by hand."""
+    account = await service.create(session, services.cipher, account_id, body)
+    return (await service.views(session, [account]))[0]
+
+
+@router.get("/accounts")
+async def list_accounts(
+    _: AdminDep, session: SessionDep, limit: Limit = 100, cursor: str | None = None
+) -> Page[AccountOut]:
+    """All accounts with status, Unisender connection, contact counts and last sync."""
+    accounts = await repository.page(session, after=decode_cursor(cursor), limit=limit + 1)
+    more = len(accounts) > limit
+    accounts = accounts[:limit]
+    items = await service.views(session, accounts)
+    return Page(items=items, next_cursor=encode_cursor(accounts[-1].id) if more else None)
+
+
+@router.get("/accounts/{account_id}")
+async def get_account(account_id: int, caller: CallerDep, session: SessionDep) -> AccountOut:
+    """One account."""
+    caller.require_account(account_id)
+    account = await service.require(session, account_id)
+    return (await service.views(session, [account]))[0]
+
+
+@router.put("/accounts/{account_id}")
+async def update_account(
+    account_id: int, body: AccountUpdate, _: AdminDep, services: ServicesDep, session: SessionDep
+) -> AccountOut:
+    """Change an account's name, subdomain, Unisender key, list or settings."""
+    account = await service.require(session, account_id, for_update=True)
+    service.apply_changes(account, services.cipher, body)
+    await session.flush()
+    return (await service.views(session, [account]))[0]
+
+
+@router.delete("/accounts/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_account(account_id: int, _: AdminDep, session: SessionDep) -> Response:
+    """Remove the account and everything of it."""
+    account = await service.require(session, account_id, for_update=True)
+    await session.delete(account)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/accounts/integrations/{account_id}")
+async def list_integrations(
+    account_id: int, caller: CallerDep, session: SessionDep
+) -> Page[IntegrationOut]:
+    """The account's integrations; never a token or secret."""
+    caller.require_account(account_id)
+    await service.require(session, account_id)
+    integrations = await repository.integrations(session, account_id)
+    return Page(items=[service.integration_view(i) for i in integrations])
+
+
+@router.put("/integrations/{account_id}")
+async def update_integration(
+    account_id: int,
+    body: IntegrationUpdate,
+    _: AdminDep,
+    services: ServicesDep,
+    session: SessionDep,
+) -> IntegrationOut:
+    """Create or update an integration; a `code` is exchanged for tokens."""
+    account = await service.require(session, account_id, for_update=True)
+    integration = await service.upsert_integration(
+        session,
+        services.cipher,
+        account,
+        body,
+        default_client_id=services.settings.amocrm_client_id,
+        default_redirect_uri=services.settings.amocrm_redirect_uri,
+    )
+    return service.integration_view(integration)
+
+
+async def _delete_integrations(
+    account_id: int, client_id: str | None, session: SessionDep
+) -> Response:
+    await service.require(session, account_id)
+    deleted = await repository.delete_integrations(session, account_id, client_id)
+    if client_id is not None and deleted == 0:
+        raise NotFound(
+            f"account {account_id} has no integration with client_id {client_id}",
+            code="integration_not_found",
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/integrations/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_integration(
+    account_id: int, _: AdminDep, session: SessionDep, client_id: str | None = None
+) -> Response:
+    """Delete the account's integration(s) and tokens (`?client_id=` picks one)."""
+    return await _delete_integrations(account_id, client_id, session)
+
+
+@router.delete("/request/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_request(
+    account_id: int, _: AdminDep, session: SessionDep, client_id: str | None = None
+) -> Response:
+    """The same as `DELETE /integrations/{account_id}` (the seed's name)."""
+    return await _delete_integrations(account_id, client_id, session)
+
+
+@router.get("/acchasuni")
+async def has_unisender(
+    account_id: AccountId, caller: CallerDep, session: SessionDep
+) -> ConnectionOut:
+    """Whether a valid Unisender key is stored for the account."""
+    caller.require_account(account_id)
+    account = await service.require(session, account_id)
+    return ConnectionOut(account_id=account_id, connected=service.is_connected(account))

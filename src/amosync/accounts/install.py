@@ -1,0 +1,212 @@
+"""The widget install flow: amoCRM's call to /vidget, the code exchange job, webhooks.
+
+amoCRM waits at most 3 s for /vidget and never resends it, so the endpoint only checks the
+call (referer allow-list, our client_id — before anything goes out, so the client secret can
+never be sent to a host we don't trust) and queues an `install` job. The job exchanges the
+single-use code once and keeps the resulting tokens in its own payload (encrypted) before
+anything else, so a retry after a later failure never tries to spend the code again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amosync.accounts.tokens import amocrm_client
+from amosync.amocrm.client import AmoCRMClient, account_base_url, exchange_code
+from amosync.config import Settings
+from amosync.crypto import new_token, same, token_hash
+from amosync.db.engine import transaction
+from amosync.db.models import Account, Integration
+from amosync.errors import BadRequest
+from amosync.state import Services
+from amosync.worker.queue import enqueue
+from amosync.worker.runner import JobContext
+
+log = structlog.get_logger()
+
+WEBHOOK_EVENTS = ["add_contact", "update_contact", "delete_contact", "restore_contact"]
+
+
+def referer_host(referer: str) -> str:
+    """`acme.amocrm.ru` from `acme.amocrm.ru`, `https://acme.amocrm.ru/…` or similar."""
+    value = referer.strip()
+    host = urlsplit(value if "//" in value else f"//{value}").hostname or ""
+    return host.lower().rstrip(".")
+
+
+def check_referer(settings: Settings, referer: str | None) -> str:
+    host = referer_host(referer or "")
+    for domain in settings.allowed_domains:
+        if host == domain or host.endswith("." + domain):
+            return host
+    raise BadRequest(
+        "the referer is not an amoCRM or Kommo account domain "
+        f"(allowed: {', '.join(settings.allowed_domains)})",
+        code="invalid_referer",
+    )
+
+
+def check_client_id(settings: Settings, client_id: str | None) -> None:
+    if not settings.amocrm_client_id or not settings.amocrm_client_secret:
+        raise BadRequest(
+            "installs are not configured: set AMOSYNC_AMOCRM_CLIENT_ID, "
+            "AMOSYNC_AMOCRM_CLIENT_SECRET and AMOSYNC_AMOCRM_REDIRECT_URI",
+            code="install_not_configured",
+        )
+    if not client_id or not same(client_id, settings.amocrm_client_id):
+        raise BadRequest("client_id is not this service's integration", code="invalid_client_id")
+
+
+async def accept_install(
+    services: Services, session: AsyncSession, *, code: str, referer: str, client_id: str
+) -> None:
+    """Validate amoCRM's install call and queue the exchange."""
+    host = check_referer(services.settings, referer)
+    check_client_id(services.settings, client_id)
+    await enqueue(
+        session,
+        "install",
+        account_id=None,
+        payload={"code": services.cipher.encrypt(code), "host": host, "client_id": client_id},
+        max_attempts=10,
+    )
+
+
+class _StaticTokens:
+    """Tokens straight from the exchange, before the account exists in our database."""
+
+    def __init__(self, access_token: str) -> None:
+        self._token = access_token
+
+    async def access_token(self) -> str:
+        return self._token
+
+    async def refresh(self, stale: str) -> str:  # noqa: ARG002 - protocol signature
+        return self._token
+
+
+async def run_install(ctx: JobContext) -> None:
+    services, settings, cipher = ctx.services, ctx.services.settings, ctx.services.cipher
+    payload = dict(ctx.payload)
+    host = payload["host"]
+    base_url = account_base_url(settings.amocrm_base_url, host)
+    assert settings.amocrm_client_secret
+    assert settings.amocrm_redirect_uri
+    if "tokens" not in payload:
+        pair = await exchange_code(
+            services.http,
+            base_url,
+            client_id=payload["client_id"],
+            client_secret=settings.amocrm_client_secret,
+            redirect_uri=settings.amocrm_redirect_uri,
+            code=cipher.decrypt(payload["code"]),
+        )
+        payload.pop("code")
+        payload["tokens"] = {
+            "access": cipher.encrypt(pair.access_token),
+            "refresh": cipher.encrypt(pair.refresh_token),
+            "expires_at": pair.expires_at.isoformat(),
+        }
+        await ctx.save_payload(payload)
+    tokens = payload["tokens"]
+    if "account_id" not in payload:
+        limiter = services.limits.get(f"amocrm:host:{host}", settings.amocrm_rps)
+        client = AmoCRMClient(
+            base_url, _StaticTokens(cipher.decrypt(tokens["access"])), limiter, http=services.http
+        )
+        info = await client.get_account()
+        account_id = await _store_account(services, info, host, payload)
+        payload["account_id"] = account_id
+        await ctx.save_payload(payload)
+    await register_webhooks(services, int(payload["account_id"]))
+    log.info("install.done", account_id=payload["account_id"])
+
+
+async def _store_account(services: Services, info: Any, host: str, payload: dict[str, Any]) -> int:
+    settings, cipher = services.settings, services.cipher
+    tokens = payload["tokens"]
+    subdomain = getattr(info, "subdomain", None) or host.split(".")[0]
+    async with transaction(services.sessions) as session:
+        account = await session.get(Account, info.id, with_for_update=True)
+        if account is None:
+            account = Account(id=info.id, settings={})
+            session.add(account)
+        account.subdomain = subdomain
+        account.name = info.name
+        account.status = "active"
+        if account.webhook_token_hash is None:
+            token = new_token()
+            account.webhook_token_hash = token_hash(token)
+            account.webhook_token_enc = cipher.encrypt(token)
+        integration = (
+            await session.execute(
+                select(Integration).where(
+                    Integration.account_id == info.id,
+                    Integration.client_id == payload["client_id"],
+                )
+            )
+        ).scalar_one_or_none()
+        if integration is None:
+            integration = Integration(
+                account_id=info.id, client_id=payload["client_id"], token_version=0
+            )
+            session.add(integration)
+        integration.redirect_uri = settings.amocrm_redirect_uri
+        integration.base_url = f"https://{host}"
+        integration.access_token_enc = tokens["access"]
+        integration.refresh_token_enc = tokens["refresh"]
+        integration.expires_at = datetime.fromisoformat(tokens["expires_at"])
+        integration.token_version = (integration.token_version or 0) + 1
+        integration.webhook_registered = False
+        await session.flush()
+    return int(info.id)
+
+
+def webhook_url(services: Services, token: str) -> str:
+    base = services.settings.webhook_base_url
+    if not base:
+        raise BadRequest(
+            "set AMOSYNC_PUBLIC_URL (or AMOSYNC_AMOCRM_REDIRECT_URI) so amoCRM can reach us",
+            code="public_url_missing",
+        )
+    return f"{base}/webhook?token={token}"
+
+
+async def register_webhooks(services: Services, account_id: int) -> None:
+
+    async with services.sessions() as session:
+        account = await session.get(Account, account_id)
+    if account is None or account.webhook_token_enc is None:
+        return
+    destination = webhook_url(services, services.cipher.decrypt(account.webhook_token_enc))
+    client = await amocrm_client(services, account_id)
+    await client.add_webhook(destination, WEBHOOK_EVENTS)
+    async with transaction(services.sessions) as session:
+        await session.execute(
+            update(Integration)
+            .where(Integration.account_id == account_id)
+            .values(webhook_registered=True)
+        )
+
+
+async def unregister_webhooks(services: Services, account_id: int) -> None:
+
+    async with services.sessions() as session:
+        account = await session.get(Account, account_id)
+    if account is None or account.webhook_token_enc is None:
+        return
+    destination = webhook_url(services, services.cipher.decrypt(account.webhook_token_enc))
+    client = await amocrm_client(services, account_id)
+    await client.delete_webhook(destination)
+    async with transaction(services.sessions) as session:
+        await session.execute(
+            update(Integration)
+            .where(Integration.account_id == account_id)
+            .values(webhook_registered=False)
+        )

@@ -1,0 +1,84 @@
+"""SQL about accounts and integrations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amosync.db.models import Account, Contact, Integration, SyncRun
+
+
+async def get(
+    session: AsyncSession, account_id: int, *, for_update: bool = False
+) -> Account | None:
+    query = select(Account).where(Account.id == account_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def page(session: AsyncSession, *, after: int | None, limit: int) -> Sequence[Account]:
+    query = select(Account).order_by(Account.id).limit(limit)
+    if after is not None:
+        query = query.where(Account.id > after)
+    return (await session.execute(query)).scalars().all()
+
+
+async def contact_counts(
+    session: AsyncSession, account_ids: Sequence[int]
+) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if not account_ids:
+        return counts
+    rows = await session.execute(
+        select(Contact.account_id, Contact.state, func.count())
+        .where(Contact.account_id.in_(account_ids))
+        .group_by(Contact.account_id, Contact.state)
+    )
+    for account_id, state, count in rows:
+        counts[account_id][state] = count
+    return counts
+
+
+async def last_runs(session: AsyncSession, account_ids: Sequence[int]) -> dict[int, SyncRun]:
+    if not account_ids:
+        return {}
+    latest = (
+        select(func.max(SyncRun.id))
+        .where(SyncRun.account_id.in_(account_ids))
+        .group_by(SyncRun.account_id)
+    )
+    runs = (await session.execute(select(SyncRun).where(SyncRun.id.in_(latest)))).scalars()
+    return {run.account_id: run for run in runs}
+
+
+async def integrations(session: AsyncSession, account_id: int) -> Sequence[Integration]:
+    query = select(Integration).where(Integration.account_id == account_id).order_by(Integration.id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def integration(
+    session: AsyncSession, account_id: int, client_id: str | None
+) -> Integration | None:
+    """The integration with `client_id`, or the account's newest when none is named."""
+    query = select(Integration).where(Integration.account_id == account_id)
+    if client_id is not None:
+        query = query.where(Integration.client_id == client_id)
+    query = query.order_by(Integration.id.desc()).limit(1)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def delete_integrations(session: AsyncSession, account_id: int, client_id: str | None) -> int:
+    query = delete(Integration).where(Integration.account_id == account_id)
+    if client_id is not None:
+        query = query.where(Integration.client_id == client_id)
+    result = await session.execute(query)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def by_webhook_token(session: AsyncSession, token_hash: str) -> Account | None:
+    query = select(Account).where(Account.webhook_token_hash == token_hash)
+    return (await session.execute(query)).scalar_one_or_none()

@@ -1,0 +1,215 @@
+"""amoCRM tokens kept in the database, refreshed single-flight across processes.
+
+amoCRM refresh tokens are single-use: if two workers spent the same one, the second would get
+"Token has been revoked" and the account would need a re-install. So a refresh first takes a
+lock on the integration row with a compare-and-swap (`refresh_lock_owner/_until`, valid only
+while `token_version` is unchanged); the winner refreshes and stores the new pair with
+`token_version + 1` in one statement; everyone else waits for the version to move and reads
+the new pair. The same code path works on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import or_, select, update
+
+from amosync.amocrm.client import AmoCRMClient, refresh_tokens
+from amosync.db.engine import transaction
+from amosync.db.models import Account, Integration, utcnow
+from amosync.errors import AuthorizationRevoked, PermanentUpstreamError, TransientUpstreamError
+from amosync.metrics import observe_upstream
+from amosync.state import Services
+
+log = structlog.get_logger()
+
+# Refresh this long before expiry, so a long page fetch never starts with a dying token.
+REFRESH_MARGIN = timedelta(minutes=5)
+LOCK_SECONDS = 30.0
+WAIT_STEP = 0.05
+
+
+@dataclass
+class _Current:
+    integration_id: int
+    version: int
+    access_token: str | None
+    refresh_token: str | None
+    expires_at: datetime | None
+    client_id: str
+    client_secret: str | None
+    redirect_uri: str | None
+    base_url: str
+
+
+class DbTokenSource:
+    """The `TokenSource` of one account's amoCRM client."""
+
+    def __init__(self, services: Services, account_id: int, owner: str | None = None) -> None:
+        self.services = services
+        self.account_id = account_id
+        self.owner = owner or uuid.uuid4().hex
+        self._cached: _Current | None = None
+
+    async def _load(self) -> _Current:
+        async with self.services.sessions() as session:
+            integration = (
+                await session.execute(
+                    select(Integration)
+                    .where(Integration.account_id == self.account_id)
+                    .order_by(Integration.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        if integration is None:
+            # Installed through the widget a moment ago: the install job has not stored the
+            # tokens yet. Worth retrying.
+            raise TransientUpstreamError(
+                f"account {self.account_id} is still being installed", api="amocrm"
+            )
+        if integration.access_token_enc is None:
+            raise AuthorizationRevoked(
+                f"account {self.account_id} has no amoCRM tokens", api="amocrm"
+            )
+        cipher = self.services.cipher
+        settings = self.services.settings
+        client_secret = cipher.decrypt_optional(integration.client_secret_enc)
+        if client_secret is None and integration.client_id == settings.amocrm_client_id:
+            client_secret = settings.amocrm_client_secret
+        self._cached = _Current(
+            integration_id=integration.id,
+            version=integration.token_version,
+            access_token=cipher.decrypt_optional(integration.access_token_enc),
+            refresh_token=cipher.decrypt_optional(integration.refresh_token_enc),
+            expires_at=integration.expires_at,
+            client_id=integration.client_id,
+            client_secret=client_secret,
+            redirect_uri=integration.redirect_uri or settings.amocrm_redirect_uri,
+            base_url=settings.amocrm_base_url or integration.base_url or "",
+        )
+        return self._cached
+
+    async def base_url(self) -> str:
+        current = self._cached or await self._load()
+        return current.base_url
+
+    async def access_token(self) -> str:
+        current = self._cached or await self._load()
+        if current.expires_at is not None and current.expires_at - utcnow() < REFRESH_MARGIN:
+            return await self.refresh(current.access_token or "")
+        assert current.access_token is not None
+        return current.access_token
+
+    async def refresh(self, stale: str) -> str:
+        deadline = asyncio.get_running_loop().time() + LOCK_SECONDS * 2
+        while True:
+            current = await self._load()
+            fresh = current.access_token
+            expiring = current.expires_at is not None and (
+                current.expires_at - utcnow() < REFRESH_MARGIN
+            )
+            if fresh and fresh != stale and not expiring:
+                return fresh  # someone else refreshed while we waited
+            if await self._lock(current):
+                return await self._refresh_locked(current)
+            if asyncio.get_running_loop().time() > deadline:
+                raise TransientUpstreamError(
+                    "timed out waiting for another worker to refresh the amoCRM token",
+                    api="amocrm",
+                )
+            await asyncio.sleep(WAIT_STEP)
+
+    async def _lock(self, current: _Current) -> bool:
+        now = utcnow()
+        async with transaction(self.services.sessions) as session:
+            result = await session.execute(
+                update(Integration)
+                .where(
+                    Integration.id == current.integration_id,
+                    Integration.token_version == current.version,
+                    or_(
+                        Integration.refresh_lock_until.is_(None),
+                        Integration.refresh_lock_until < now,
+                    ),
+                )
+                .values(
+                    refresh_lock_owner=self.owner,
+                    refresh_lock_until=now + timedelta(seconds=LOCK_SECONDS),
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _unlock(self, current: _Current) -> None:
+        async with transaction(self.services.sessions) as session:
+            await session.execute(
+                update(Integration)
+                .where(
+                    Integration.id == current.integration_id,
+                    Integration.refresh_lock_owner == self.owner,
+                )
+                .values(refresh_lock_owner=None, refresh_lock_until=None)
+            )
+
+    async def _refresh_locked(self, current: _Current) -> str:
+        bound = log.bind(account_id=self.account_id)
+        if not current.refresh_token or not current.client_secret or not current.redirect_uri:
+            await self._unlock(current)
+            await self._mark_reauth()
+            raise AuthorizationRevoked("no refresh token or client secret stored", api="amocrm")
+        try:
+            pair = await refresh_tokens(
+                self.services.http,
+                current.base_url,
+                client_id=current.client_id,
+                client_secret=current.client_secret,
+                redirect_uri=current.redirect_uri,
+                refresh_token=current.refresh_token,
+            )
+        except AuthorizationRevoked:
+            await self._unlock(current)
+            await self._mark_reauth()
+            bound.warning("amocrm.token.revoked")
+            raise
+        except (TransientUpstreamError, PermanentUpstreamError):
+            await self._unlock(current)
+            raise
+        cipher = self.services.cipher
+        async with transaction(self.services.sessions) as session:
+            await session.execute(
+                update(Integration)
+                .where(
+                    Integration.id == current.integration_id,
+                    Integration.refresh_lock_owner == self.owner,
+                )
+                .values(
+                    access_token_enc=cipher.encrypt(pair.access_token),
+                    refresh_token_enc=cipher.encrypt(pair.refresh_token),
+                    expires_at=pair.expires_at,
+                    token_version=Integration.token_version + 1,
+                    refresh_lock_owner=None,
+                    refresh_lock_until=None,
+                )
+            )
+        bound.info("amocrm.token.refreshed", expires_at=pair.expires_at.isoformat())
+        await self._load()
+        return pair.access_token
+
+    async def _mark_reauth(self) -> None:
+        async with transaction(self.services.sessions) as session:
+            await session.execute(
+                update(Account)
+                .where(Account.id == self.account_id, Account.status != "disconnected")
+                .values(status="reauth_required")
+            )
+
+
+async def amocrm_client(services: Services, account_id: int) -> AmoCRMClient:
+    """An amoCRM client for the account, sharing the process's rate limit and connections."""
+    tokens = DbTokenSource(services, account_id)
+    base_url = await tokens.base_url()
+    limiter = services.limits.get(f"amocrm:{account_id}", services.settings.amocrm_rps)
+    return AmoCRMClient(base_url, tokens, limiter, http=services.http, observer=observe_upstream)

@@ -1,0 +1,74 @@
+"""An account's Unisender connection: checking a key, finding or creating the list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amosync.db.models import Account
+from amosync.errors import BadRequest, InvalidApiKey
+from amosync.metrics import observe_upstream
+from amosync.ratelimit import secret_key
+from amosync.state import Services
+from amosync.unisender.client import UnisenderClient
+
+
+def unisender_client(services: Services, api_key: str) -> UnisenderClient:
+    """A client for one key, sharing the process's per-key rate limit and connections."""
+    settings = services.settings
+    limiter = services.limits.get(secret_key("unisender", api_key), settings.unisender_rpm / 60)
+    return UnisenderClient(
+        settings.unisender_base_url,
+        api_key,
+        limiter,
+        http=services.http,
+        observer=observe_upstream,
+    )
+
+
+def account_client(services: Services, account: Account) -> UnisenderClient:
+    if account.unisender_key_enc is None:
+        raise BadRequest(
+            f"account {account.id} has no Unisender key; connect one first",
+            code="unisender_not_connected",
+        )
+    return unisender_client(services, services.cipher.decrypt(account.unisender_key_enc))
+
+
+async def resolve_list(client: UnisenderClient, list_id: int | None, title: str) -> int:
+    """The list to use: `list_id` if the key can see it, else the one titled `title`."""
+    lists = await client.get_lists()
+    if list_id is not None:
+        if not any(item.id == list_id for item in lists):
+            raise BadRequest(
+                f"Unisender list {list_id} does not exist for this key", code="unknown_list"
+            )
+        return list_id
+    for item in lists:
+        if item.title == title:
+            return item.id
+    return await client.create_list(title)
+
+
+async def connect(
+    services: Services,
+    session: AsyncSession,
+    account: Account,
+    api_key: str,
+    list_id: int | None,
+) -> None:
+    """Check the key with getLists, pick the list, store the key encrypted."""
+    client = unisender_client(services, api_key)
+    try:
+        chosen = await resolve_list(client, list_id, services.settings.unisender_list_title)
+    except InvalidApiKey as exc:
+        raise BadRequest(
+            "Unisender refused this API key; copy it again from Unisender → Settings → API",
+            code="invalid_unisender_key",
+        ) from exc
+    account.unisender_key_enc = services.cipher.encrypt(api_key)
+    account.unisender_valid = True
+    account.unisender_checked_at = datetime.now(UTC)
+    account.list_id = chosen
+    await session.flush()

@@ -1,0 +1,1 @@
+"""amoCRM (Kommo): the API client, OAuth tokens, widget disposable tokens, webhook payloads."""

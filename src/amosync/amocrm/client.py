@@ -1,0 +1,412 @@
+"""amoCRM (Kommo) API v4: OAuth tokens and the few API calls amosync makes.
+
+Every API request waits for the account's rate limiter, carries the current access token,
+and is classified into the `amosync.errors` tree:
+
+    2xx                      the result (204 on a list: no more pages)
+    401                      one `tokens.refresh(stale)` and one more try, then AuthorizationRevoked
+    429, 5xx, timeouts       TransientUpstreamError, retried in place by `amosync.retry`
+    other 4xx                PermanentUpstreamError
+
+On the OAuth endpoint a refused code or refresh token (401, `invalid_grant`, "Token has been
+revoked") is `AuthorizationRevoked`: the account must be installed again. Errors carry the
+HTTP status and an excerpt of the body, never a token.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, Self, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+import structlog
+from aiolimiter import AsyncLimiter
+from pydantic import ValidationError
+
+from amosync.amocrm.models import Account, ContactsPage, ContactsResponse, TokenPair
+from amosync.errors import (
+    AuthorizationRevoked,
+    PermanentUpstreamError,
+    TransientUpstreamError,
+    UpstreamError,
+)
+from amosync.retry import (
+    DEFAULT_POLICY,
+    CallObserver,
+    RetryPolicy,
+    body_excerpt,
+    parse_retry_after,
+    with_retries,
+)
+
+log = structlog.get_logger()
+T = TypeVar("T")
+
+API = "amocrm"
+MAX_PAGE_SIZE = 250
+OAUTH_PATH = "/oauth2/access_token"
+# Hints amoCRM puts in a 400 answer when the code or refresh token itself is no good.
+_REFUSED_GRANT = re.compile(r"revoked|expired|invalid|decrypt", re.IGNORECASE)
+_HOSTNAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$")
+
+
+class TokenSource(Protocol):
+    """Where an `AmoCRMClient` gets its access token (see `amosync.accounts.tokens`)."""
+
+    async def access_token(self) -> str:
+        """The current valid token (may refresh ahead of expiry)."""
+        ...
+
+    async def refresh(self, stale: str) -> str:
+        """A new token, after amoCRM refused `stale` with a 401."""
+        ...
+
+
+def account_base_url(settings_base_url: str | None, referer_or_subdomain: str) -> str:
+    """Where an account's API lives: `AMOSYNC_AMOCRM_BASE_URL` if set, else its domain.
+
+    Accepts `acme.amocrm.ru`, `https://acme.kommo.com/...` or a bare subdomain `acme`
+    (taken as `acme.amocrm.ru`). Raises `ValueError` for anything that is not a host name.
+    """
+    if settings_base_url:
+        return settings_base_url.rstrip("/")
+    value = referer_or_subdomain.strip()
+    host = (urlsplit(value if "//" in value else f"//{value}").hostname or "").rstrip(".")
+    if not _HOSTNAME.match(host):
+        raise ValueError(f"not an amoCRM account domain: {referer_or_subdomain!r}")
+    if "." not in host:
+        host = f"{host}.amocrm.ru"
+    return f"https://{host}"
+
+
+class AmoCRMClient:
+    """One account's amoCRM API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenSource,
+        limiter: AsyncLimiter,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 15.0,
+        *,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        observer: CallObserver | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._limiter = limiter
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+        self._timeout = httpx.Timeout(timeout)
+        self._policy = retry_policy
+        self._observer = observer
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this client created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def get_account(self) -> Account:
+        response = await self._request("GET", "/api/v4/account")
+        return _parse(Account.model_validate_json, response)
+
+    async def contacts_page(
+        self, page: int, *, limit: int = MAX_PAGE_SIZE, updated_from: int | None = None
+    ) -> ContactsPage | None:
+        """One page of contacts, oldest id first; None when there are no more (204)."""
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be 1..{MAX_PAGE_SIZE}, got {limit}")
+        # Ordered by id so that a contact edited mid-sync does not move between pages.
+        params: dict[str, str | int] = {"page": page, "limit": limit, "order[id]": "asc"}
+        if updated_from is not None:
+            params["filter[updated_at][from]"] = updated_from
+        response = await self._request("GET", "/api/v4/contacts", params=params)
+        if response.status_code == 204 or not response.content:
+            return None
+        parsed = _parse(ContactsResponse.model_validate_json, response)
+        contacts = list(parsed.embedded.contacts)
+        has_next = parsed.links.next is not None and bool(contacts)
+        return ContactsPage(page=page, contacts=contacts, has_next=has_next)
+
+    async def iter_contacts(
+        self, *, start_page: int = 1, updated_from: int | None = None
+    ) -> AsyncIterator[ContactsPage]:
+        """Pages from `start_page` until amoCRM answers 204 or gives no `_links.next`."""
+        page = start_page
+        while True:
+            result = await self.contacts_page(page, updated_from=updated_from)
+            if result is None:
+                return
+            yield result
+            if not result.has_next:
+                return
+            page += 1
+
+    async def add_webhook(self, destination: str, events: list[str]) -> None:
+        """Subscribe `destination` to `events` (amoCRM updates an existing destination)."""
+        await self._request(
+            "POST", "/api/v4/webhooks", json={"destination": destination, "settings": events}
+        )
+
+    async def delete_webhook(self, destination: str) -> None:
+        """Unsubscribe `destination`; a webhook that is already gone is not an error."""
+        try:
+            await self._request("DELETE", "/api/v4/webhooks", json={"destination": destination})
+        except PermanentUpstreamError as exc:
+            if exc.status != 404 or isinstance(exc, AuthorizationRevoked):
+                raise
+            log.info("amocrm.webhook.absent")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str | int] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        refreshed = False
+
+        async def attempt() -> httpx.Response:
+            nonlocal refreshed
+            token = await self._tokens.access_token()
+            response = await self._send(method, path, token, params=params, json=json)
+            if response.status_code == 401 and not refreshed:
+                # Tokens can die before their expiry (revoked, rotated by another process):
+                # refresh once and try again; a second 401 means we are really locked out.
+                refreshed = True
+                log.info("amocrm.token.rejected", path=path)
+                token = await self._tokens.refresh(token)
+                response = await self._send(method, path, token, params=params, json=json)
+            self._check(method, path, response)
+            return response
+
+        return await with_retries(attempt, policy=self._policy)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        params: dict[str, str | int] | None,
+        json: dict[str, Any] | None,
+    ) -> httpx.Response:
+        await self._limiter.acquire()
+        started = time.monotonic()
+        try:
+            response = await self._http.request(
+                method,
+                self.base_url + path,
+                params=params,
+                json=json,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as exc:
+            self._observe("transient", started)
+            raise TransientUpstreamError(f"{method} {path} timed out", api=API) from exc
+        except httpx.TransportError as exc:
+            self._observe("transient", started)
+            raise TransientUpstreamError(
+                f"{method} {path} failed: {type(exc).__name__}: {exc}", api=API
+            ) from exc
+        self._observe(_outcome(response.status_code), started)
+        return response
+
+    def _check(self, method: str, path: str, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        error = _status_error(f"{method} {path}", response)
+        if status == 401:
+            raise AuthorizationRevoked(
+                f"{method} {path}: amoCRM refused a freshly refreshed token",
+                api=API,
+                status=status,
+                body=error.body,
+            )
+        raise error
+
+    def _observe(self, outcome: str, started: float) -> None:
+        if self._observer is not None:
+            self._observer(API, outcome, time.monotonic() - started)
+
+
+async def exchange_code(
+    http: httpx.AsyncClient,
+    base_url: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    redirect_uri: str,
+    code: str,
+    timeout: float = 15.0,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+) -> TokenPair:
+    """Trade an authorization code (single-use, 20 minutes) for a token pair."""
+    return await _token_request(
+        http,
+        base_url,
+        {
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+        },
+        timeout=timeout,
+        retry_policy=retry_policy,
+    )
+
+
+async def refresh_tokens(
+    http: httpx.AsyncClient,
+    base_url: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    redirect_uri: str,
+    refresh_token: str,
+    timeout: float = 15.0,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+) -> TokenPair:
+    """Trade a refresh token (single-use) for a new pair; the old one is dead afterwards."""
+    return await _token_request(
+        http,
+        base_url,
+        {
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "redirect_uri": redirect_uri,
+        },
+        timeout=timeout,
+        retry_policy=retry_policy,
+    )
+
+
+async def _token_request(
+    http: httpx.AsyncClient,
+    base_url: str,
+    body: dict[str, str],
+    *,
+    timeout: float,
+    retry_policy: RetryPolicy,
+) -> TokenPair:
+    url = base_url.rstrip("/") + OAUTH_PATH
+    grant = body["grant_type"]
+
+    # Retrying is safe for 429/5xx/connect errors, which come before amoCRM spends the
+    # grant. After a read timeout we cannot know: a retry may find the grant spent and end
+    # as AuthorizationRevoked, which is what a later retry by the worker would find too.
+    async def attempt() -> TokenPair:
+        try:
+            response = await http.post(
+                url, json=body, headers={"Accept": "application/json"}, timeout=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientUpstreamError(f"token request ({grant}) timed out", api=API) from exc
+        except httpx.TransportError as exc:
+            raise TransientUpstreamError(
+                f"token request ({grant}) failed: {type(exc).__name__}: {exc}", api=API
+            ) from exc
+        if response.status_code >= 400:
+            raise _oauth_error(grant, response)
+        return _parse(TokenPair.model_validate_json, response)
+
+    pair = await with_retries(attempt, policy=retry_policy)
+    log.debug("amocrm.token.issued", grant=grant, expires_in=pair.expires_in)
+    return pair
+
+
+def _oauth_error(grant: str, response: httpx.Response) -> UpstreamError:
+    status = response.status_code
+    what = f"token request ({grant})"
+    if status == 429 or status >= 500:
+        return _status_error(what, response)
+    details = _json_object(response.content)
+    hint = " ".join(str(details.get(key) or "") for key in ("hint", "detail", "error_description"))
+    refused = (
+        status == 401
+        or details.get("error") == "invalid_grant"
+        or (status == 400 and bool(_REFUSED_GRANT.search(hint)))
+    )
+    message = details.get("hint") or details.get("title") or details.get("error") or "refused"
+    error_class = AuthorizationRevoked if refused else PermanentUpstreamError
+    return error_class(
+        f"{what}: {message}",
+        api=API,
+        status=status,
+        code=str(details["error"]) if details.get("error") else None,
+        body=body_excerpt(response.text),
+    )
+
+
+def _status_error(what: str, response: httpx.Response) -> UpstreamError:
+    """The error for a non-2xx API answer other than the 401 handled by the caller."""
+    status = response.status_code
+    body = body_excerpt(response.text)
+    if status == 429:
+        return TransientUpstreamError(
+            f"{what}: rate limited",
+            api=API,
+            status=status,
+            body=body,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if status >= 500:
+        return TransientUpstreamError(
+            f"{what}: server error",
+            api=API,
+            status=status,
+            body=body,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    details = _json_object(response.content)
+    message = details.get("detail") or details.get("title") or response.reason_phrase
+    return PermanentUpstreamError(f"{what}: {message}", api=API, status=status, body=body)
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 401:  # followed by a refresh, not (yet) an error of the call
+        return "unauthorized"
+    if status == 429:
+        return "rate_limited"
+    return "transient" if status >= 500 else "permanent"
+
+
+def _json_object(content: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _parse(parse: Callable[[bytes], T], response: httpx.Response) -> T:
+    """Parse a 2xx body; a body we cannot read is amoCRM's bug, not worth retrying."""
+    try:
+        return parse(response.content)
+    except ValidationError as exc:
+        raise PermanentUpstreamError(
+            f"unexpected response from {response.request.url.path}: "
+            f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
+            api=API,
+            status=response.status_code,
+            body=body_excerpt(response.text),
+        ) from exc

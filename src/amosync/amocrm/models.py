@@ -1,0 +1,98 @@
+"""What amoCRM API v4 returns, as far as amosync reads it.
+
+Unknown fields are ignored everywhere, so amoCRM can add fields without breaking us. Contact
+pages are parsed straight from the response bytes (`model_validate_json`, in pydantic-core):
+about 3 ms for a 250-contact page, against ~140 ms of rate-limit spacing between pages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class FieldValue(_Model):
+    """One value of a custom field: an address, a phone, a checkbox..."""
+
+    value: str | int | float | bool | None = None
+    enum_id: int | None = None
+    enum_code: str | None = None
+
+
+class CustomField(_Model):
+    """A contact's custom field; e-mail fields have `field_code == "EMAIL"`."""
+
+    field_id: int
+    field_name: str | None = None
+    field_code: str | None = None
+    field_type: str | None = None
+    values: list[FieldValue] = Field(default_factory=list)
+
+
+class Contact(_Model):
+    id: int
+    name: str | None = None
+    updated_at: int | None = None  # unix seconds
+    custom_fields_values: list[CustomField] | None = None
+
+
+@dataclass(frozen=True)
+class ContactsPage:
+    """One page of `GET /api/v4/contacts`."""
+
+    page: int
+    contacts: list[Contact]
+    has_next: bool
+
+
+class Account(_Model):
+    """`GET /api/v4/account`."""
+
+    id: int
+    name: str | None = None
+    subdomain: str | None = None
+    country: str | None = None
+    currency: str | None = None
+
+
+class TokenPair(_Model):
+    """The answer of `POST /oauth2/access_token` (code exchange or refresh)."""
+
+    token_type: str = "Bearer"
+    access_token: str = Field(repr=False)
+    refresh_token: str = Field(repr=False)
+    expires_in: int  # seconds
+    # When we received the pair: expiry is relative to this, not to when it is read.
+    obtained_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def expires_at(self) -> datetime:
+        return self.obtained_at + timedelta(seconds=self.expires_in)
+
+
+# The raw shapes of list responses (HAL): only what we need to page through them.
+
+
+class _Link(_Model):
+    href: str | None = None
+
+
+class _ContactLinks(_Model):
+    next: _Link | None = None
+
+
+class _ContactsEmbedded(_Model):
+    contacts: list[Contact] = Field(default_factory=list)
+
+
+class ContactsResponse(_Model):
+    page: int | None = Field(default=None, alias="_page")
+    links: _ContactLinks = Field(default_factory=_ContactLinks, alias="_links")
+    embedded: _ContactsEmbedded = Field(default_factory=_ContactsEmbedded, alias="_embedded")

@@ -1,0 +1,155 @@
+"""The FastAPI application: routers, error handlers, middlewares and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from amosync import __version__
+from amosync.accounts.endpoints import router as accounts_router
+from amosync.accounts.rpc import router as rpc_router
+from amosync.accounts.system import router as system_router
+from amosync.config import Settings, get_settings
+from amosync.errors import AppError
+from amosync.health import router as health_router
+from amosync.metrics import router as metrics_router
+from amosync.middleware import BodyLimitMiddleware, WidgetCORSMiddleware
+from amosync.state import Services, build_services
+from amosync.sync.endpoints import router as sync_router
+from amosync.web import install_dashboard
+from amosync.worker.endpoints import router as worker_router
+
+log = structlog.get_logger()
+
+MAX_BODY = 1024 * 1024
+# Routes the amoCRM widget calls from the account's page (CORS allowed for amoCRM origins).
+WIDGET_PATHS = (
+    "/vidget/unisender",
+    "/acchasuni",
+    "/sync",
+    "/accounts/sync",
+    "/accounts/unsync",
+    "/accounts/integrations/",
+    "/accounts/",
+)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def error_response(status: int, code: str, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:10]:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        message = error.get("msg", "invalid value")
+        if error.get("type") == "json_invalid":
+            return "the body is not valid JSON"
+        parts.append(f"{location}: {message}")
+    return "; ".join(parts) or "the request is not valid"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return error_response(exc.status, exc.code, exc.detail, **headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such route; see /docs for the API"
+        if exc.status_code == 405:
+            detail = "this route does not accept that method; see /docs"
+        return error_response(exc.status_code, code, detail, **(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log; the caller gets nothing that could leak internals.
+        log.exception("request.failed", path=request.url.path, error_type=type(exc).__name__)
+        return error_response(
+            500, "internal_error", "something went wrong on our side; it has been logged"
+        )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    migrate: bool = True,
+    worker: bool | None = None,
+) -> FastAPI:
+    """Build the app. `services` lets tests inject their own; otherwise built at start-up."""
+    settings = settings or (services.settings if services else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            from amosync.db.migrate import upgrade_async
+
+            await upgrade_async(settings.database_url)
+        own = services is None
+        state = services or build_services(settings)
+        app.state.services = state
+        run_worker = (settings.worker == "inline") if worker is None else worker
+        stop_worker: Any = None
+        if run_worker:
+            from amosync.worker.runner import start_inline_worker
+
+            stop_worker = await start_inline_worker(state)
+        log.info("service.started", worker="inline" if run_worker else "off")
+        try:
+            yield
+        finally:
+            if stop_worker is not None:
+                await stop_worker()
+            if own:
+                await state.aclose()
+
+    app = FastAPI(
+        title="amosync",
+        version=__version__,
+        description="Keeps the e-mail addresses of amoCRM contacts in a Unisender list.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    # /accounts/sync and /accounts/unsync before /accounts/{account_id}.
+    app.include_router(sync_router)
+    app.include_router(accounts_router)
+    app.include_router(system_router)
+    app.include_router(rpc_router)
+    app.include_router(worker_router)
+    app.include_router(metrics_router)
+    install_dashboard(app)
+    app.add_middleware(
+        WidgetCORSMiddleware,
+        paths=WIDGET_PATHS,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY)
+    return app

@@ -1,0 +1,116 @@
+"""The `amosync` command line (typer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from amosync.config import get_settings
+from amosync.logging import configure_logging
+
+app = typer.Typer(help="amosync: amoCRM contacts → Unisender list.", no_args_is_help=True)
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.callback()
+def _setup() -> None:
+    configure_logging(get_settings().log_format)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+) -> None:
+    """Run the HTTP service (migrates the database first; runs the worker inline by default)."""
+    import uvicorn
+
+    from amosync.app import create_app
+
+    uvicorn.run(
+        create_app(get_settings()),
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Apply database migrations."""
+    from amosync.db.migrate import upgrade
+
+    upgrade(get_settings().database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@app.command()
+def worker(
+    slots: int = typer.Option(4, help="Jobs run at once (each for a different account)."),
+) -> None:
+    """Run a standalone worker (any number of them against one PostgreSQL database)."""
+    import asyncio
+    import signal
+
+    from amosync.db.migrate import upgrade
+    from amosync.state import build_services
+    from amosync.worker.runner import Worker
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+
+    async def main() -> None:
+        services = build_services(settings)
+        runner = Worker(services, concurrency=slots)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Graceful: stop claiming, let running jobs finish (or hand them back).
+            loop.add_signal_handler(sig, runner.stop)
+        try:
+            await runner.run()
+        finally:
+            await services.aclose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def sync(account_id: int = typer.Argument(..., help="amoCRM account id.")) -> None:
+    """Run a full sync in the foreground with a progress bar."""
+    import asyncio
+
+    from amosync.db.migrate import upgrade
+    from amosync.sync.foreground import run_with_progress
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    code = asyncio.run(run_with_progress(settings, account_id))
+    raise typer.Exit(code)
+
+
+widget_app = typer.Typer(help="The amoCRM widget.", no_args_is_help=True)
+app.add_typer(widget_app, name="widget")
+
+
+@widget_app.command("build")
+def widget_build(
+    out: Path = typer.Option(Path("widget.zip"), help="Where to write the archive."),
+    backend_url: str | None = typer.Option(
+        None, help="The service's public URL (default: AMOSYNC_PUBLIC_URL)."
+    ),
+) -> None:
+    """Build the amoCRM widget archive (upload it in amoCRM's integration settings)."""
+    from amosync.widget.build import WidgetBuildError, build_widget
+
+    url = backend_url or get_settings().webhook_base_url
+    if not url:
+        raise typer.BadParameter("pass --backend-url or set AMOSYNC_PUBLIC_URL")
+    try:
+        path = build_widget(out, url)
+    except WidgetBuildError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"widget written to {path}")

@@ -1,0 +1,265 @@
+"""Tables. Secrets (tokens, client secret, Unisender key, webhook token) are stored encrypted
+(`*_enc` columns, Fernet text, see `amosync.crypto`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:  # noqa: ARG002
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ACTIVE_RUN = "status IN ('queued', 'running')"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Account(Base):
+    """An amoCRM account (company). The id is amoCRM's account id."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    subdomain: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    # active | reauth_required | disconnected
+    status: Mapped[str] = mapped_column(String(32), default="active")
+    unisender_key_enc: Mapped[str | None] = mapped_column(Text)
+    # Whether the stored key was accepted by Unisender the last time it was used.
+    unisender_valid: Mapped[bool] = mapped_column(Boolean, default=False)
+    unisender_checked_at: Mapped[datetime | None]
+    list_id: Mapped[int | None] = mapped_column(BigInteger)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The per-account secret in the webhook URL: a hash for lookup, the value encrypted
+    # because it must be sent again to unregister the webhook.
+    webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    webhook_token_enc: Mapped[str | None] = mapped_column(Text)
+    reconciled_at: Mapped[datetime | None]
+    # Worker lease: one account is handled by one worker at a time.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Integration(Base):
+    """An amoCRM integration installed in an account: OAuth credentials and tokens."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (UniqueConstraint("account_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(64))
+    client_secret_enc: Mapped[str | None] = mapped_column(Text)
+    redirect_uri: Mapped[str | None] = mapped_column(String(1024))
+    # Where this account's amoCRM API lives, e.g. https://acme.amocrm.ru
+    base_url: Mapped[str | None] = mapped_column(String(1024))
+    access_token_enc: Mapped[str | None] = mapped_column(Text)
+    refresh_token_enc: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    # Bumped on every stored token pair: the compare-and-swap that keeps refreshes single-use.
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    refresh_lock_owner: Mapped[str | None] = mapped_column(String(64))
+    refresh_lock_until: Mapped[datetime | None]
+    webhook_registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Contact(Base):
+    """One amoCRM contact and its sync state: synced, unsynced (with reason) or pending."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (Index("ix_contacts_account_state", "account_id", "state", "amocrm_id"),)
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    amocrm_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str | None] = mapped_column(String(512))
+    emails: Mapped[list[str]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    synced_at: Mapped[datetime | None]
+    amocrm_updated_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The full sync that last saw this contact; contacts a finished run did not see are gone.
+    seen_run_id: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ListedEmail(Base):
+    """An address amosync put in the account's list, and the contact it came from.
+
+    An address shared by two contacts has two rows; it is excluded from the list only
+    when no contact of the account has it any more.
+    """
+
+    __tablename__ = "listed_emails"
+    __table_args__ = (Index("ix_listed_emails_contact", "account_id", "amocrm_id"),)
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    amocrm_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class SyncRun(Base):
+    """A full sync of one account, with its progress and checkpoint."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index(
+            "uq_sync_runs_active_account",
+            "account_id",
+            unique=True,
+            sqlite_where=text(ACTIVE_RUN),
+            postgresql_where=text(ACTIVE_RUN),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    # queued | running | done | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    fetched: Mapped[int] = mapped_column(Integer, default=0)
+    synced: Mapped[int] = mapped_column(Integer, default=0)
+    unsynced: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    # How many contacts the account had when the run started (amoCRM gives no total): the
+    # progress bar's estimate.
+    expected: Mapped[int | None] = mapped_column(Integer)
+    # Checkpoint: the next amoCRM page to fetch.
+    next_page: Mapped[int] = mapped_column(Integer, default=1)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Job(Base):
+    """Pending work for the worker: install, full sync, webhook changes, reconciliation…"""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_due", "status", "run_after"),
+        # One pending job per key (e.g. "changes:<account>"): new webhooks join it.
+        Index(
+            "uq_jobs_pending_key",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # pending | running | done | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    dedupe_key: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=8)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PendingChange(Base):
+    """The latest state of a contact from webhooks, not yet applied to Unisender."""
+
+    __tablename__ = "pending_changes"
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    amocrm_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # upsert | delete
+    action: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str | None] = mapped_column(String(512))
+    emails: Mapped[list[str]] = mapped_column(default=list)
+    amocrm_updated_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Bumped on every new state, so the worker deletes only the state it applied.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """A received webhook request, kept briefly for the dashboard."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_account_time", "account_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE")
+    )
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)
+    contact_ids: Mapped[list[str]] = mapped_column(default=list)

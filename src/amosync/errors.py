@@ -1,0 +1,105 @@
+"""The errors amosync raises, in one tree.
+
+    AppError                    rendered as {"error": code, "detail": detail} with its status
+    ├── NotFound                404
+    ├── Conflict                409
+    ├── BadRequest              400
+    ├── Unauthorized            401
+    └── Forbidden               403
+    UpstreamError               a call to amoCRM or Unisender failed
+    ├── TransientUpstreamError  worth retrying later: 5xx, timeouts, 429, rate-limit codes
+    └── PermanentUpstreamError  retrying will not help: bad key, invalid argument, other 4xx
+        ├── AuthorizationRevoked    amoCRM refused the refresh token: the account needs re-auth
+        └── InvalidApiKey           Unisender refused the API key
+
+An `UpstreamError` carries the API name, the HTTP status and the (secret-free) body, so a
+log line or a failed job can say what happened without anyone re-running the call.
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """An expected failure with an HTTP status and a snake_case code."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, detail: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class BadRequest(AppError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class UpstreamError(Exception):
+    """A call to amoCRM or Unisender failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        api: str,
+        status: int | None = None,
+        code: str | None = None,
+        body: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.api = api
+        self.status = status
+        self.code = code
+        self.body = body
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts = [f"{self.api}: {self.message}"]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.code:
+            parts.append(f"code={self.code}")
+        return " ".join(parts)
+
+
+class TransientUpstreamError(UpstreamError):
+    """Worth retrying later."""
+
+
+class PermanentUpstreamError(UpstreamError):
+    """Retrying the same call will not help."""
+
+
+class AuthorizationRevoked(PermanentUpstreamError):
+    """amoCRM refused the refresh token or the code: the account must be installed again."""
+
+
+class InvalidApiKey(PermanentUpstreamError):
+    """Unisender refused the API key."""

@@ -1,0 +1,60 @@
+"""What the process builds once at start-up and hands to endpoints, jobs and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from amosync.config import Settings
+from amosync.crypto import Cipher
+from amosync.db.engine import make_engine, make_sessionmaker
+from amosync.ratelimit import RateLimits
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    cipher: Cipher
+    http: httpx.AsyncClient
+    limits: RateLimits
+    admin_token: str
+    # Set when work is queued in this process, so an inline worker wakes at once instead
+    # of waiting for its next poll.
+    work_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def notify_work(self) -> None:
+        self.work_ready.set()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    admin_token = settings.admin_token
+    if not admin_token:
+        admin_token = secrets.token_urlsafe(24)
+        # Logged once, on purpose: it is the only way an operator learns a generated token.
+        log.warning("admin.token.generated", admin_bearer=admin_token)
+    engine = make_engine(settings.database_url)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        cipher=Cipher(settings.resolve_encryption_key()),
+        http=httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        ),
+        limits=RateLimits(),
+        admin_token=admin_token,
+    )

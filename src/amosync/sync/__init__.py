@@ -1,0 +1,1 @@
+"""Contacts → Unisender: mapping, full sync, webhook changes, reconciliation."""

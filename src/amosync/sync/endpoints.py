@@ -1,0 +1,159 @@
+"""Full sync and the synced/unsynced contact views (SPEC §3)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from amosync.accounts import repository
+from amosync.accounts import service as accounts
+from amosync.accounts.schemas import SyncRunOut
+from amosync.amocrm.webhooks import parse_webhook
+from amosync.auth import CallerDep
+from amosync.body import read_fields
+from amosync.crypto import token_hash
+from amosync.deps import ServicesDep, SessionDep
+from amosync.errors import Unauthorized
+from amosync.metrics import webhooks_received
+from amosync.pagination import Page, decode_cursor, encode_cursor
+from amosync.sync import changes, service
+from amosync.sync.schemas import ContactOut, SyncRequest, SyncStarted
+
+router = APIRouter(tags=["sync"])
+
+AccountId = Annotated[int, Query(gt=0, description="amoCRM account id")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post(
+    "/sync",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SyncStarted,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": SyncRequest.model_json_schema()},
+                "application/x-www-form-urlencoded": {"schema": SyncRequest.model_json_schema()},
+            },
+            "required": True,
+        }
+    },
+)
+async def start_sync(
+    request: Request, caller: CallerDep, services: ServicesDep, session: SessionDep
+) -> JSONResponse:
+    """Start a full sync of the account (JSON or form body); returns the active run if one is."""
+    body = await read_fields(request, SyncRequest)
+    caller.require_account(body.account_id)
+    await accounts.require(session, body.account_id)
+    run, created = await service.start_full_sync(session, body.account_id)
+    if created:
+        services.notify_work()
+    return JSONResponse(SyncStarted(run_id=run.id, status=run.status).model_dump(), status_code=202)
+
+
+@router.get("/sync/{run_id}")
+async def get_sync(run_id: int, caller: CallerDep, session: SessionDep) -> SyncRunOut:
+    """Progress of a full sync."""
+    run = await service.get_run(session, run_id)
+    caller.require_account(run.account_id)
+    return accounts.run_view(run)
+
+
+async def _contacts(
+    session: SessionDep,
+    caller: CallerDep,
+    account_id: int,
+    state: str,
+    limit: int,
+    cursor: str | None,
+    search: str | None,
+) -> Page[ContactOut]:
+    caller.require_account(account_id)
+    await accounts.require(session, account_id)
+    rows = await service.contacts_page(
+        session,
+        account_id,
+        state=state,
+        after=decode_cursor(cursor),
+        limit=limit + 1,
+        search=search,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        ContactOut(
+            amocrm_id=row.amocrm_id,
+            name=row.name,
+            emails=list(row.emails or []),
+            synced_at=row.synced_at if state == "synced" else None,
+            reason=row.reason if state == "unsynced" else None,
+            detail=row.detail if state == "unsynced" else None,
+        )
+        for row in rows
+    ]
+    return Page(items=items, next_cursor=encode_cursor(rows[-1].amocrm_id) if more else None)
+
+
+@router.get("/accounts/sync", response_model_exclude_none=True)
+async def synced_contacts(
+    account_id: AccountId,
+    caller: CallerDep,
+    session: SessionDep,
+    limit: Limit = 100,
+    cursor: str | None = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[ContactOut]:
+    """Contacts with at least one address in the list."""
+    return await _contacts(session, caller, account_id, "synced", limit, cursor, search)
+
+
+@router.get("/accounts/unsync", response_model_exclude_none=True)
+async def unsynced_contacts(
+    account_id: AccountId,
+    caller: CallerDep,
+    session: SessionDep,
+    limit: Limit = 100,
+    cursor: str | None = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[ContactOut]:
+    """Contacts that could not be synced, with their reason."""
+    return await _contacts(session, caller, account_id, "unsynced", limit, cursor, search)
+
+
+@router.post(
+    "/webhook",
+    tags=["amoCRM"],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+            "required": True,
+        }
+    },
+)
+async def webhook(
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    token: Annotated[str | None, Query(max_length=256)] = None,
+) -> dict[str, object]:
+    """amoCRM webhooks: stored durably before the answer, applied by the worker."""
+    if not token:
+        raise Unauthorized("the webhook URL carries no token", code="invalid_webhook_token")
+    account = await repository.by_webhook_token(session, token_hash(token))
+    if account is None:
+        raise Unauthorized("unknown webhook token", code="invalid_webhook_token")
+    payload = parse_webhook(await request.body())
+    if account.status == "disconnected":
+        # amoCRM retries refused deliveries; a disconnected account's are simply dropped.
+        return {"accepted": 0, "ignored": True}
+    counts = await changes.record(session, account.id, payload)
+    services.notify_work()
+    webhooks_received.inc()
+    return {"accepted": sum(counts.values()), **counts}

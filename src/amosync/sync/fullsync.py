@@ -1,0 +1,247 @@
+"""The full sync: every contact of an account, page by page, into its Unisender list.
+
+A producer task streams amoCRM pages into a small bounded queue while the consumer maps
+contacts to rows and imports them in batches of ≤ 500 rows, so fetching and importing
+overlap and amoCRM's rate limit is the only bottleneck; the bounded queue keeps memory
+constant whatever the account's size. After each batch the run's counters and its
+checkpoint (the next page to fetch) are committed together with the contacts, so a run
+killed midway resumes at that page. When every page is done, contacts the run did not see
+were deleted in amoCRM: their addresses are excluded and the rows removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amosync.accounts.tokens import amocrm_client
+from amosync.accounts.unisender import account_client, resolve_list
+from amosync.amocrm.client import AmoCRMClient
+from amosync.amocrm.models import Contact as AmoContact
+from amosync.amocrm.models import ContactsPage
+from amosync.db.engine import transaction
+from amosync.db.models import Account, Contact, SyncRun, utcnow
+from amosync.errors import AuthorizationRevoked, InvalidApiKey, PermanentUpstreamError
+from amosync.state import Services
+from amosync.sync.apply import MAX_ROWS, Applier, ContactState
+from amosync.sync.mapping import contact_emails, unsynced_reason
+from amosync.worker.queue import enqueue
+
+log = structlog.get_logger()
+
+QUEUE_PAGES = 8
+SWEEP_CHUNK = 500
+RECONCILE_EVERY = 15 * 60.0
+
+
+def contact_state(contact: AmoContact) -> ContactState:
+    emails = contact_emails(contact.custom_fields_values)
+    return ContactState(
+        amocrm_id=contact.id,
+        name=contact.name,
+        emails=[*emails.valid, *emails.invalid],
+        valid=emails.valid,
+        reason=unsynced_reason(emails),
+        updated_at=contact.updated_at,
+    )
+
+
+class FullSync:
+    def __init__(
+        self,
+        services: Services,
+        run_id: int,
+        *,
+        amocrm: AmoCRMClient | None = None,
+        on_progress: Callable[[SyncRun], None] | None = None,
+    ) -> None:
+        self.services = services
+        self.run_id = run_id
+        self._amocrm = amocrm
+        self.on_progress = on_progress
+
+    async def run(self, *, final_attempt: bool = True) -> None:
+        """Run (or resume) the sync. Marks the run failed when it cannot go on."""
+        try:
+            await self._run()
+        except (InvalidApiKey, AuthorizationRevoked, PermanentUpstreamError) as exc:
+            await self._fail(exc)
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if final_attempt:
+                await self._fail(exc)
+            raise
+
+    async def _run(self) -> None:
+        services = self.services
+        async with transaction(services.sessions) as session:
+            run = await session.get(SyncRun, self.run_id, with_for_update=True)
+            if run is None or run.status in ("done", "failed"):
+                return
+            account = await session.get(Account, run.account_id)
+            if account is None or account.status == "disconnected":
+                run.status, run.error, run.finished_at = "failed", "account disconnected", utcnow()
+                return
+            if run.status == "queued":
+                run.status, run.started_at = "running", utcnow()
+            else:
+                await self._recount(session, run)
+            account_id, start_page, started_at = run.account_id, run.next_page, run.started_at
+            unisender = account_client(services, account)
+            list_id = account.list_id
+            fetched = run.fetched
+        bound = log.bind(account_id=account_id, run_id=self.run_id)
+        bound.info("sync.started", page=start_page)
+        if list_id is None:
+            list_id = await resolve_list(unisender, None, services.settings.unisender_list_title)
+            async with transaction(services.sessions) as session:
+                await session.execute(
+                    update(Account).where(Account.id == account_id).values(list_id=list_id)
+                )
+        amocrm = self._amocrm or await amocrm_client(services, account_id)
+        applier = Applier(account_id, list_id, unisender)
+
+        pages: asyncio.Queue[ContactsPage | None] = asyncio.Queue(maxsize=QUEUE_PAGES)
+        producer = asyncio.create_task(self._produce(amocrm, start_page, pages))
+        try:
+            batch: list[ContactState] = []
+            rows = 0
+            while (page := await pages.get()) is not None:
+                for contact in page.contacts:
+                    state = contact_state(contact)
+                    if batch and rows + state.rows > MAX_ROWS:
+                        await self._flush(applier, batch, fetched, next_page=page.page)
+                        batch, rows = [], 0
+                    batch.append(state)
+                    rows += state.rows
+                    fetched += 1
+                last_page = page.page
+                # At a page boundary with a full enough batch, the checkpoint can move past it.
+                if rows >= MAX_ROWS - 50:
+                    await self._flush(applier, batch, fetched, next_page=last_page + 1)
+                    batch, rows = [], 0
+            await producer
+            await self._flush(applier, batch, fetched, next_page=None)
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await producer
+        await self._sweep(applier, account_id, started_at)
+        await self._finish(account_id)
+        bound.info("sync.done", fetched=fetched)
+
+    async def _produce(
+        self, amocrm: AmoCRMClient, start_page: int, pages: asyncio.Queue[ContactsPage | None]
+    ) -> None:
+        try:
+            async for page in amocrm.iter_contacts(start_page=start_page):
+                await pages.put(page)
+        finally:
+            await pages.put(None)
+
+    async def _flush(
+        self,
+        applier: Applier,
+        batch: list[ContactState],
+        fetched: int,
+        *,
+        next_page: int | None,
+    ) -> None:
+        async with transaction(self.services.sessions) as session:
+            outcome = await applier.apply(session, batch, run_id=self.run_id) if batch else None
+            values: dict[str, object] = {"fetched": fetched, "updated_at": utcnow()}
+            if outcome is not None:
+                values["synced"] = SyncRun.synced + outcome.synced
+                values["unsynced"] = SyncRun.unsynced + outcome.unsynced
+            if next_page is not None:
+                values["next_page"] = next_page
+            await session.execute(update(SyncRun).where(SyncRun.id == self.run_id).values(**values))
+            if self.on_progress is not None:
+                run = await session.get(SyncRun, self.run_id, populate_existing=True)
+                if run is not None:
+                    self.on_progress(run)
+
+    async def _recount(self, session: AsyncSession, run: SyncRun) -> None:
+        """A resumed run: its counters are what it already stored, nothing counted twice."""
+        rows = await session.execute(
+            select(Contact.state, func.count())
+            .where(Contact.account_id == run.account_id, Contact.seen_run_id == run.id)
+            .group_by(Contact.state)
+        )
+        counts = dict(rows.all())
+        run.synced = counts.get("synced", 0)
+        run.unsynced = counts.get("unsynced", 0)
+        run.fetched = sum(counts.values())
+
+    async def _sweep(self, applier: Applier, account_id: int, started_at: datetime | None) -> None:
+        """Contacts this run never saw (and no webhook touched since it began) are gone."""
+        while True:
+            async with transaction(self.services.sessions) as session:
+                gone = list(
+                    (
+                        await session.execute(
+                            select(Contact.amocrm_id)
+                            .where(
+                                Contact.account_id == account_id,
+                                Contact.seen_run_id.is_distinct_from(self.run_id),
+                                Contact.updated_at < started_at,
+                            )
+                            .limit(SWEEP_CHUNK)
+                        )
+                    ).scalars()
+                )
+                if not gone:
+                    return
+                await applier.remove(session, gone)
+
+    async def _finish(self, account_id: int) -> None:
+        async with transaction(self.services.sessions) as session:
+            await session.execute(
+                update(SyncRun)
+                .where(SyncRun.id == self.run_id)
+                .values(status="done", finished_at=utcnow(), error=None)
+            )
+            await session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(unisender_valid=True, unisender_checked_at=utcnow(), reconciled_at=utcnow())
+            )
+            await enqueue(
+                session,
+                "reconcile",
+                account_id=account_id,
+                dedupe_key=f"reconcile:{account_id}",
+                delay=RECONCILE_EVERY,
+            )
+
+    async def _fail(self, exc: BaseException) -> None:
+        message = _describe(exc)
+        async with transaction(self.services.sessions) as session:
+            run = await session.get(SyncRun, self.run_id)
+            if run is None:
+                return
+            run.status, run.error, run.finished_at = "failed", message, utcnow()
+            if isinstance(exc, InvalidApiKey):
+                await session.execute(
+                    update(Account)
+                    .where(Account.id == run.account_id)
+                    .values(unisender_valid=False, unisender_checked_at=utcnow())
+                )
+        log.warning("sync.failed", run_id=self.run_id, error=message)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidApiKey):
+        return "Unisender refused the API key; connect a valid key and sync again"
+    if isinstance(exc, AuthorizationRevoked):
+        return "amoCRM authorization was revoked; install the widget again"
+    return f"{type(exc).__name__}: {exc}"[:1000]

@@ -1,0 +1,86 @@
+"""A contact's e-mail addresses, as SPEC §4 defines them.
+
+All values of the custom fields whose `field_code` is `EMAIL`, trimmed, de-duplicated
+case-insensitively (the first spelling wins) and syntax-checked with email-validator, no DNS.
+The address sent to Unisender is the trimmed original, not email-validator's normalized form:
+the operator should find in Unisender exactly what amoCRM shows; Unisender compares addresses
+case-insensitively itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+EMAIL_CODE = "EMAIL"
+
+
+@dataclass(slots=True)
+class EmailSet:
+    valid: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+
+
+def normalize_email(address: str) -> str:
+    """The key under which two spellings of one address are the same."""
+    return address.strip().lower()
+
+
+@lru_cache(maxsize=65536)
+def is_valid(address: str) -> bool:
+    """Syntax only; cached because a full sync sees the same shapes again and again."""
+    if len(address) > 254 or "@" not in address:
+        return False
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def _get(item: Any, name: str) -> Any:
+    if isinstance(item, Mapping):
+        return item.get(name)
+    return getattr(item, name, None)
+
+
+def email_values(custom_fields_values: Iterable[Any] | None) -> list[str]:
+    """Every EMAIL value, trimmed, in order; fields matched by code, never by position."""
+    values: list[str] = []
+    for custom_field in custom_fields_values or ():
+        if _get(custom_field, "field_code") != EMAIL_CODE:
+            continue
+        for value in _get(custom_field, "values") or ():
+            raw = _get(value, "value")
+            if isinstance(raw, str) and raw.strip():
+                values.append(raw.strip())
+    return values
+
+
+def classify(values: Iterable[str]) -> EmailSet:
+    """Trimmed values → valid and invalid addresses, de-duplicated case-insensitively."""
+    result = EmailSet()
+    seen: set[str] = set()
+    for value in values:
+        address = value.strip()
+        key = address.lower()
+        if not address or key in seen:
+            continue
+        seen.add(key)
+        (result.valid if is_valid(address) else result.invalid).append(address)
+    return result
+
+
+def contact_emails(custom_fields_values: Iterable[Any] | None) -> EmailSet:
+    return classify(email_values(custom_fields_values))
+
+
+def unsynced_reason(emails: EmailSet) -> str | None:
+    """`no_email`, `invalid_email`, or None when at least one address is valid."""
+    if emails.valid:
+        return None
+    return "invalid_email" if emails.invalid else "no_email"

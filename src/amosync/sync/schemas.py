@@ -1,0 +1,25 @@
+"""Shapes of the sync routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class SyncRequest(BaseModel):
+    account_id: int = Field(gt=0)
+
+
+class SyncStarted(BaseModel):
+    run_id: int
+    status: str
+
+
+class ContactOut(BaseModel):
+    amocrm_id: int
+    name: str | None
+    emails: list[str]
+    synced_at: datetime | None = None
+    reason: str | None = None
+    detail: str | None = None

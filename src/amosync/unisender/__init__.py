@@ -1,0 +1,1 @@
+"""Unisender: the API client and its typed answers."""

@@ -1,0 +1,443 @@
+"""The operator dashboard (SPEC §6): server-rendered pages, a login form, and one JSON
+endpoint the progress bars poll.
+
+Every response of these routes carries the security headers (see `DashboardRoute`); pages
+render their own friendly errors, the JSON endpoint the project's `{"error", "detail"}`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+import structlog
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from amosync import __version__
+from amosync.accounts import repository
+from amosync.accounts import service as accounts
+from amosync.accounts.disconnect import disconnect
+from amosync.crypto import same
+from amosync.deps import ServicesDep, SessionDep
+from amosync.errors import AppError, NotFound
+from amosync.pagination import decode_cursor, encode_cursor
+from amosync.sync import service as sync
+from amosync.web import queries, views
+from amosync.web.security import (
+    COOKIE,
+    DashboardSession,
+    add_security_headers,
+    clear_session_cookie,
+    new_session_cookie,
+    set_session_cookie,
+    verify_session_cookie,
+)
+from amosync.worker import queue
+
+log = structlog.get_logger()
+
+TEMPLATES = Path(__file__).parent / "templates"
+ACCOUNTS_PER_PAGE = 50
+CONTACTS_PER_PAGE = 50
+MAX_TOKEN_LENGTH = 1024
+
+# Messages a redirect may ask a page to show. Only these codes are accepted, so a link
+# cannot make the dashboard display text of someone else's choosing.
+NOTICES = {
+    "sync_started": ("ok", "A full sync has been queued."),
+    "sync_running": ("info", "A full sync is already running for this account; it is shown below."),
+    "sync_refused": (
+        "error",
+        "This account is disconnected: install the widget in amoCRM again before syncing.",
+    ),
+    "job_retried": ("ok", "The job is back in the queue."),
+    "job_not_failed": ("info", "That job is no longer failed; there was nothing to retry."),
+    "disconnected": (
+        "ok",
+        "The account is disconnected: webhooks unregistered, tokens and the Unisender key "
+        "deleted. Its contact records are kept.",
+    ),
+    "logged_out": ("info", "You are logged out."),
+}
+
+templates = Jinja2Templates(directory=str(TEMPLATES))
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def _number(value: int | float | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["number"] = _number
+templates.env.filters["reason"] = views.reason_text
+templates.env.globals["version"] = __version__
+
+
+class LoginRequired(Exception):
+    """No valid session cookie."""
+
+
+class CsrfRejected(Exception):
+    """A form came without the CSRF token of the session."""
+
+
+class DashboardRoute(APIRoute):
+    """Adds the security headers to every answer and turns failures into friendly pages
+    (or into `{"error", "detail"}` for the JSON endpoint), so nothing falls through to the
+    API's JSON error handlers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        wants_json = self.path.endswith("/progress")
+
+        async def guarded(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except LoginRequired:
+                response = _login_required(request, wants_json)
+            except CsrfRejected:
+                response = _failure(
+                    request,
+                    wants_json,
+                    403,
+                    "csrf_rejected",
+                    "This form has expired or did not come from the dashboard. "
+                    "Go back, reload the page and try again.",
+                )
+            except AppError as exc:
+                response = _failure(request, wants_json, exc.status, exc.code, exc.detail)
+            except RequestValidationError as exc:
+                response = _invalid(request, wants_json, exc)
+            except HTTPException as exc:
+                detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+                response = _failure(request, wants_json, exc.status_code, "http_error", detail)
+            except Exception as exc:
+                log.exception(
+                    "dashboard.request.failed",
+                    path=request.url.path,
+                    error_type=type(exc).__name__,
+                )
+                response = _failure(
+                    request,
+                    wants_json,
+                    500,
+                    "internal_error",
+                    "Something went wrong on our side; it has been logged.",
+                )
+            return add_security_headers(response)
+
+        return guarded
+
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+
+# -- sessions ---------------------------------------------------------------------------
+
+
+def current_session(request: Request, services: ServicesDep) -> DashboardSession | None:
+    return verify_session_cookie(services.admin_token, request.cookies.get(COOKIE))
+
+
+def require_login(
+    session: Annotated[DashboardSession | None, Depends(current_session)],
+) -> DashboardSession:
+    if session is None:
+        raise LoginRequired
+    return session
+
+
+async def require_form(
+    request: Request,
+    services: ServicesDep,
+    session: Annotated[DashboardSession, Depends(require_login)],
+) -> DashboardSession:
+    """A logged-in POST carrying the session's CSRF token (checked in constant time)."""
+    token = (await request.form()).get("csrf")
+    if not isinstance(token, str) or not session.check_csrf(services.admin_token, token):
+        log.warning("dashboard.csrf.rejected", path=request.url.path)
+        raise CsrfRejected
+    return session
+
+
+Viewer = Annotated[DashboardSession, Depends(require_login)]
+FormPost = Annotated[DashboardSession, Depends(require_form)]
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _safe_next(value: object) -> str:
+    """Where to go after login: only a dashboard path of this site (no open redirect)."""
+    if isinstance(value, str) and re.fullmatch(r"/(ui/[A-Za-z0-9_/-]*)?", value):
+        return value
+    return "/"
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    session: DashboardSession | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    services = request.app.state.services
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    full = {
+        "csrf": session.csrf_token(services.admin_token) if session else None,
+        "notice": {"kind": notice[0], "text": notice[1]} if notice else None,
+        **context,
+    }
+    return templates.TemplateResponse(request, name, full, status_code=status)
+
+
+def _failure(request: Request, wants_json: bool, status: int, code: str, detail: str) -> Response:
+    if wants_json:
+        return JSONResponse({"error": code, "detail": detail}, status_code=status)
+    titles = {403: "Not allowed", 404: "Not found", 500: "Something went wrong"}
+    session = verify_session_cookie(
+        request.app.state.services.admin_token, request.cookies.get(COOKIE)
+    )
+    context = {"title": titles.get(status, "That did not work"), "detail": detail, "status": status}
+    return render(request, "error.html", context, session=session, status=status)
+
+
+def _invalid(request: Request, wants_json: bool, exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    if errors and errors[0].get("loc", ("",))[0] == "path":
+        return _failure(request, wants_json, 404, "not_found", "There is no such page.")
+    fields = ", ".join(str(e.get("loc", ("", "?"))[-1]) for e in errors[:5])
+    return _failure(
+        request, wants_json, 400, "invalid_request", f"These values are not valid: {fields}."
+    )
+
+
+def _login_required(request: Request, wants_json: bool) -> Response:
+    if wants_json:
+        return JSONResponse(
+            {"error": "unauthorized", "detail": "the dashboard session has ended; log in again"},
+            status_code=401,
+        )
+    if request.method == "GET":
+        target = _safe_next(request.url.path)
+        location = "/" if target == "/" else "/?" + urlencode({"next": target})
+        return RedirectResponse(location, status_code=303)
+    return _failure(
+        request, False, 401, "unauthorized", "Your session has ended. Log in again to continue."
+    )
+
+
+def _back(path: str, notice: str) -> RedirectResponse:
+    return RedirectResponse(f"{path}?notice={notice}", status_code=303)
+
+
+# -- login ------------------------------------------------------------------------------
+
+
+@router.get("/")
+async def overview(
+    request: Request,
+    session: SessionDep,
+    viewer: Annotated[DashboardSession | None, Depends(current_session)],
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    next_path: Annotated[str | None, Query(alias="next", max_length=300)] = None,
+) -> Response:
+    """The dashboard: the login form, or every account with its sync state."""
+    if viewer is None:
+        return render(request, "login.html", {"next": _safe_next(next_path), "error": None})
+    found = await repository.page(session, after=decode_cursor(cursor), limit=ACCOUNTS_PER_PAGE + 1)
+    more = len(found) > ACCOUNTS_PER_PAGE
+    found = found[:ACCOUNTS_PER_PAGE]
+    context = {
+        "accounts": await views.account_rows(session, found),
+        "jobs": await queue.counts(session),
+        "failed_jobs": await queries.failed_jobs(session, limit=10),
+        "next_url": "/?" + urlencode({"cursor": encode_cursor(found[-1].id)}) if more else None,
+        "first_url": "/" if cursor else None,
+    }
+    return render(request, "overview.html", context, session=viewer)
+
+
+@router.post("/login")
+async def login(request: Request, services: ServicesDep) -> Response:
+    """Exchange the admin token for a browser-session cookie."""
+    form = await request.form()
+    token = form.get("token")
+    target = _safe_next(form.get("next"))
+    valid = (
+        isinstance(token, str)
+        and 0 < len(token) <= MAX_TOKEN_LENGTH
+        and same(token.strip(), services.admin_token)
+    )
+    if not valid:
+        log.warning(
+            "dashboard.login.failed", client=request.client.host if request.client else None
+        )
+        context = {"next": target, "error": "That is not the admin token. Check it and try again."}
+        return render(request, "login.html", context, status=401)
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, new_session_cookie(services.admin_token), secure=_secure(request))
+    log.info("dashboard.login.succeeded")
+    return response
+
+
+@router.post("/logout")
+async def logout(
+    request: Request,
+    services: ServicesDep,
+    viewer: Annotated[DashboardSession | None, Depends(current_session)],
+) -> Response:
+    """End the browser session."""
+    if viewer is not None:
+        token = (await request.form()).get("csrf")
+        if not isinstance(token, str) or not viewer.check_csrf(services.admin_token, token):
+            raise CsrfRejected
+    response = _back("/", "logged_out")
+    clear_session_cookie(response, secure=_secure(request))
+    return response
+
+
+# -- accounts ---------------------------------------------------------------------------
+
+
+def _account_url(account_id: int, **query: str | None) -> str:
+    params = {key: value for key, value in query.items() if value}
+    suffix = "?" + urlencode(params) if params else ""
+    return f"/ui/accounts/{account_id}{suffix}"
+
+
+@router.get("/ui/accounts/{account_id}")
+async def account_page(
+    request: Request,
+    account_id: int,
+    viewer: Viewer,
+    session: SessionDep,
+    contacts: Literal["synced", "unsynced"] = "synced",
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """One account: live sync progress, contacts, webhook events and failures."""
+    account = await accounts.require(session, account_id)
+    [row] = await views.account_rows(session, [account])
+    search = (q or "").strip() or None
+    rows = await sync.contacts_page(
+        session,
+        account_id,
+        state=contacts,
+        after=decode_cursor(cursor),
+        limit=CONTACTS_PER_PAGE + 1,
+        search=search,
+    )
+    more = len(rows) > CONTACTS_PER_PAGE
+    rows = rows[:CONTACTS_PER_PAGE]
+    integrations = await repository.integrations(session, account_id)
+    context = {
+        "account": row,
+        "integrations": [accounts.integration_view(item) for item in integrations],
+        "tab": contacts,
+        "q": search or "",
+        "contacts": rows,
+        "tab_urls": {
+            state: _account_url(account_id, contacts=state, q=search)
+            for state in ("synced", "unsynced")
+        },
+        "next_url": (
+            _account_url(
+                account_id, contacts=contacts, q=search, cursor=encode_cursor(rows[-1].amocrm_id)
+            )
+            if more
+            else None
+        ),
+        "first_url": _account_url(account_id, contacts=contacts, q=search) if cursor else None,
+        "events": await queries.recent_webhook_events(session, account_id),
+        "failed_jobs": await queries.failed_jobs(session, account_id=account_id),
+    }
+    return render(request, "account.html", context, session=viewer)
+
+
+@router.get("/ui/accounts/{account_id}/progress")
+async def account_progress(account_id: int, _: Viewer, session: SessionDep) -> JSONResponse:
+    """The account's latest full sync and contact counts, for the live progress bar."""
+    account = await accounts.require(session, account_id)
+    [row] = await views.account_rows(session, [account])
+    return JSONResponse(
+        {
+            "account_id": row.id,
+            "status": row.status,
+            "unisender_connected": row.unisender_connected,
+            "contacts": row.counts.as_json(),
+            "run": row.run.as_json() if row.run else None,
+        }
+    )
+
+
+@router.post("/ui/accounts/{account_id}/sync")
+async def sync_now(
+    account_id: int, _: FormPost, services: ServicesDep, session: SessionDep
+) -> Response:
+    """Start a full sync (or show the one already running)."""
+    account = await accounts.require(session, account_id)
+    if account.status == "disconnected":
+        return _back(_account_url(account_id), "sync_refused")
+    run, created = await sync.start_full_sync(session, account_id)
+    if created:
+        services.notify_work()
+        log.info("dashboard.sync.started", account_id=account_id, run_id=run.id)
+    return _back(_account_url(account_id), "sync_started" if created else "sync_running")
+
+
+@router.get("/ui/accounts/{account_id}/disconnect")
+async def confirm_disconnect(
+    request: Request, account_id: int, viewer: Viewer, session: SessionDep
+) -> Response:
+    """Ask before disconnecting."""
+    account = await accounts.require(session, account_id)
+    [row] = await views.account_rows(session, [account])
+    return render(request, "disconnect.html", {"account": row}, session=viewer)
+
+
+@router.post("/ui/accounts/{account_id}/disconnect")
+async def disconnect_account(account_id: int, _: FormPost, services: ServicesDep) -> Response:
+    """Disconnect the account (its own transactions: amoCRM is called in between)."""
+    await disconnect(services, account_id)
+    log.info("dashboard.account.disconnected", account_id=account_id)
+    return _back(_account_url(account_id), "disconnected")
+
+
+# -- jobs -------------------------------------------------------------------------------
+
+
+@router.post("/ui/jobs/{job_id}/retry")
+async def retry_job(
+    request: Request, job_id: int, _: FormPost, services: ServicesDep, session: SessionDep
+) -> Response:
+    """Put a failed job back in the queue."""
+    job = await queries.job(session, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", code="job_not_found")
+    retried = await queue.retry(session, job_id)
+    if retried:
+        services.notify_work()
+        log.info("dashboard.job.retried", job_id=job_id, account_id=job.account_id, kind=job.kind)
+    back = (await request.form()).get("back")
+    path = _account_url(job.account_id) if back == "account" and job.account_id else "/"
+    return _back(path, "job_retried" if retried else "job_not_failed")

@@ -1,0 +1,1 @@
+"""The worker: claims due jobs with leases, one account per worker at a time, retries."""

@@ -1,0 +1,132 @@
+"""The whole stack for end-to-end tests: the sandbox and the service, both over real HTTP.
+
+`Stack` starts the bundled amoCRM/Unisender sandbox on a loopback port, points the service's
+settings at it, serves the service (with or without its inline worker) on another port, and
+offers the steps a test needs: install an account through the real `GET /vidget` flow,
+connect a Unisender key through `POST /vidget/unisender`, wait for the queue to settle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from amosync.amocrm.disposable import issue_disposable_token
+from amosync.app import create_app
+from amosync.config import Settings
+from amosync.db.models import Job, utcnow
+from amosync.sandbox import Sandbox, serve
+from amosync.state import Services, build_services
+from amosync.worker.runner import Worker
+from tests.conftest import ADMIN_TOKEN, empty_database, make_settings
+from tests.servers import free_port, serving
+
+ACCOUNT_ID = 30896271
+SUBDOMAIN = "acme"
+UNISENDER_KEY = "sandbox-unisender-key-0001"
+
+
+@dataclass
+class Stack:
+    sandbox: Sandbox
+    sandbox_url: str
+    settings: Settings
+    services: Services
+    url: str
+    http: httpx.AsyncClient  # the service, with the admin token
+
+    def widget_headers(self, account_id: int = ACCOUNT_ID) -> dict[str, str]:
+        assert self.settings.amocrm_client_secret
+        assert self.settings.token_audience
+        token = issue_disposable_token(
+            secret=self.settings.amocrm_client_secret,
+            audience=self.settings.token_audience,
+            account_id=account_id,
+        )
+        return {"X-Auth-Token": token}
+
+    async def install(
+        self, account_id: int = ACCOUNT_ID, subdomain: str = SUBDOMAIN, name: str = "Acme"
+    ) -> None:
+        """amoCRM's install call, then wait until the install job is done."""
+        self.sandbox.amocrm.add_account(account_id=account_id, subdomain=subdomain, name=name)
+        assert self.settings.amocrm_client_id
+        code = self.sandbox.amocrm.issue_code(account_id, self.settings.amocrm_client_id)
+        response = await self.http.get(
+            "/vidget",
+            params={
+                "code": code,
+                "referer": f"{subdomain}.amocrm.ru",
+                "client_id": self.settings.amocrm_client_id,
+                "from_widget": "1",
+                "state": "x",
+            },
+        )
+        assert response.status_code == 200, response.text
+        await self.settle()
+
+    async def connect_unisender(
+        self, account_id: int = ACCOUNT_ID, key: str = UNISENDER_KEY
+    ) -> dict[str, Any]:
+        self.sandbox.unisender.add_key(key)
+        response = await self.http.post(
+            "/vidget/unisender",
+            data={"account_id": str(account_id), "unisender_key": key},
+            headers=self.widget_headers(account_id),
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Run the queue until nothing but the periodic reconciliation is due."""
+        deadline = time.monotonic() + timeout
+        worker = Worker(self.services, concurrency=2)
+        while time.monotonic() < deadline:
+            await worker.drain(budget=max(0.1, deadline - time.monotonic()))
+            async with self.services.sessions() as session:
+                due = await session.scalar(
+                    select(func.count()).where(
+                        Job.status == "pending", Job.run_after <= utcnow(), Job.kind != "reconcile"
+                    )
+                )
+            if not due:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError("the queue did not settle")
+
+
+@asynccontextmanager
+async def stack(database_url: str, **overrides: Any) -> AsyncIterator[Stack]:
+    sandbox = Sandbox()
+    async with AsyncExitStack() as stack_:
+        sandbox_url = await stack_.enter_async_context(serve(sandbox, host="127.0.0.1", port=0))
+        port = free_port()
+        settings = make_settings(
+            database_url,
+            amocrm_base_url=sandbox_url,
+            unisender_base_url=f"{sandbox_url}/ru/api",
+            amocrm_redirect_uri=f"http://127.0.0.1:{port}/vidget",
+            **overrides,
+        )
+        sandbox.amocrm.add_integration(
+            settings.amocrm_client_id, settings.amocrm_client_secret, settings.amocrm_redirect_uri
+        )
+        services = build_services(settings)
+        stack_.push_async_callback(services.aclose)
+        await empty_database(services)
+        app = create_app(services=services, migrate=False, worker=False)
+        app.state.services = services
+        url = await stack_.enter_async_context(serving(app, port=port))
+        http = await stack_.enter_async_context(
+            httpx.AsyncClient(
+                base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+            )
+        )
+        yield Stack(sandbox, sandbox_url, settings, services, url, http)

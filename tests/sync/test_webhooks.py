@@ -1,0 +1,114 @@
+"""Webhooks end to end: amoCRM (the sandbox) posts real-format webhooks to the service."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from amosync.db.models import PendingChange, WebhookEvent
+from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
+
+
+def members(s: Stack) -> set[str]:
+    list_id = s.sandbox.unisender.lists(UNISENDER_KEY)[0]["id"]
+    return {m.lower() for m in s.sandbox.unisender.list_members(UNISENDER_KEY, list_id)}
+
+
+async def connected(s: Stack) -> None:
+    await s.install()
+    await s.connect_unisender()
+    await s.settle()
+
+
+async def delivered(s: Stack) -> None:
+    """Wait for the sandbox's webhook deliveries, then for the queue."""
+    await s.sandbox.amocrm.flush_webhooks()
+    await s.settle()
+
+
+async def test_add_update_delete_and_restore_reach_unisender(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await connected(s)
+        amo = s.sandbox.amocrm
+        ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
+        await delivered(s)
+        assert members(s) == {"ann@example.com"}
+
+        amo.update_contact(ACCOUNT_ID, ann["id"], emails=["ann.new@example.com"])
+        await delivered(s)
+        assert members(s) == {"ann.new@example.com"}
+
+        amo.delete_contact(ACCOUNT_ID, ann["id"])
+        await delivered(s)
+        assert members(s) == set()
+        synced = (await s.http.get("/accounts/sync", params={"account_id": ACCOUNT_ID})).json()
+        assert synced["items"] == []
+
+        amo.restore_contact(ACCOUNT_ID, ann["id"])
+        await delivered(s)
+        assert members(s) == {"ann.new@example.com"}
+        async with s.services.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(PendingChange)) == 0
+            assert await session.scalar(select(func.count()).select_from(WebhookEvent)) == 4
+
+
+async def test_duplicate_and_late_deliveries_are_harmless(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await connected(s)
+        amo = s.sandbox.amocrm
+        amo.webhooks_enabled = False
+        bob = amo.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
+        old = amo.webhook_body(ACCOUNT_ID, "add", bob["id"])
+        amo.update_contact(ACCOUNT_ID, bob["id"], emails=["bob2@example.com"])
+        new = amo.webhook_body(ACCOUNT_ID, "update", bob["id"])
+        url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
+        for body in (new, new, old):  # twice, then an older state arriving late
+            response = await s.http.post(url, content=body, headers=headers)
+            assert response.status_code == 200, response.text
+        await s.settle()
+        assert members(s) == {"bob2@example.com"}
+
+
+async def test_unknown_token_is_refused_and_nothing_is_stored(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await connected(s)
+        body = b"contacts[add][0][id]=1&contacts[add][0][name]=X"
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
+        for url in ("/webhook?token=wrong", "/webhook"):
+            response = await s.http.post(url, content=body, headers=headers)
+            assert response.status_code == 401
+            assert response.json()["error"] == "invalid_webhook_token"
+        async with s.services.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(PendingChange)) == 0
+
+
+async def test_malformed_payloads_get_4xx_and_store_nothing(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await connected(s)
+        url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
+        for body in (
+            b"contacts[add][0][id]=abc",
+            b"contacts[add][0][id]=1&contacts[add][0]=x",
+            b"contacts[add][0][id]=1&contacts[add][1][name]=no-id",
+            b"\xff\xfe%%%",
+        ):
+            response = await s.http.post(url, content=body, headers=headers)
+            assert 400 <= response.status_code < 500, body
+            assert response.json()["error"]
+        async with s.services.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(PendingChange)) == 0
+
+
+async def test_other_entities_are_acknowledged_and_ignored(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await connected(s)
+        url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]
+        body = b"leads[add][0][id]=5&leads[add][0][name]=Deal&account[id]=30896271"
+        response = await s.http.post(
+            url,
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""},
+        )
+        assert response.status_code == 200
+        assert response.json()["accepted"] == 0
