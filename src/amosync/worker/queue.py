@@ -59,7 +59,7 @@ async def counts(session: AsyncSession, account_id: int | None = None) -> dict[s
     query = select(Job.status, func.count()).group_by(Job.status)
     if account_id is not None:
         query = query.where(Job.account_id == account_id)
-    return dict(await session.execute(query))
+    return dict((await session.execute(query)).tuples().all())
 
 
 async def due_count(session: AsyncSession, now: datetime | None = None) -> int:
