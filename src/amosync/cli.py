@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -114,3 +115,39 @@ def widget_build(
     except WidgetBuildError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"widget written to {path}")
+
+
+@app.command()
+def sandbox(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(9000, help="Port to listen on."),
+    seed: bool = typer.Option(True, help="Seed a small demo account and Unisender key."),
+) -> None:
+    """Run the bundled amoCRM and Unisender simulators (driven over /_sandbox/...)."""
+    from amosync.sandbox import main
+
+    main(host, port, demo=seed)
+
+
+@app.command()
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Interface of the service."),
+    port: int = typer.Option(8080, help="Port of the service."),
+    sandbox_port: int = typer.Option(9000, help="Port of the sandbox."),
+    contacts: int = typer.Option(3000, help="Contacts in the demo account."),
+) -> None:
+    """Sandbox + service + a demo account installed through the real flow + a full sync."""
+    import asyncio
+
+    from amosync.demo import run_demo
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_demo(
+                get_settings(), host=host, port=port, sandbox_port=sandbox_port, contacts=contacts
+            )
+        )
+
+
+if __name__ == "__main__":
+    app()

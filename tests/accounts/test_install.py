@@ -145,7 +145,7 @@ async def test_expired_or_mis_signed_widget_tokens_get_401(database_url: str) ->
         expired = jwt.encode(claims, s.settings.amocrm_client_secret, algorithm="HS256")
         forged = jwt.encode(
             {**claims, "exp": now + 600, "iat": now, "nbf": now},
-            "not-the-secret",
+            "not-the-secret-but-long-enough-for-hs256",
             algorithm="HS256",
         )
         for token in (expired, forged, "garbage"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select
 
 from amosync.db.models import PendingChange, WebhookEvent
@@ -58,6 +60,7 @@ async def test_duplicate_and_late_deliveries_are_harmless(database_url: str) -> 
         amo.webhooks_enabled = False
         bob = amo.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
         old = amo.webhook_body(ACCOUNT_ID, "add", bob["id"])
+        await asyncio.sleep(1.1)  # amoCRM's modification times are whole seconds
         amo.update_contact(ACCOUNT_ID, bob["id"], emails=["bob2@example.com"])
         new = amo.webhook_body(ACCOUNT_ID, "update", bob["id"])
         url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]

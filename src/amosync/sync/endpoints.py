@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -14,12 +15,13 @@ from amosync.amocrm.webhooks import parse_webhook
 from amosync.auth import CallerDep
 from amosync.body import read_fields
 from amosync.crypto import token_hash
+from amosync.db.models import Contact
 from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import Unauthorized
 from amosync.metrics import webhooks_received
 from amosync.pagination import Page, decode_cursor, encode_cursor
 from amosync.sync import changes, service
-from amosync.sync.schemas import ContactOut, SyncRequest, SyncStarted
+from amosync.sync.schemas import SyncedContact, SyncRequest, SyncStarted, UnsyncedContact
 
 router = APIRouter(tags=["sync"])
 
@@ -70,7 +72,7 @@ async def _contacts(
     limit: int,
     cursor: str | None,
     search: str | None,
-) -> Page[ContactOut]:
+) -> tuple[Sequence[Contact], str | None]:
     caller.require_account(account_id)
     await accounts.require(session, account_id)
     rows = await service.contacts_page(
@@ -83,21 +85,10 @@ async def _contacts(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [
-        ContactOut(
-            amocrm_id=row.amocrm_id,
-            name=row.name,
-            emails=list(row.emails or []),
-            synced_at=row.synced_at if state == "synced" else None,
-            reason=row.reason if state == "unsynced" else None,
-            detail=row.detail if state == "unsynced" else None,
-        )
-        for row in rows
-    ]
-    return Page(items=items, next_cursor=encode_cursor(rows[-1].amocrm_id) if more else None)
+    return rows, encode_cursor(rows[-1].amocrm_id) if more else None
 
 
-@router.get("/accounts/sync", response_model_exclude_none=True)
+@router.get("/accounts/sync")
 async def synced_contacts(
     account_id: AccountId,
     caller: CallerDep,
@@ -105,12 +96,24 @@ async def synced_contacts(
     limit: Limit = 100,
     cursor: str | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page[ContactOut]:
+) -> Page[SyncedContact]:
     """Contacts with at least one address in the list."""
-    return await _contacts(session, caller, account_id, "synced", limit, cursor, search)
+    rows, next_cursor = await _contacts(
+        session, caller, account_id, "synced", limit, cursor, search
+    )
+    items = [
+        SyncedContact(
+            amocrm_id=row.amocrm_id,
+            name=row.name,
+            emails=list(row.emails or []),
+            synced_at=row.synced_at,
+        )
+        for row in rows
+    ]
+    return Page(items=items, next_cursor=next_cursor)
 
 
-@router.get("/accounts/unsync", response_model_exclude_none=True)
+@router.get("/accounts/unsync")
 async def unsynced_contacts(
     account_id: AccountId,
     caller: CallerDep,
@@ -118,9 +121,22 @@ async def unsynced_contacts(
     limit: Limit = 100,
     cursor: str | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page[ContactOut]:
+) -> Page[UnsyncedContact]:
     """Contacts that could not be synced, with their reason."""
-    return await _contacts(session, caller, account_id, "unsynced", limit, cursor, search)
+    rows, next_cursor = await _contacts(
+        session, caller, account_id, "unsynced", limit, cursor, search
+    )
+    items = [
+        UnsyncedContact(
+            amocrm_id=row.amocrm_id,
+            name=row.name,
+            emails=list(row.emails or []),
+            reason=row.reason,
+            detail=row.detail,
+        )
+        for row in rows
+    ]
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.post(

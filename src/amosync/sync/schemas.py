@@ -20,6 +20,12 @@ class ContactOut(BaseModel):
     amocrm_id: int
     name: str | None
     emails: list[str]
-    synced_at: datetime | None = None
-    reason: str | None = None
-    detail: str | None = None
+
+
+class SyncedContact(ContactOut):
+    synced_at: datetime | None
+
+
+class UnsyncedContact(ContactOut):
+    reason: str | None
+    detail: str | None

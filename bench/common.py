@@ -1,0 +1,142 @@
+"""Shared by the benchmarks: a sandbox in its own process, fresh databases, an installed account."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from amosync.accounts import repository
+from amosync.accounts.install import accept_install
+from amosync.accounts.unisender import connect
+from amosync.config import Settings
+from amosync.db.engine import transaction
+from amosync.db.migrate import upgrade_async
+from amosync.sandbox import RemoteSandbox
+from amosync.state import Services, build_services
+from amosync.worker.runner import Worker
+
+PG_ADMIN = os.environ.get("AMOSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ACCOUNT_ID = 30896271
+KEY = "bench-unisender-key"
+CLIENT_ID = str(uuid.UUID(int=1))
+SECRET = "bench-client-secret-" + "x" * 24
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def sandbox_process() -> Iterator[str]:
+    """`amosync sandbox` in a process of its own, so it does not share our event loop."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amosync.cli", "sandbox", "--port", str(port), "--no-seed"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{url}/_sandbox/calls", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("the sandbox did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@asynccontextmanager
+async def database(kind: str) -> AsyncIterator[str]:
+    """A fresh, migrated database: a temporary SQLite file or a new PostgreSQL database."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            url = f"sqlite:///{Path(folder) / 'bench.db'}"
+            await upgrade_async(url)
+            yield url
+        return
+    name = f"amosync_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(
+        PG_ADMIN.replace("postgresql://", "postgresql+asyncpg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await upgrade_async(url)
+        yield url
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+def settings_for(database_url: str, sandbox_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "amocrm_client_id": CLIENT_ID,
+        "amocrm_client_secret": SECRET,
+        "amocrm_redirect_uri": "http://127.0.0.1:1/vidget",
+        "amocrm_base_url": sandbox_url,
+        "unisender_base_url": f"{sandbox_url}/ru/api",
+        "admin_token": "bench-admin",
+        "encryption_key": Fernet.generate_key().decode(),
+        "worker": "off",
+        "log_format": "json",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def installed_account(settings: Settings, remote: RemoteSandbox, contacts: int) -> Services:
+    """An account installed through the real install job and connected to Unisender."""
+    await remote.amocrm.add_integration(CLIENT_ID, SECRET, settings.amocrm_redirect_uri or "")
+    await remote.amocrm.add_account(account_id=ACCOUNT_ID, subdomain="bench", name="Bench")
+    await remote.amocrm.generate_contacts(ACCOUNT_ID, contacts, seed=1)
+    await remote.unisender.add_key(KEY)
+    code = await remote.amocrm.issue_code(ACCOUNT_ID, CLIENT_ID)
+    services = build_services(settings)
+    async with transaction(services.sessions) as session:
+        await accept_install(
+            services, session, code=code, referer="bench.amocrm.ru", client_id=CLIENT_ID
+        )
+    await Worker(services, concurrency=1).drain(30)
+    async with transaction(services.sessions) as session:
+        account = await repository.get(session, ACCOUNT_ID, for_update=True)
+        assert account is not None, "the install job did not store the account"
+        await connect(services, session, account, KEY, None)
+    return services
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,126 @@
+"""Full-sync benchmark (a command, not a test).
+
+1. 100,000 sandbox contacts, 30 ms sandbox latency, amoCRM's real limit of 7 requests/s:
+   elapsed time against the lower bound (pages ÷ 7 per second). Targets: ratio ≤ 1.10,
+   peak RSS ≤ 200 MB, zero 429s.
+2. 1,000,000 contacts with no latency and no rate limit, on SQLite and on PostgreSQL: how
+   fast the pipeline itself is. Target ≥ 20,000 contacts/s.
+
+The sandbox runs in a process of its own; the pipeline runs here, as `FullSync` does on the
+worker. Run: `.venv/bin/python bench/full_sync.py [--small]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import select  # noqa: E402
+
+from amosync.db.engine import transaction  # noqa: E402
+from amosync.db.models import SyncRun  # noqa: E402
+from amosync.logging import configure_logging  # noqa: E402
+from amosync.sandbox import RemoteSandbox  # noqa: E402
+from amosync.sync.fullsync import FullSync  # noqa: E402
+from amosync.sync.service import start_full_sync  # noqa: E402
+from bench.common import (  # noqa: E402
+    ACCOUNT_ID,
+    KEY,
+    database,
+    installed_account,
+    peak_rss_mb,
+    run,
+    sandbox_process,
+    settings_for,
+)
+
+
+def one(db: str, contacts: int, *, latency: float, rps: float | None) -> dict[str, float]:
+    """One scenario against a sandbox process of its own."""
+    with sandbox_process() as sandbox_url:
+        return run(_one(sandbox_url, db, contacts, latency=latency, rps=rps))  # type: ignore[no-any-return]
+
+
+async def _one(
+    sandbox_url: str, db: str, contacts: int, *, latency: float, rps: float | None
+) -> dict[str, float]:
+    async with database(db) as url, RemoteSandbox(sandbox_url) as remote:
+        settings = settings_for(
+            url,
+            sandbox_url,
+            amocrm_rps=rps or 100_000,
+            unisender_rpm=6_000_000,
+        )
+        services = await installed_account(settings, remote, contacts)
+        try:
+            await remote.amocrm.configure(latency=latency, rate_limit_rps=rps)
+            async with transaction(services.sessions) as session:
+                sync_run, _ = await start_full_sync(session, ACCOUNT_ID)
+                run_id = sync_run.id
+            before = await remote.amocrm.account(ACCOUNT_ID)
+            started = time.perf_counter()
+            await FullSync(services, run_id).run()
+            elapsed = time.perf_counter() - started
+            after = await remote.amocrm.account(ACCOUNT_ID)
+            async with services.sessions() as session:
+                done = (
+                    await session.execute(select(SyncRun).where(SyncRun.id == run_id))
+                ).scalar_one()
+            lists = await remote.unisender.lists(KEY)
+            listed = len(await remote.unisender.list_members(KEY, lists[0]["id"]))
+        finally:
+            await services.aclose()
+    assert done.status == "done", done.error
+    assert done.fetched == contacts, (done.fetched, contacts)
+    pages = math.ceil(contacts / 250)
+    return {
+        "elapsed": elapsed,
+        "pages": pages,
+        "lower_bound": pages / rps if rps else 0.0,
+        "rate": contacts / elapsed,
+        "rows_per_s": listed / elapsed,
+        "listed": listed,
+        "synced": done.synced,
+        "unsynced": done.unsynced,
+        "429s": after["rate_limited"] - before["rate_limited"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", action="store_true", help="10x fewer contacts (a smoke run)")
+    parser.add_argument("--only", choices=["limited", "sqlite", "postgresql"], action="append")
+    args = parser.parse_args()
+    scale = 10 if args.small else 1
+    only = set(args.only or ["limited", "sqlite", "postgresql"])
+    configure_logging("json", level=40)
+    if "limited" in only:
+        n = 100_000 // scale
+        r = one("sqlite", n, latency=0.03, rps=7)
+        print(f"== {n:,} contacts, 30 ms latency, 7 requests/s (SQLite) ==")
+        print(f"elapsed        {r['elapsed']:8.1f} s")
+        print(f"lower bound    {r['lower_bound']:8.1f} s  ({r['pages']:.0f} pages / 7 per s)")
+        print(f"ratio          {r['elapsed'] / r['lower_bound']:8.3f}   (target <= 1.10)")
+        print(f"rows/s         {r['rows_per_s']:8.0f}   ({r['listed']:,} addresses listed)")
+        print(f"peak RSS       {r['peak_rss_mb']:8.0f} MB (target <= 200)")
+        print(f"429s           {r['429s']:8.0f}   (target 0)")
+    for db in ("sqlite", "postgresql"):
+        if db not in only:
+            continue
+        n = 1_000_000 // scale
+        r = one(db, n, latency=0.0, rps=None)
+        print(f"== {n:,} contacts, no latency, no rate limit ({db}) ==")
+        print(f"elapsed        {r['elapsed']:8.1f} s")
+        print(f"contacts/s     {r['rate']:8.0f}   (target >= 20,000)")
+        print(f"rows/s         {r['rows_per_s']:8.0f}   ({r['listed']:,} addresses listed)")
+        print(f"peak RSS       {r['peak_rss_mb']:8.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
