@@ -1,0 +1,622 @@
+"""The amoCRM (Kommo) simulator: its state and the Python API tests drive it with.
+
+    amo = sandbox.amocrm
+    amo.add_integration(client_id, client_secret, redirect_uri)
+    amo.add_account(account_id=30896271, subdomain="acme", name="Acme")
+    code = amo.issue_code(30896271, client_id)         # what amoCRM passes to /vidget
+    ann = amo.add_contact(30896271, name="Ann", emails=["ann@example.com"], phones=["+7..."])
+    amo.update_contact(30896271, ann["id"], emails=["ann@new.example"])
+    amo.delete_contact(30896271, ann["id"]); amo.restore_contact(30896271, ann["id"])
+    amo.generate_contacts(30896271, 100_000, seed=1)   # ~0.1 s per 100k
+    await amo.flush_webhooks()                         # wait for webhook deliveries
+
+Knobs (plain attributes, change them at any time): `latency` (seconds added to every
+request), `rate_limit_rps` (per account, None = off; real amoCRM allows 7), `access_token_ttl`
+(seconds, default 86400), `refresh_token_ttl`, `code_ttl` (1200: codes live 20 minutes),
+`webhooks_enabled` (False: nothing is posted, build bodies with `webhook_body`),
+`webhook_concurrency`, `webhook_timeout`. Faults: `add_fault(status, path=..., times=...)`,
+`faults.rate`/`faults.rate_status` for a random fault rate, `clear_faults()`.
+
+Observations: `contact_pages(account_id)` (page numbers served, in order),
+`contact_pages_served`, `rate_limited(account_id)` (429s answered), `refresh_count`,
+`token_account(access_token)`, `webhooks(account_id)`, `deliveries` (webhooks posted, with
+their HTTP status), and the sandbox-wide call log.
+
+Tokens look like amoCRM's: the access token is a JWT (HS256 here, RS256 at amoCRM) about 600
+characters long, the refresh token a `def50200...` string of about 800, so column sizes and
+log redaction are exercised as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import jwt
+import structlog
+
+from amosync.sandbox.contacts import (
+    RESPONSIBLE_USERS,
+    ContactData,
+    ContactStore,
+    FieldValues,
+    build_fields,
+    unix_now,
+    with_changes,
+)
+from amosync.sandbox.controls import Call, CallLog, Fault, FaultPlan, RateWindow
+from amosync.sandbox.render import account_pairs, contact_json, form_body, webhook_pairs
+
+log = structlog.get_logger()
+
+Action = Literal["add", "update", "delete", "restore"]
+WEBHOOK_EVENTS = frozenset(
+    {
+        "add_contact", "update_contact", "delete_contact", "restore_contact",
+        "add_lead", "update_lead", "delete_lead", "restore_lead", "status_lead",
+        "responsible_lead", "add_company", "update_company", "delete_company",
+        "restore_company", "add_task", "update_task", "delete_task", "note_contact",
+        "note_lead", "note_company", "responsible_contact", "responsible_company",
+    }
+)  # fmt: skip
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+
+
+@dataclass(slots=True)
+class Webhook:
+    id: int
+    destination: str
+    settings: list[str]
+    sort: int
+    created_at: int
+    updated_at: int
+
+    def as_json(self, account_id: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "destination": self.destination,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "account_id": account_id,
+            "created_by": RESPONSIBLE_USERS[0],
+            "sort": self.sort,
+            "disabled": False,
+            "settings": list(self.settings),
+        }
+
+
+@dataclass
+class Account:
+    id: int
+    subdomain: str
+    name: str
+    country: str = "RU"
+    currency: str = "RUB"
+    created_at: int = field(default_factory=unix_now)
+    contacts: ContactStore = field(default_factory=ContactStore)
+    webhooks: dict[str, Webhook] = field(default_factory=dict)
+    window: RateWindow = field(default_factory=lambda: RateWindow(1.0))
+    pages: list[int] = field(default_factory=list)
+    rate_limited: int = 0
+
+    def as_json(self, base_url: str) -> dict[str, Any]:
+        """`GET /api/v4/account`."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "subdomain": self.subdomain,
+            "created_at": self.created_at,
+            "created_by": RESPONSIBLE_USERS[0],
+            "updated_at": self.created_at,
+            "updated_by": RESPONSIBLE_USERS[0],
+            "current_user_id": RESPONSIBLE_USERS[0],
+            "country": self.country,
+            "currency": self.currency,
+            "currency_symbol": "₽" if self.currency == "RUB" else self.currency,
+            "customers_mode": "disabled",
+            "is_unsorted_on": True,
+            "mobile_feature_version": 0,
+            "is_loss_reason_enabled": True,
+            "is_helpbot_enabled": False,
+            "is_technical_account": False,
+            "contact_name_display_order": 1,
+            "_links": {"self": {"href": f"{base_url}/api/v4/account"}},
+        }
+
+
+@dataclass(slots=True)
+class Grant:
+    """An authorization code, an access token or a refresh token."""
+
+    account_id: int
+    client_id: str
+    expires_at: float
+    spent: bool = False  # codes and refresh tokens are single-use; revoked tokens too
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One webhook post: what was sent where, and how the receiver answered."""
+
+    account_id: int
+    destination: str
+    action: str
+    contact_id: int
+    body: bytes
+    status: int | None = None  # None: not delivered (yet, or the connection failed)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+class AmoCRMSimulator:
+    """amoCRM accounts, integrations, tokens, contacts and webhooks (see the module doc)."""
+
+    def __init__(self, calls: CallLog) -> None:
+        self.calls = calls
+        self.latency = 0.0
+        self.rate_limit_rps: float | None = None
+        self.access_token_ttl = 86400
+        self.refresh_token_ttl = 90 * 86400
+        self.code_ttl = 1200
+        self.webhooks_enabled = True
+        self.webhook_concurrency = 1
+        self.webhook_timeout = 2.0
+        self.faults = FaultPlan()
+        self.integrations: dict[str, Integration] = {}
+        self.accounts: dict[int, Account] = {}
+        self.deliveries: list[Delivery] = []
+        self.refresh_count = 0
+        self._codes: dict[str, Grant] = {}
+        self._access: dict[str, Grant] = {}
+        self._refresh: dict[str, Grant] = {}
+        self._signing_key = secrets.token_bytes(32)
+        self._next_contact_id = 1_000_001
+        self._next_webhook_id = 839_656
+        self._outbox: deque[Delivery] = deque()
+        self._pump: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # --- integrations and accounts --------------------------------------------------------
+
+    def add_integration(
+        self, client_id: str | None, client_secret: str | None, redirect_uri: str | None
+    ) -> Integration:
+        """Register an integration (its ID, secret key and redirect URI)."""
+        if not (client_id and client_secret and redirect_uri):
+            raise ValueError("an integration needs a client_id, client_secret and redirect_uri")
+        integration = Integration(client_id, client_secret, redirect_uri)
+        self.integrations[client_id] = integration
+        return integration
+
+    def add_account(
+        self,
+        account_id: int | None = None,
+        subdomain: str | None = None,
+        name: str | None = None,
+        *,
+        country: str = "RU",
+        currency: str = "RUB",
+    ) -> Account:
+        """Create an account (or return the existing one with that id)."""
+        if account_id is None:
+            account_id = max(self.accounts, default=30_896_270) + 1
+        if account_id in self.accounts:
+            return self.accounts[account_id]
+        subdomain = subdomain or f"sandbox{account_id}"
+        account = Account(account_id, subdomain, name or subdomain.title(), country, currency)
+        self.accounts[account_id] = account
+        return account
+
+    def account(self, account_id: int) -> Account:
+        try:
+            return self.accounts[account_id]
+        except KeyError:
+            raise KeyError(f"no sandbox amoCRM account {account_id}") from None
+
+    # --- OAuth ----------------------------------------------------------------------------
+
+    def issue_code(self, account_id: int, client_id: str | None) -> str:
+        """An authorization code for `client_id` in this account (single-use, 20 minutes)."""
+        self.account(account_id)
+        if not client_id or client_id not in self.integrations:
+            raise KeyError(f"no sandbox integration {client_id!r}")
+        code = "def50200" + secrets.token_hex(300)
+        self._codes[code] = Grant(account_id, client_id, time.time() + self.code_ttl)
+        return code
+
+    def issue_tokens(self, account_id: int, client_id: str) -> dict[str, Any]:
+        """A token pair without the code exchange (for tests that start installed)."""
+        self.account(account_id)
+        return self._token_pair(account_id, client_id)
+
+    def revoke_tokens(self, account_id: int) -> None:
+        """Revoke every token of the account, as when the integration is uninstalled."""
+        for grants in (self._access, self._refresh, self._codes):
+            for grant in grants.values():
+                if grant.account_id == account_id:
+                    grant.spent = True
+
+    def token_account(self, access_token: str) -> int | None:
+        """The account an access token is valid for, or None."""
+        grant = self._access.get(access_token)
+        if grant is None or grant.spent or grant.expires_at <= time.time():
+            return None
+        return grant.account_id
+
+    def oauth_account(self, body: dict[str, Any]) -> int | None:
+        """The account a token request is about (by its code or refresh token), if known."""
+        grant = self._codes.get(str(body.get("code") or "")) or self._refresh.get(
+            str(body.get("refresh_token") or "")
+        )
+        return grant.account_id if grant is not None else None
+
+    def oauth(self, body: dict[str, Any]) -> OAuthAnswer:
+        """`POST /oauth2/access_token`: code exchange or refresh, with amoCRM's errors."""
+        grant_type = body.get("grant_type")
+        if grant_type not in ("authorization_code", "refresh_token"):
+            return _oauth_error(400, "Check the `grant_type` parameter")
+        client_id = str(body.get("client_id") or "")
+        integration = self.integrations.get(client_id)
+        if integration is None:
+            return _oauth_error(400, "Check the `client_id` parameter")
+        if not secrets.compare_digest(
+            str(body.get("client_secret") or ""), integration.client_secret
+        ):
+            return OAuthAnswer(
+                401,
+                {
+                    "title": "Некорректный клиент",
+                    "type": _OAUTH_PROBLEM,
+                    "status": 401,
+                    "detail": "Авторизация клиента не прошла",
+                },
+            )
+        if str(body.get("redirect_uri") or "") != integration.redirect_uri:
+            return _oauth_error(400, "Redirect URI is not associated with client")
+        if grant_type == "authorization_code":
+            return self._exchange_code(str(body.get("code") or ""), client_id)
+        return self._refresh_pair(str(body.get("refresh_token") or ""), client_id)
+
+    def _exchange_code(self, code: str, client_id: str) -> OAuthAnswer:
+        grant = self._codes.get(code)
+        if grant is None:
+            return _oauth_error(400, "Cannot decrypt the authorization code")
+        if grant.client_id != client_id:
+            return _oauth_error(400, "Authorization code was not issued to this client")
+        if grant.spent:
+            return _oauth_error(400, "Authorization code has been revoked")
+        if grant.expires_at <= time.time():
+            return _oauth_error(400, "Authorization code has expired")
+        grant.spent = True
+        return OAuthAnswer(200, self._token_pair(grant.account_id, client_id))
+
+    def _refresh_pair(self, refresh_token: str, client_id: str) -> OAuthAnswer:
+        grant = self._refresh.get(refresh_token)
+        # amoCRM answers a spent, revoked or unknown refresh token with 401.
+        if grant is None or grant.spent or grant.client_id != client_id:
+            return _oauth_error(401, "Token has been revoked")
+        if grant.expires_at <= time.time():
+            return _oauth_error(401, "Token has expired")
+        grant.spent = True  # rotation: the old refresh token dies now
+        self.refresh_count += 1
+        return OAuthAnswer(200, self._token_pair(grant.account_id, client_id))
+
+    def _token_pair(self, account_id: int, client_id: str) -> dict[str, Any]:
+        now = time.time()
+        claims = {
+            "aud": client_id,
+            "jti": str(uuid.uuid4()),
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(now) + self.access_token_ttl,
+            "sub": str(RESPONSIBLE_USERS[0]),
+            "grant_type": "",
+            "account_id": account_id,
+            "base_domain": "amocrm.ru",
+            "version": 2,
+            "scopes": ["crm", "files", "files_delete", "notifications", "push_notifications"],
+            "hash_uuid": str(uuid.uuid4()),
+            "api_domain": "api-b.amocrm.ru",
+        }
+        access = jwt.encode(claims, self._signing_key, algorithm="HS256")
+        refresh = "def50200" + secrets.token_hex(400)
+        self._access[access] = Grant(account_id, client_id, now + self.access_token_ttl)
+        self._refresh[refresh] = Grant(account_id, client_id, now + self.refresh_token_ttl)
+        return {
+            "token_type": "Bearer",
+            "expires_in": self.access_token_ttl,
+            "server_time": int(now),
+            "access_token": access,
+            "refresh_token": refresh,
+        }
+
+    # --- contacts -------------------------------------------------------------------------
+
+    def add_contact(
+        self,
+        account_id: int,
+        name: str = "",
+        emails: Sequence[str] = (),
+        phones: Sequence[str] = (),
+        *,
+        responsible_user_id: int | None = None,
+        custom_fields_values: FieldValues | None = _UNSET,
+    ) -> dict[str, Any]:
+        """Create a contact (emits `add_contact`); returns it as the API shows it.
+
+        Without `custom_fields_values`, the fields are built from `emails` and `phones`;
+        a contact with neither has `custom_fields_values: null`, as in amoCRM.
+        """
+        account = self.account(account_id)
+        first, _, last = name.partition(" ")
+        fields = (
+            build_fields(emails, phones) if custom_fields_values is _UNSET else custom_fields_values
+        )
+        responsible = responsible_user_id or RESPONSIBLE_USERS[0]
+        data = ContactData(name, first, last, responsible, fields)
+        contact_id = self._next_contact_id
+        self._next_contact_id += 1
+        position = account.contacts.append(contact_id, data, unix_now())
+        self._emit(account, "add", position)
+        return self._contact_json(account, position)
+
+    def update_contact(
+        self,
+        account_id: int,
+        contact_id: int,
+        *,
+        name: str | None = None,
+        emails: Sequence[str] | None = None,
+        phones: Sequence[str] | None = None,
+        custom_fields_values: FieldValues | None = _UNSET,
+    ) -> dict[str, Any]:
+        """Change a contact (emits `update_contact`); `emails`/`phones` replace the old ones."""
+        account, position = self._find(account_id, contact_id, deleted=False)
+        store = account.contacts
+        changes: dict[str, Any] = {"name": name, "emails": emails, "phones": phones}
+        if custom_fields_values is not _UNSET:
+            changes["custom_fields"] = custom_fields_values
+        store.update(position, with_changes(store.data(position), **changes), unix_now())
+        self._emit(account, "update", position)
+        return self._contact_json(account, position)
+
+    def delete_contact(self, account_id: int, contact_id: int) -> None:
+        """Delete a contact (emits `delete_contact`); it leaves the contact list."""
+        account, position = self._find(account_id, contact_id, deleted=False)
+        account.contacts.delete(position, unix_now())
+        self._emit(account, "delete", position)
+
+    def restore_contact(self, account_id: int, contact_id: int) -> dict[str, Any]:
+        """Bring a deleted contact back (emits `restore_contact`)."""
+        account, position = self._find(account_id, contact_id, deleted=True)
+        account.contacts.restore(position, unix_now())
+        self._emit(account, "restore", position)
+        return self._contact_json(account, position)
+
+    def get_contact(self, account_id: int, contact_id: int) -> dict[str, Any] | None:
+        """The contact as the API shows it; None when absent or deleted."""
+        account = self.account(account_id)
+        position = account.contacts.position(contact_id)
+        if position is None or account.contacts.is_deleted(position):
+            return None
+        return self._contact_json(account, position)
+
+    def generate_contacts(self, account_id: int, n: int, *, seed: int = 0) -> range:
+        """Add `n` realistic contacts quickly (no webhooks); returns their ids.
+
+        Names are Russian and English; ~5% have `custom_fields_values: null`, ~10% only a
+        phone, ~3% a malformed address, ~7% an address shared with other contacts, ~3% only
+        a text field; the rest have one to three addresses (some with capitals, a few the
+        same address twice). The same seed and `n` give the same contacts' shapes.
+        """
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        account = self.account(account_id)
+        first_id = self._next_contact_id
+        account.contacts.generate(first_id, n, seed, unix_now())
+        self._next_contact_id += n
+        log.info("sandbox.amocrm.generated", account_id=account_id, contacts=n)
+        return range(first_id, first_id + n)
+
+    def contact_count(self, account_id: int) -> int:
+        """Contacts not deleted."""
+        return len(self.account(account_id).contacts)
+
+    def contact_pages(self, account_id: int) -> list[int]:
+        """The `page` numbers of the contact list requests answered 200/204, in order."""
+        return list(self.account(account_id).pages)
+
+    def contact_pages_served(self, account_id: int) -> int:
+        return len(self.account(account_id).pages)
+
+    def rate_limited(self, account_id: int | None = None) -> int:
+        """How many 429s the rate limit answered (for one account, or all)."""
+        if account_id is not None:
+            return self.account(account_id).rate_limited
+        return sum(account.rate_limited for account in self.accounts.values())
+
+    def _find(self, account_id: int, contact_id: int, *, deleted: bool) -> tuple[Account, int]:
+        account = self.account(account_id)
+        position = account.contacts.position(contact_id)
+        if position is None or account.contacts.is_deleted(position) != deleted:
+            state = "deleted" if deleted else "live"
+            raise KeyError(f"no {state} contact {contact_id} in account {account_id}")
+        return account, position
+
+    def _contact_json(self, account: Account, position: int) -> dict[str, Any]:
+        store = account.contacts
+        return contact_json(
+            store.ids[position],
+            store.data(position),
+            store.created[position],
+            store.updated[position],
+            account_id=account.id,
+            base_url=f"https://{account.subdomain}.amocrm.ru",
+        )
+
+    # --- faults ---------------------------------------------------------------------------
+
+    def add_fault(self, status: int, *, path: str = "/", times: int | None = 1) -> None:
+        """Answer the next `times` requests under `path` with `status` (None: until cleared)."""
+        self.faults.add(Fault(match=path, status=status, times=times))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    # --- webhooks -------------------------------------------------------------------------
+
+    def webhooks(self, account_id: int) -> list[dict[str, Any]]:
+        """The account's registered webhooks, as `GET /api/v4/webhooks` lists them."""
+        account = self.account(account_id)
+        ordered = sorted(account.webhooks.values(), key=lambda hook: (hook.sort, hook.id))
+        return [hook.as_json(account.id) for hook in ordered]
+
+    def subscribe(
+        self, account_id: int, destination: str, settings: Sequence[str], sort: int = 1
+    ) -> Webhook:
+        """Register (or re-configure) a webhook, as `POST /api/v4/webhooks` does."""
+        account = self.account(account_id)
+        now = unix_now()
+        hook = account.webhooks.get(destination)
+        if hook is None:
+            hook = Webhook(self._next_webhook_id, destination, list(settings), sort, now, now)
+            self._next_webhook_id += 1
+            account.webhooks[destination] = hook
+        else:
+            hook.settings, hook.sort, hook.updated_at = list(settings), sort, now
+        return hook
+
+    def unsubscribe(self, account_id: int, destination: str) -> bool:
+        return self.account(account_id).webhooks.pop(destination, None) is not None
+
+    def webhook_body(self, account_id: int, action: Action, contact_id: int) -> bytes:
+        """The form body amoCRM would post for `action` on the contact as it is now."""
+        account = self.account(account_id)
+        position = account.contacts.position(contact_id)
+        if position is None:
+            raise KeyError(f"no contact {contact_id} in account {account_id}")
+        return self._webhook_body(account, action, position)
+
+    def _webhook_body(self, account: Account, action: Action, position: int) -> bytes:
+        store = account.contacts
+        pairs = webhook_pairs(
+            action,
+            store.ids[position],
+            store.data(position),
+            store.created[position],
+            store.updated[position],
+            account_id=account.id,
+        )
+        return form_body(pairs + account_pairs(account.id, account.subdomain))
+
+    def _emit(self, account: Account, action: Action, position: int) -> None:
+        if not self.webhooks_enabled:
+            return
+        event = f"{action}_contact"
+        hooks = [hook for hook in account.webhooks.values() if event in hook.settings]
+        if not hooks:
+            return
+        body = self._webhook_body(account, action, position)
+        contact_id = account.contacts.ids[position]
+        for hook in hooks:
+            self._outbox.append(Delivery(account.id, hook.destination, action, contact_id, body))
+        self._start_pump()
+
+    def _start_pump(self) -> None:
+        if self._pump is not None and not self._pump.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop here: `flush_webhooks()` delivers them
+        self._pump = loop.create_task(self._pump_deliveries())
+
+    async def _pump_deliveries(self) -> None:
+        running: set[asyncio.Task[None]] = set()
+        while self._outbox or running:
+            while self._outbox and len(running) < max(1, self.webhook_concurrency):
+                running.add(asyncio.create_task(self._deliver(self._outbox.popleft())))
+            _done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        if self._http is None:
+            self._http = httpx.AsyncClient(headers={"User-Agent": "amoCRM-Webhooks/3.0"})
+        self.deliveries.append(delivery)
+        try:
+            response = await self._http.post(
+                delivery.destination,
+                content=delivery.body,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                timeout=self.webhook_timeout,
+            )
+            delivery.status = response.status_code
+        except httpx.HTTPError as exc:
+            delivery.error = f"{type(exc).__name__}: {exc}"
+            log.info("sandbox.amocrm.webhook.failed", error=delivery.error)
+        self.calls.record(
+            Call(
+                "webhook",
+                "POST",
+                urlsplit(delivery.destination).path,
+                delivery.status or 0,
+                time.time(),
+                delivery.account_id,
+            )
+        )
+
+    async def flush_webhooks(self, timeout: float = 10.0) -> None:
+        """Wait until every webhook emitted so far has been posted (or failed)."""
+        deadline = time.monotonic() + timeout
+        while self._outbox or (self._pump is not None and not self._pump.done()):
+            self._start_pump()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("webhook deliveries did not finish in time")
+            assert self._pump is not None
+            await asyncio.wait({self._pump}, timeout=remaining)
+
+    async def aclose(self) -> None:
+        """Stop delivering and close the webhook HTTP client."""
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+_OAUTH_PROBLEM = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"
+
+
+def _oauth_error(status: int, hint: str) -> OAuthAnswer:
+    """amoCRM's OAuth problem body (the `hint` says what was wrong)."""
+    return OAuthAnswer(
+        status,
+        {
+            "hint": hint,
+            "title": "Некорректный запрос",
+            "type": _OAUTH_PROBLEM,
+            "status": status,
+            "detail": "В запросе отсутствует ряд параметров или параметры невалидны",
+        },
+    )

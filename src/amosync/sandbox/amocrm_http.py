@@ -1,0 +1,266 @@
+"""amoCRM's HTTP surface: `/oauth2/access_token` and the `/api/v4/...` routes amosync uses.
+
+Every request first waits `latency`, then may hit an injected fault; API requests are then
+authenticated by their bearer token (which also names the account, since every account
+shares the sandbox's base URL) and rate-limited per account. Errors are
+`application/problem+json` as amoCRM sends them; lists are `application/hal+json`, and an
+empty list page is `204 No Content` with no body at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from amosync.sandbox.amocrm import WEBHOOK_EVENTS, Account, AmoCRMSimulator
+from amosync.sandbox.controls import Call
+from amosync.sandbox.render import contact_json
+
+MAX_LIMIT = 250
+DEFAULT_LIMIT = 50
+
+Handler = Callable[[AmoCRMSimulator, Account, Request], Awaitable[Response]]
+
+
+def routes(sim: AmoCRMSimulator) -> list[Route]:
+    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await _api_call(sim, request, handler)
+
+        return endpoint
+
+    async def token(request: Request) -> Response:
+        return await _oauth(sim, request)
+
+    return [
+        Route("/oauth2/access_token", token, methods=["POST"]),
+        Route("/api/v4/account", api(_account), methods=["GET"]),
+        Route("/api/v4/contacts", api(_contacts), methods=["GET"]),
+        Route("/api/v4/contacts/{contact_id:int}", api(_contact), methods=["GET"]),
+        Route("/api/v4/webhooks", api(_webhooks_list), methods=["GET"]),
+        Route("/api/v4/webhooks", api(_webhooks_add), methods=["POST"]),
+        Route("/api/v4/webhooks", api(_webhooks_delete), methods=["DELETE"]),
+    ]
+
+
+# --- plumbing ---------------------------------------------------------------------------
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    body = {**extra, "title": title, "type": f"https://httpstatus.es/{status}", "status": status}
+    body["detail"] = detail
+    return Response(orjson.dumps(body), status, media_type="application/problem+json")
+
+
+def _hal(body: Any) -> Response:
+    return Response(orjson.dumps(body), 200, media_type="application/hal+json")
+
+
+def _invalid(path: str, detail: str) -> Response:
+    errors = [
+        {"request_id": "0", "errors": [{"code": "InvalidValue", "path": path, "detail": detail}]}
+    ]
+    return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": errors})
+
+
+async def _api_call(sim: AmoCRMSimulator, request: Request, handler: Handler) -> Response:
+    if sim.latency:
+        await asyncio.sleep(sim.latency)
+    path = request.url.path
+    account_id: int | None = None
+    fault = sim.faults.pick(path)
+    if fault is not None:
+        response = problem(fault.status, "Injected fault", "The sandbox was told to fail")
+    else:
+        account_id = sim.token_account(_bearer(request))
+        account = sim.accounts.get(account_id) if account_id is not None else None
+        if account is None:
+            response = problem(401, "Unauthorized", "Неверный логин или пароль")
+        elif not account.window.admit(sim.rate_limit_rps):
+            account.rate_limited += 1
+            response = problem(429, "Too Many Requests", "Превышен лимит запросов к API")
+        else:
+            response = await handler(sim, account, request)
+    sim.calls.record(
+        Call("amocrm", request.method, path, response.status_code, time.time(), account_id)
+    )
+    return response
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _oauth(sim: AmoCRMSimulator, request: Request) -> Response:
+    if sim.latency:
+        await asyncio.sleep(sim.latency)
+    path = request.url.path
+    fault = sim.faults.pick(path)
+    account_id: int | None = None
+    if fault is not None:
+        response = problem(fault.status, "Injected fault", "The sandbox was told to fail")
+    else:
+        body = await _body(request)
+        account_id = sim.oauth_account(body)
+        answer = sim.oauth(body)
+        media = "application/json" if answer.status == 200 else "application/problem+json"
+        response = Response(orjson.dumps(answer.body), answer.status, media_type=media)
+    sim.calls.record(Call("amocrm", "POST", path, response.status_code, time.time(), account_id))
+    return response
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """A JSON or form body (amoCRM's token endpoint takes both); anything else is empty."""
+    raw = await request.body()
+    if "json" in request.headers.get("content-type", ""):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+    return dict(parse_qsl(raw.decode("utf-8", "replace")))
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+
+async def _account(_sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    return _hal(account.as_json(_base_url(request)))
+
+
+async def _contacts(_sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", DEFAULT_LIMIT))
+        page = int(query.get("page", 1))
+        updated_from = _optional_int(query.get("filter[updated_at][from]"))
+        updated_to = _optional_int(query.get("filter[updated_at][to]"))
+    except ValueError:
+        return _invalid("limit", "limit, page and filter[updated_at] must be integers")
+    if not 1 <= limit <= MAX_LIMIT:
+        return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
+    if page < 1:
+        return _invalid("page", "page must be 1 or more")
+    order, descending = "id", False
+    for field in ("id", "updated_at"):
+        direction = query.get(f"order[{field}]")
+        if direction is not None:
+            if direction not in ("asc", "desc"):
+                return _invalid(f"order[{field}]", "order must be asc or desc")
+            order, descending = field, direction == "desc"
+    store = account.contacts
+    positions, more = store.page(
+        (page - 1) * limit,
+        limit,
+        order=order,
+        descending=descending,
+        updated_from=updated_from,
+        updated_to=updated_to,
+    )
+    account.pages.append(page)
+    if not positions:
+        return Response(status_code=204)  # amoCRM: an empty page has no body at all
+    base = _base_url(request)
+    contacts = [
+        contact_json(
+            store.ids[p],
+            store.data(p),
+            store.created[p],
+            store.updated[p],
+            account_id=account.id,
+            base_url=base,
+        )
+        for p in positions
+    ]
+    links = {"self": {"href": _page_url(base, request, page)}}
+    if more:
+        links["next"] = {"href": _page_url(base, request, page + 1)}
+    if page > 1:
+        links["prev"] = {"href": _page_url(base, request, page - 1)}
+    return _hal({"_page": page, "_links": links, "_embedded": {"contacts": contacts}})
+
+
+async def _contact(_sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    store = account.contacts
+    position = store.position(request.path_params["contact_id"])
+    if position is None or store.is_deleted(position):
+        return Response(status_code=204)  # amoCRM answers an unknown id with 204 too
+    return _hal(
+        contact_json(
+            store.ids[position],
+            store.data(position),
+            store.created[position],
+            store.updated[position],
+            account_id=account.id,
+            base_url=_base_url(request),
+        )
+    )
+
+
+async def _webhooks_list(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    wanted = request.query_params.get("filter[destination]")
+    hooks = [
+        hook for hook in sim.webhooks(account.id) if wanted is None or hook["destination"] == wanted
+    ]
+    return _hal({"_total_items": len(hooks), "_embedded": {"webhooks": hooks}})
+
+
+async def _webhooks_add(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    body = await _json_object(request)
+    destination = body.get("destination")
+    settings = body.get("settings")
+    if not isinstance(destination, str) or not destination.startswith(("https://", "http://")):
+        return _invalid("destination", "destination must be a valid URL")
+    if (
+        not isinstance(settings, list)
+        or not settings
+        or not all(isinstance(event, str) and event in WEBHOOK_EVENTS for event in settings)
+    ):
+        return _invalid("settings", "settings must be a non-empty list of known events")
+    sort = body.get("sort", 1)
+    hook = sim.subscribe(account.id, destination, settings, sort if isinstance(sort, int) else 1)
+    return _hal(hook.as_json(account.id))
+
+
+async def _webhooks_delete(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    destination = (await _json_object(request)).get("destination")
+    if not isinstance(destination, str) or not destination:
+        return _invalid("destination", "destination is required")
+    if not sim.unsubscribe(account.id, destination):
+        return problem(404, "Not Found", "Webhook not found")
+    return Response(status_code=204)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        value = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _optional_int(value: str | None) -> int | None:
+    return None if value is None or value == "" else int(value)
+
+
+def _base_url(request: Request) -> str:
+    # Links point back at the sandbox (not at {subdomain}.amocrm.ru) so they can be followed.
+    return str(request.base_url).rstrip("/")
+
+
+def _page_url(base: str, request: Request, page: int) -> str:
+    params = [(key, value) for key, value in request.query_params.multi_items() if key != "page"]
+    params.append(("page", str(page)))
+    return f"{base}{request.url.path}?{urlencode(params)}"

@@ -1,0 +1,401 @@
+"""One account's amoCRM contacts, stored compactly enough for a million of them.
+
+Contacts live in parallel columns indexed by *position* (ids only grow, so positions are in
+id order): `array` columns for ids and timestamps, `bytearray` columns for the recipe of a
+generated contact. A generated contact's name and custom fields are derived from its recipe
+byte and id when a page is served, so `generate_contacts(n=1_000_000)` only fills a few
+columns (about a second) and a 250-contact page costs well under a millisecond to build.
+Contacts added or edited through the Python API keep their full data in `explicit`.
+
+The custom fields follow amoCRM's system fields: Phone (`field_code` PHONE) and Email
+(`field_code` EMAIL) are `multitext` fields whose values carry `enum_id`/`enum_code`;
+Position (`field_code` POSITION) is a `text` field. A contact without any field value has
+`custom_fields_values: null`, as amoCRM answers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from array import array
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+PHONE_FIELD = {"field_id": 264909, "field_name": "Телефон", "field_code": "PHONE"}
+EMAIL_FIELD = {"field_id": 264911, "field_name": "Email", "field_code": "EMAIL"}
+POSITION_FIELD = {"field_id": 264907, "field_name": "Должность", "field_code": "POSITION"}
+PHONE_ENUMS = {"WORK": 524193, "WORKDD": 524195, "MOB": 524197, "FAX": 524199, "HOME": 524201}
+EMAIL_ENUMS = {"WORK": 524203, "PRIV": 524205, "OTHER": 524207}
+RESPONSIBLE_USERS = (8214421, 8214427, 8302933, 8391105)
+
+FieldValues = list[dict[str, Any]]
+
+# Display name, transliteration (for addresses), grammatical gender.
+_FIRST = (
+    ("Анна", "anna", 1), ("Иван", "ivan", 0), ("Мария", "maria", 1), ("Дмитрий", "dmitry", 0),
+    ("Елена", "elena", 1), ("Сергей", "sergey", 0), ("Ольга", "olga", 1), ("Алексей", "alexey", 0),
+    ("Наталья", "natalia", 1), ("Андрей", "andrey", 0), ("Татьяна", "tatiana", 1),
+    ("Михаил", "mikhail", 0), ("Ирина", "irina", 1), ("Николай", "nikolay", 0),
+    ("Светлана", "svetlana", 1), ("Павел", "pavel", 0), ("Юлия", "yulia", 1),
+    ("Артём", "artem", 0), ("Ксения", "ksenia", 1), ("Роман", "roman", 0),
+    ("Anna", "anna", 1), ("John", "john", 0), ("Laura", "laura", 1), ("Peter", "peter", 0),
+)  # fmt: skip
+# Male form, female form, transliteration.
+_LAST = (
+    ("Иванов", "Иванова", "ivanov"), ("Смирнов", "Смирнова", "smirnov"),
+    ("Кузнецов", "Кузнецова", "kuznetsov"), ("Попов", "Попова", "popov"),
+    ("Васильев", "Васильева", "vasiliev"), ("Петров", "Петрова", "petrov"),
+    ("Соколов", "Соколова", "sokolov"), ("Михайлов", "Михайлова", "mikhailov"),
+    ("Новиков", "Новикова", "novikov"), ("Фёдоров", "Фёдорова", "fedorov"),
+    ("Морозов", "Морозова", "morozov"), ("Волков", "Волкова", "volkov"),
+    ("Алексеев", "Алексеева", "alekseev"), ("Лебедев", "Лебедева", "lebedev"),
+    ("Семёнов", "Семёнова", "semenov"), ("Егоров", "Егорова", "egorov"),
+    ("Smith", "Smith", "smith"), ("Brown", "Brown", "brown"), ("Miller", "Miller", "miller"),
+)  # fmt: skip
+_DOMAINS = ("mail.ru", "yandex.ru", "gmail.com", "example.com", "bk.ru", "inbox.ru", "corp.example")
+_POSITIONS = ("Менеджер", "Директор", "Бухгалтер", "Инженер", "Маркетолог")
+_SHARED_POOL = 211  # shared addresses such as team17@corp.example, each used by many contacts
+
+# A generated contact's recipe byte decides what it looks like (shares out of 256).
+_NULL_FIELDS = 12  # ~5%: custom_fields_values is null
+_PHONE_ONLY = 38  # ~10%: a phone, no address
+_INVALID = 46  # ~3%: a malformed address (and a phone)
+_SHARED = 64  # ~7%: an address shared with other contacts
+_POSITION_ONLY = 72  # ~3%: a text field but no address
+_ONE_EMAIL = 190  # ~46%: one address; then ~18% two, ~8% three
+_TWO_EMAILS = 236
+EXPLICIT = 255  # not generated: the data is in `ContactStore.explicit`
+
+
+@dataclass(slots=True)
+class ContactData:
+    """What a contact holds besides its id and timestamps."""
+
+    name: str
+    first_name: str
+    last_name: str
+    responsible_user_id: int
+    custom_fields: FieldValues | None  # amoCRM's custom_fields_values; None is null
+
+
+_PHONE_CODES = ("WORK", "MOB", "HOME")
+_EMAIL_CODES = ("WORK", "PRIV", "OTHER")
+# (enum_id, enum_code) for a field's values in order, repeating; long enough for most.
+_ENUM_PAIRS = {
+    id(PHONE_FIELD): tuple((PHONE_ENUMS[code], code) for code in _PHONE_CODES) * 4,
+    id(EMAIL_FIELD): tuple((EMAIL_ENUMS[code], code) for code in _EMAIL_CODES) * 4,
+}
+
+
+def multitext(field: dict[str, Any], values: Sequence[str]) -> dict[str, Any]:
+    """A Phone/Email field: values get the enum ids WORK, then PRIV/MOB, then OTHER/HOME.
+
+    Written flat because serving a page of generated contacts builds 250 of these.
+    """
+    pairs: Iterable[tuple[int, str]] = _ENUM_PAIRS[id(field)]
+    if len(values) > 12:
+        pairs = itertools.cycle(_ENUM_PAIRS[id(field)][:3])
+    return {
+        "field_id": field["field_id"],
+        "field_name": field["field_name"],
+        "field_code": field["field_code"],
+        "field_type": "multitext",
+        "values": [
+            {"value": value, "enum_id": enum_id, "enum_code": code}
+            for value, (enum_id, code) in zip(values, pairs, strict=False)
+        ],
+    }
+
+
+def build_fields(emails: Sequence[str], phones: Sequence[str]) -> FieldValues | None:
+    """custom_fields_values for these phones and addresses (None when there are none)."""
+    fields: FieldValues = []
+    if phones:
+        fields.append(multitext(PHONE_FIELD, phones))
+    if emails:
+        fields.append(multitext(EMAIL_FIELD, emails))
+    return fields or None
+
+
+def field_values(fields: FieldValues | None, code: str) -> list[str]:
+    """The values of the field with `field_code == code` (e.g. a contact's addresses)."""
+    return [
+        str(value.get("value"))
+        for field in fields or ()
+        if field.get("field_code") == code
+        for value in field.get("values") or ()
+    ]
+
+
+def _phone(contact_id: int) -> str:
+    return f"+79{contact_id % 1_000_000_000:09d}"
+
+
+def _generated(contact_id: int, recipe: int, first: int, last: int) -> ContactData:
+    """Derive a generated contact from its recipe: same inputs, same contact."""
+    first_name, first_latin, female = _FIRST[first % len(_FIRST)]
+    male_last, female_last, last_latin = _LAST[last % len(_LAST)]
+    last_name = female_last if female else male_last
+    if female and male_last != female_last:
+        last_latin += "a"
+    responsible = RESPONSIBLE_USERS[contact_id % len(RESPONSIBLE_USERS)]
+    name = f"{first_name} {last_name}"
+    fields: FieldValues | None
+    if recipe < _NULL_FIELDS:
+        fields = None
+    elif recipe < _PHONE_ONLY:
+        fields = build_fields((), (_phone(contact_id),))
+    elif recipe < _INVALID:
+        broken = (
+            f"{first_latin}.{last_latin}@"
+            if recipe % 2
+            else f"{first_latin} {last_latin}@{_DOMAINS[contact_id % 7]}"
+        )
+        fields = build_fields((broken,), (_phone(contact_id),))
+    elif _SHARED <= recipe < _POSITION_ONLY:
+        position = _POSITIONS[contact_id % len(_POSITIONS)]
+        fields = [{**POSITION_FIELD, "field_type": "text", "values": [{"value": position}]}]
+    else:
+        fields = build_fields(
+            _addresses(contact_id, recipe, first_latin, last_latin),
+            (_phone(contact_id),) if recipe % 3 == 0 else (),
+        )
+    return ContactData(name, first_name, last_name, responsible, fields)
+
+
+def _addresses(contact_id: int, recipe: int, first: str, last: str) -> list[str]:
+    personal = f"{first}.{last}{contact_id}@{_DOMAINS[contact_id % 7]}"
+    if recipe < _SHARED:
+        shared = f"team{(contact_id * 31) % _SHARED_POOL}@corp.example"
+        return [shared, personal] if recipe % 2 else [shared]
+    if recipe < _ONE_EMAIL:
+        # Some people type their address with capitals; amoCRM keeps it as typed.
+        return [personal.title() if recipe % 16 == 0 else personal]
+    if recipe < _TWO_EMAILS:
+        if recipe % 23 == 0:
+            return [personal, personal.upper()]  # the same address twice
+        return [personal, f"{first[0]}{last}{contact_id % 10_000}@{_DOMAINS[recipe % 7]}"]
+    return [
+        personal,
+        f"{first[0]}.{last}@work{contact_id % 50}.example",
+        f"{last}{contact_id}@{_DOMAINS[(contact_id + 3) % 7]}",
+    ]
+
+
+class ContactStore:
+    """One account's contacts; positions are in id order, deleted ones are skipped."""
+
+    def __init__(self) -> None:
+        self.ids = array("q")
+        self.created = array("q")
+        self.updated = array("q")
+        self.recipes = bytearray()
+        self.first = bytearray()
+        self.last = bytearray()
+        self.explicit: dict[int, ContactData] = {}
+        self._deleted: list[int] = []  # sorted positions
+        self._deleted_set: set[int] = set()
+        self.version = 0  # bumped on every change; keys the caches below
+        self._by_updated: tuple[int, list[int]] | None = None
+        self._filtered: tuple[tuple[Any, ...], list[int]] | None = None
+
+    # --- size and lookup ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.ids) - len(self._deleted)
+
+    def position(self, contact_id: int) -> int | None:
+        """Where `contact_id` is stored (deleted or not), or None."""
+        index = bisect_left(self.ids, contact_id)
+        if index < len(self.ids) and self.ids[index] == contact_id:
+            return index
+        return None
+
+    def is_deleted(self, position: int) -> bool:
+        return position in self._deleted_set
+
+    def data(self, position: int) -> ContactData:
+        explicit = self.explicit.get(position)
+        if explicit is not None:
+            return explicit
+        return _generated(
+            self.ids[position], self.recipes[position], self.first[position], self.last[position]
+        )
+
+    # --- changes --------------------------------------------------------------------------
+
+    def append(self, contact_id: int, data: ContactData, now: int) -> int:
+        position = len(self.ids)
+        self.ids.append(contact_id)
+        self.created.append(now)
+        self.updated.append(now)
+        self.recipes.append(EXPLICIT)
+        self.first.append(0)
+        self.last.append(0)
+        self.explicit[position] = data
+        self.version += 1
+        return position
+
+    def update(self, position: int, data: ContactData, now: int) -> None:
+        self.explicit[position] = data
+        # amoCRM timestamps have one-second resolution; never go back in time.
+        self.updated[position] = max(now, self.updated[position])
+        self.version += 1
+
+    def delete(self, position: int, now: int) -> None:
+        if position not in self._deleted_set:
+            self._deleted_set.add(position)
+            insort(self._deleted, position)
+            self.updated[position] = max(now, self.updated[position])
+            self.version += 1
+
+    def restore(self, position: int, now: int) -> None:
+        if position in self._deleted_set:
+            self._deleted_set.discard(position)
+            self._deleted.remove(position)
+            self.updated[position] = max(now, self.updated[position])
+            self.version += 1
+
+    def generate(self, first_id: int, count: int, seed: int, now: int) -> None:
+        """Append `count` generated contacts with ids `first_id...`, created over a year."""
+        rng = random.Random(seed)
+        span = 365 * 86400
+        step = max(1, span // max(count, 1))
+        start = now - span
+        created = array("q", range(start, start + step * count, step))
+        # Edited some time after creation, never in the future; still roughly id-ordered.
+        delays = rng.randbytes(count)
+        updated = array("q", (min(now, c + d * 600) for c, d in zip(created, delays, strict=True)))
+        self.ids.extend(range(first_id, first_id + count))
+        self.created.extend(created)
+        self.updated.extend(updated)
+        self.recipes.extend(rng.randbytes(count).replace(bytes([EXPLICIT]), bytes([EXPLICIT - 1])))
+        self.first.extend(rng.randbytes(count))
+        self.last.extend(rng.randbytes(count))
+        self.version += 1
+
+    # --- queries --------------------------------------------------------------------------
+
+    def page(
+        self,
+        offset: int,
+        limit: int,
+        *,
+        order: str = "id",
+        descending: bool = False,
+        updated_from: int | None = None,
+        updated_to: int | None = None,
+    ) -> tuple[list[int], bool]:
+        """Positions of one page and whether more follow."""
+        if updated_from is None and updated_to is None and order == "id":
+            return self._id_page(offset, limit, descending)
+        selection = self._select(order, updated_from, updated_to)
+        if descending:
+            end = len(selection) - offset
+            chosen = selection[max(0, end - limit) : max(0, end)][::-1]
+            return chosen, end - limit > 0
+        return selection[offset : offset + limit], offset + limit < len(selection)
+
+    def _id_page(self, offset: int, limit: int, descending: bool) -> tuple[list[int], bool]:
+        live = len(self)
+        if offset >= live:
+            return [], False
+        count = min(limit, live - offset)
+        more = offset + count < live
+        if descending:
+            position = self._live_position(live - 1 - offset)
+            step = -1
+        else:
+            position = self._live_position(offset)
+            step = 1
+        if not self._deleted:
+            chosen = list(range(position, position + step * count, step))
+            return chosen, more
+        chosen = []
+        while len(chosen) < count:
+            if position not in self._deleted_set:
+                chosen.append(position)
+            position += step
+        return chosen, more
+
+    def _live_position(self, ordinal: int) -> int:
+        """The position of the `ordinal`-th (0-based) contact that is not deleted."""
+        deleted = self._deleted
+        if not deleted:
+            return ordinal
+        low, high = ordinal, ordinal + len(deleted)
+        while low < high:  # the smallest p with p + 1 - deleted_up_to(p) > ordinal
+            mid = (low + high) // 2
+            if mid + 1 - bisect_right(deleted, mid) > ordinal:
+                high = mid
+            else:
+                low = mid + 1
+        return low
+
+    def _select(self, order: str, updated_from: int | None, updated_to: int | None) -> list[int]:
+        key = (self.version, order, updated_from, updated_to)
+        if self._filtered is not None and self._filtered[0] == key:
+            return self._filtered[1]
+        by_updated = self._updated_index()
+        updated = self.updated
+        low = (
+            0
+            if updated_from is None
+            else bisect_left(by_updated, updated_from, key=updated.__getitem__)
+        )
+        high = (
+            len(by_updated)
+            if updated_to is None
+            else bisect_right(by_updated, updated_to, key=updated.__getitem__)
+        )
+        selection = by_updated[low:high]
+        if order == "id":
+            selection.sort()
+        self._filtered = (key, selection)
+        return selection
+
+    def _updated_index(self) -> list[int]:
+        """Live positions ordered by (updated_at, id); rebuilt after a change."""
+        if self._by_updated is not None and self._by_updated[0] == self.version:
+            return self._by_updated[1]
+        deleted = self._deleted_set
+        live = (p for p in range(len(self.ids)) if p not in deleted)
+        index = sorted(live, key=self.updated.__getitem__)  # stable: ties stay in id order
+        self._by_updated = (self.version, index)
+        return index
+
+
+def with_changes(
+    data: ContactData,
+    *,
+    name: str | None = None,
+    emails: Sequence[str] | None = None,
+    phones: Sequence[str] | None = None,
+    custom_fields: FieldValues | None | object = ...,
+) -> ContactData:
+    """`data` with a new name and/or new phones/addresses (other fields are kept)."""
+    changed = replace(data)
+    if name is not None:
+        changed.name = name
+        first, _, last = name.partition(" ")
+        changed.first_name, changed.last_name = first, last
+    if custom_fields is not ...:
+        changed.custom_fields = custom_fields  # type: ignore[assignment]
+    elif emails is not None or phones is not None:
+        kept = [
+            field
+            for field in data.custom_fields or ()
+            if field.get("field_code") not in ("EMAIL", "PHONE")
+        ]
+        new_phones = field_values(data.custom_fields, "PHONE") if phones is None else phones
+        new_emails = field_values(data.custom_fields, "EMAIL") if emails is None else emails
+        fields = (build_fields(new_emails, new_phones) or []) + kept
+        changed.custom_fields = fields or None
+    return changed
+
+
+def unix_now() -> int:
+    return int(time.time())

@@ -1,0 +1,351 @@
+"""The Unisender simulator: API keys, lists, contacts and the methods amosync calls.
+
+    uni = sandbox.unisender
+    uni.add_key("key")
+    uni.lists("key")                      # [{"id": 1, "title": "amoCRM"}]
+    uni.list_members("key", 1)            # {"ann@example.com", ...}
+    uni.contact("key", "ann@example.com") # {"email", "status", "lists": [...], "fields": {...}}
+    uni.unsubscribe("key", "ann@example.com")
+    uni.reject("blocked@example.com", "email_blocked")   # importContacts logs it, skips it
+
+Knobs: `latency` (seconds per call), `rate_limit_rpm` (calls per minute per key, None = off),
+`add_fault(method=..., status=503)` or `add_fault(method=..., code="retry_later")`,
+`faults.rate` for a random fault rate, `clear_faults()`.
+
+Behaviour follows Unisender's API: every answer is HTTP 200, errors are
+`{"error": message, "code": code}` with the message HTML-escaped; `importContacts` takes at
+most 500 rows and reports rejected rows in `log` by their index; new addresses get status
+`new`; an address imported without `email_status` keeps its status, so an unsubscribed
+address stays unsubscribed (a list it is added to records it as unsubscribed there too);
+`exclude` takes an address out of lists without deleting or unsubscribing it. Addresses are
+kept lower-cased, as Unisender stores them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from amosync.sandbox.controls import CallLog, Fault, FaultPlan, RateWindow
+
+MAX_IMPORT_ROWS = 500
+STATUSES = frozenset(
+    {"new", "invited", "active", "inactive", "unsubscribed", "blocked", "activation_requested"}
+)
+_EMAIL = re.compile(
+    r"^[^@\s,;<>\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
+)
+
+
+class UnisenderError(Exception):
+    """An error answer: `{"error": message, "code": code}` (with HTTP 200)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_json(self) -> dict[str, str]:
+        return {"error": html.escape(self.message), "code": self.code}
+
+
+@dataclass(slots=True)
+class Membership:
+    status: str  # active or unsubscribed
+    added_at: str
+
+
+@dataclass(slots=True)
+class Subscriber:
+    email: str
+    status: str
+    added_at: str
+    lists: dict[int, Membership] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "status": self.status,
+            "added_at": self.added_at,
+            "lists": [
+                {"id": list_id, "status": m.status, "added_at": m.added_at}
+                for list_id, m in sorted(self.lists.items())
+            ],
+            "fields": dict(self.fields),
+        }
+
+
+@dataclass
+class KeyAccount:
+    """What one API key sees: its lists and contacts."""
+
+    key: str
+    lists: dict[int, str] = field(default_factory=dict)
+    contacts: dict[str, Subscriber] = field(default_factory=dict)
+    window: RateWindow = field(default_factory=lambda: RateWindow(60.0))
+
+
+class UnisenderSimulator:
+    """Unisender accounts by API key (see the module doc)."""
+
+    def __init__(self, calls: CallLog) -> None:
+        self.calls = calls
+        self.latency = 0.0
+        self.rate_limit_rpm: float | None = None
+        self.faults = FaultPlan()
+        self.keys: dict[str, KeyAccount] = {}
+        self.rate_limited = 0
+        self._rejections: dict[tuple[str | None, str], tuple[str, str]] = {}
+        self._next_list_id = 1
+
+    # --- Python API -----------------------------------------------------------------------
+
+    def add_key(self, key: str) -> KeyAccount:
+        """Make `key` a valid API key (an empty account), or return its account."""
+        if not key:
+            raise ValueError("an API key cannot be empty")
+        return self.keys.setdefault(key, KeyAccount(key))
+
+    def remove_key(self, key: str) -> None:
+        """Invalidate a key: calls with it get `invalid_api_key` from now on."""
+        self.keys.pop(key, None)
+
+    def lists(self, key: str) -> list[dict[str, Any]]:
+        return [{"id": i, "title": title} for i, title in sorted(self._account(key).lists.items())]
+
+    def create_list(self, key: str, title: str) -> int:
+        return int(self.call(key, "createList", {"title": title})["id"])
+
+    def list_members(self, key: str, list_id: int, status: str | None = None) -> set[str]:
+        """Addresses in the list (any membership status unless `status` is given)."""
+        return {
+            sub.email
+            for sub in self._account(key).contacts.values()
+            if list_id in sub.lists and (status is None or sub.lists[list_id].status == status)
+        }
+
+    def contact(self, key: str, email: str) -> dict[str, Any] | None:
+        """An address's status, lists and fields; None when Unisender does not know it."""
+        sub = self._account(key).contacts.get(email.strip().lower())
+        return sub.as_json() if sub is not None else None
+
+    def unsubscribe(self, key: str, email: str, list_ids: Sequence[int] | None = None) -> None:
+        """The address unsubscribes: from `list_ids`, or from everything (status too)."""
+        sub = self._account(key).contacts.get(email.strip().lower())
+        if sub is None:
+            raise KeyError(f"{email!r} is not a contact of this key")
+        for list_id, membership in sub.lists.items():
+            if list_ids is None or list_id in list_ids:
+                membership.status = "unsubscribed"
+        if list_ids is None:
+            sub.status = "unsubscribed"
+
+    def reject(
+        self, email: str, code: str, message: str | None = None, *, key: str | None = None
+    ) -> None:
+        """Make `importContacts` refuse this address with `code` in its `log` (any key)."""
+        text = message or f"The address was rejected ({code})"
+        self._rejections[(key, email.strip().lower())] = (code, text)
+
+    def add_fault(
+        self,
+        *,
+        method: str = "",
+        status: int = 500,
+        code: str | None = None,
+        times: int | None = 1,
+    ) -> None:
+        """Fail the next `times` calls of methods starting with `method`.
+
+        With `code` (e.g. "retry_later") the call gets that error with HTTP 200, otherwise
+        an HTTP `status` such as 500 or 503.
+        """
+        self.faults.add(Fault(match=method, status=status, code=code, times=times))
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def _account(self, key: str) -> KeyAccount:
+        try:
+            return self.keys[key]
+        except KeyError:
+            raise KeyError("no such sandbox Unisender key") from None
+
+    # --- API methods ----------------------------------------------------------------------
+
+    def call(self, key: str, method: str, params: Mapping[str, Any]) -> Any:
+        """Run an API method for `key`; returns its `result` or raises `UnisenderError`."""
+        account = self.keys.get(key)
+        if account is None:
+            raise UnisenderError("invalid_api_key", "Invalid API key")
+        handler = _METHODS.get(method)
+        if handler is None:
+            raise UnisenderError("unknown_method", f'Unknown method "{method}"')
+        return handler(self, account, params)
+
+    def _get_lists(self, account: KeyAccount, _params: Mapping[str, Any]) -> Any:
+        return self.lists(account.key)
+
+    def _create_list(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
+        title = str(params.get("title") or "").strip()
+        if not title:
+            raise UnisenderError("invalid_arg", 'Argument "title" is required')
+        if any(existing == title for existing in account.lists.values()):
+            raise UnisenderError("invalid_arg", f'List with title "{title}" already exists')
+        list_id = self._next_list_id
+        self._next_list_id += 1
+        account.lists[list_id] = title
+        return {"id": list_id}
+
+    def _import_contacts(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
+        names = [str(name) for name in params.get("field_names") or []]
+        rows = params.get("data") or []
+        if not names or "email" not in [name.lower() for name in names]:
+            raise UnisenderError("invalid_arg", 'Argument "field_names" must contain "email"')
+        if len(rows) > MAX_IMPORT_ROWS:
+            raise UnisenderError(
+                "invalid_arg",
+                f"Too many contacts in one call: {len(rows)}, at most {MAX_IMPORT_ROWS}",
+            )
+        overwrite_lists = str(params.get("overwrite_lists") or "0") == "1"
+        result: dict[str, Any] = {
+            "total": len(rows),
+            "inserted": 0,
+            "updated": 0,
+            "deleted": 0,
+            "new_emails": 0,
+            "invalid": 0,
+            "log": [],
+        }
+        for index, row in enumerate(rows):
+            record = {
+                name: str(row[i]) if i < len(row) and row[i] is not None else ""
+                for i, name in enumerate(names)
+            }
+            outcome = self._import_row(account, record, overwrite_lists)
+            if isinstance(outcome, tuple):
+                code, message = outcome
+                result["log"].append({"index": index, "code": code, "message": message})
+                if code == "invalid_email":
+                    result["invalid"] += 1
+            else:
+                result[outcome] += 1
+                if outcome == "inserted":
+                    result["new_emails"] += 1
+        return result
+
+    def _import_row(
+        self, account: KeyAccount, record: dict[str, str], overwrite_lists: bool
+    ) -> str | tuple[str, str]:
+        """One row: "inserted"/"updated"/"deleted", or a (code, message) log entry."""
+        values = {name.lower(): value for name, value in record.items()}
+        email = values.get("email", "").strip().lower()
+        if not _EMAIL.match(email):
+            return "invalid_email", f'Invalid e-mail address "{values.get("email", "")}"'
+        rejection = self._rejections.get((account.key, email)) or self._rejections.get(
+            (None, email)
+        )
+        if rejection is not None:
+            return rejection
+        if values.get("delete") == "1":
+            return "deleted" if account.contacts.pop(email, None) is not None else "updated"
+        status = values.get("email_status", "").strip()
+        if status and status not in STATUSES:
+            return "invalid_arg", f'Invalid email_status "{status}"'
+        try:
+            list_ids = _ids(values.get("email_list_ids", ""))
+        except ValueError:
+            return "invalid_arg", "email_list_ids must be list ids separated by commas"
+        unknown = [list_id for list_id in list_ids if list_id not in account.lists]
+        if unknown:
+            return "invalid_arg", f"List {unknown[0]} not found"
+        now = _timestamp()
+        sub = account.contacts.get(email)
+        outcome = "updated"
+        if sub is None:
+            sub = Subscriber(email, "new", now)
+            account.contacts[email] = sub
+            outcome = "inserted"
+        if status:
+            sub.status = status
+        if overwrite_lists:
+            sub.lists = {i: m for i, m in sub.lists.items() if i in list_ids}
+        for list_id in list_ids:
+            membership = sub.lists.get(list_id)
+            if membership is None:
+                # Unsubscribed stays unsubscribed: the list records it that way.
+                initial = "unsubscribed" if sub.status == "unsubscribed" else "active"
+                sub.lists[list_id] = Membership(initial, now)
+            elif status in ("active", "unsubscribed"):
+                membership.status = status
+        for name, value in record.items():
+            if name.lower() not in ("email", "email_list_ids", "email_status", "delete"):
+                sub.fields[name] = value
+        return outcome
+
+    def _exclude(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
+        if str(params.get("contact_type") or "") not in ("email", "phone"):
+            raise UnisenderError("invalid_arg", 'Argument "contact_type" must be email or phone')
+        contact = str(params.get("contact") or "").strip().lower()
+        sub = account.contacts.get(contact)
+        if sub is None:
+            raise UnisenderError("unspecified", f'Contact "{contact}" not found')
+        try:
+            list_ids = _ids(str(params.get("list_ids") or ""))
+        except ValueError:
+            raise UnisenderError("invalid_arg", 'Argument "list_ids" is invalid') from None
+        for list_id in list_ids or list(sub.lists):
+            sub.lists.pop(list_id, None)
+        return {}
+
+    def _get_contact(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
+        email = str(params.get("email") or "").strip().lower()
+        if not _EMAIL.match(email):
+            raise UnisenderError("invalid_arg", 'Argument "email" is not a valid address')
+        sub = account.contacts.get(email)
+        if sub is None:
+            raise UnisenderError("unspecified", f'Contact "{email}" not found')
+        result: dict[str, Any] = {
+            "email": {
+                "email": sub.email,
+                "added_at": sub.added_at,
+                "status": sub.status,
+                "availability": "available" if sub.status != "blocked" else "blocked",
+                "last_send_datetime": None,
+                "last_delivery_datetime": None,
+                "last_read_datetime": None,
+                "last_click_datetime": None,
+                "rating": 0,
+            }
+        }
+        if str(params.get("include_lists") or "") == "1":
+            result["lists"] = [
+                {"id": list_id, "status": m.status, "added_at": m.added_at}
+                for list_id, m in sorted(sub.lists.items())
+            ]
+        if str(params.get("include_fields") or "") == "1":
+            # PHP's json_encode writes an empty map as [].
+            result["fields"] = dict(sub.fields) if sub.fields else []
+        return result
+
+
+_METHODS = {
+    "getLists": UnisenderSimulator._get_lists,
+    "createList": UnisenderSimulator._create_list,
+    "importContacts": UnisenderSimulator._import_contacts,
+    "exclude": UnisenderSimulator._exclude,
+    "getContact": UnisenderSimulator._get_contact,
+}
+
+
+def _ids(value: str) -> list[int]:
+    return [int(part) for part in value.split(",") if part.strip()]
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())

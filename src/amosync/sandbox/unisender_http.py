@@ -1,0 +1,88 @@
+"""Unisender's HTTP surface: `{GET|POST} /{lang}/api/{method}?format=json`.
+
+Arguments come from the query string and the form body alike (PHP-style indexed arrays).
+Each call waits `latency`, may hit an injected fault (an HTTP 5xx, or an error code such as
+`retry_later` with HTTP 200), is checked for its API key, then against the key's calls per
+minute (`api_call_limit_exceeded_for_api_key`, HTTP 200, as Unisender answers it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from amosync.sandbox.controls import Call
+from amosync.sandbox.forms import php_params
+from amosync.sandbox.unisender import UnisenderError, UnisenderSimulator
+
+_MESSAGES = {
+    "retry_later": "Temporary failure, please retry later",
+    "api_call_limit_exceeded_for_api_key": "API call limit exceeded for this API key",
+}
+
+
+def routes(sim: UnisenderSimulator) -> list[Route]:
+    async def endpoint(request: Request) -> Response:
+        return await _call(sim, request)
+
+    return [Route("/{lang:str}/api/{method:str}", endpoint, methods=["GET", "POST"])]
+
+
+async def _call(sim: UnisenderSimulator, request: Request) -> Response:
+    if sim.latency:
+        await asyncio.sleep(sim.latency)
+    method = request.path_params["method"]
+    code: str | None = None
+    fault = sim.faults.pick(method)
+    if fault is not None and fault.code is None:
+        response = Response(
+            f"<html><body><h1>{fault.status}</h1></body></html>",
+            fault.status,
+            media_type="text/html",
+        )
+    else:
+        try:
+            if fault is not None:
+                assert fault.code is not None
+                raise UnisenderError(fault.code, _MESSAGES.get(fault.code, "Injected fault"))
+            result = await _run(sim, request, method)
+            body = orjson.dumps({"result": result})
+        except UnisenderError as exc:
+            code = exc.code
+            body = orjson.dumps(exc.as_json())
+        response = Response(body, 200, media_type="application/json")
+    sim.calls.record(
+        Call(
+            "unisender",
+            request.method,
+            request.url.path,
+            response.status_code,
+            time.time(),
+            None,
+            code,
+        )
+    )
+    return response
+
+
+async def _run(sim: UnisenderSimulator, request: Request, method: str) -> object:
+    raw = await request.body()
+    pairs = parse_qsl(request.url.query, keep_blank_values=True)
+    pairs += parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    params = php_params(pairs)
+    key = str(params.get("api_key") or "")
+    account = sim.keys.get(key)
+    if account is None:
+        raise UnisenderError("invalid_api_key", "Invalid API key")
+    if not account.window.admit(sim.rate_limit_rpm):
+        sim.rate_limited += 1
+        raise UnisenderError(
+            "api_call_limit_exceeded_for_api_key", _MESSAGES["api_call_limit_exceeded_for_api_key"]
+        )
+    return sim.call(key, method, params)
