@@ -54,7 +54,7 @@ async def run_demo(
         sandbox.amocrm.add_account(
             account_id=DEMO_ACCOUNT, subdomain=DEMO_SUBDOMAIN, name="Demo Company"
         )
-        sandbox.amocrm.generate_contacts(DEMO_ACCOUNT, contacts, seed=2026)
+        generated = sandbox.amocrm.generate_contacts(DEMO_ACCOUNT, contacts, seed=2026)
         sandbox.unisender.add_key(DEMO_KEY)
         console.print(f"sandbox (amoCRM + Unisender) on {sandbox_url}: {contacts} contacts")
 
@@ -78,7 +78,7 @@ async def run_demo(
         console.print(f"[bold]dashboard[/bold]: {url}/")
         console.print(f"[bold]admin token[/bold]: {settings.admin_token}")
         console.print(f"API docs: {url}/docs — contacts change every few seconds (webhooks)")
-        changer = asyncio.create_task(_keep_changing(sandbox))
+        changer = asyncio.create_task(_keep_changing(sandbox, generated))
         try:
             await serving
         finally:
@@ -155,7 +155,7 @@ async def _progress(http: httpx.AsyncClient, run_id: int, console: Console) -> N
             await asyncio.sleep(0.3)
 
 
-async def _keep_changing(sandbox: Sandbox) -> None:
+async def _keep_changing(sandbox: Sandbox, generated: range) -> None:
     """Edit a random demo contact every few seconds: the sandbox posts real webhooks."""
     rng = random.Random(7)
     n = 0
@@ -165,9 +165,7 @@ async def _keep_changing(sandbox: Sandbox) -> None:
         sandbox.amocrm.add_contact(
             DEMO_ACCOUNT, name=f"Live contact {n}", emails=[f"live{n}@demo.example"]
         )
-        if rng.random() < 0.3:
-            contact_id = sandbox.amocrm.random_contact_id(DEMO_ACCOUNT, rng)
-            if contact_id is not None:
-                sandbox.amocrm.update_contact(
-                    DEMO_ACCOUNT, contact_id, emails=[f"changed{n}@demo.example"]
-                )
+        if generated and rng.random() < 0.3:
+            sandbox.amocrm.update_contact(
+                DEMO_ACCOUNT, rng.choice(generated), emails=[f"changed{n}@demo.example"]
+            )

@@ -9,6 +9,7 @@ addresses are updated to match, in the caller's transaction.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amosync.db.engine import dialect_name
 from amosync.db.models import Account, Contact, ListedEmail, utcnow
@@ -78,13 +79,30 @@ def batches(
         yield batch
 
 
-class Applier:
-    """Applies batches of contact states for one account and list."""
+Rejections = dict[int, list[tuple[str, str, str]]]  # contact → (address, code, message)
 
-    def __init__(self, account_id: int, list_id: int, unisender: UnisenderClient) -> None:
+GUARD_SECONDS = 1.0
+
+
+class Applier:
+    """Applies batches of contact states for one account and list.
+
+    `send` is the Unisender half (one importContacts), `record` the database half; `apply`
+    does both. The full sync runs the halves in separate pipeline stages.
+    """
+
+    def __init__(
+        self,
+        account_id: int,
+        list_id: int,
+        unisender: UnisenderClient,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
         self.account_id = account_id
         self.list_id = list_id
         self.unisender = unisender
+        self.sessions = sessions
+        self._checked_at = -GUARD_SECONDS
 
     async def apply(
         self,
@@ -94,7 +112,11 @@ class Applier:
         run_id: int | None = None,
     ) -> Outcome:
         """Import one batch (≤ 500 rows) and record the result."""
-        await self._ensure_connected(session)
+        rejected = await self.send(contacts)
+        return await self.record(session, contacts, rejected, run_id=run_id)
+
+    async def send(self, contacts: Sequence[ContactState]) -> Rejections:
+        """One importContacts call for the batch; returns the rows Unisender refused."""
         rows: list[ImportRow] = []
         owners: list[tuple[int, str]] = []  # row index → (contact, address)
         for contact in contacts:
@@ -103,16 +125,26 @@ class Applier:
                 owners.append((contact.amocrm_id, address))
         if len(rows) > MAX_ROWS:
             raise ValueError(f"a batch holds {len(rows)} rows; at most {MAX_ROWS}")
+        rejected: Rejections = defaultdict(list)
+        if not rows:
+            return rejected
+        await self._guard()
+        result = await self.unisender.import_contacts(rows, list_id=self.list_id)
+        for entry in result.log:
+            if 0 <= entry.index < len(owners):
+                amocrm_id, address = owners[entry.index]
+                rejected[amocrm_id].append((address, entry.code, entry.message))
+        return rejected
 
-        # contact → the rows Unisender refused: (address, code, message)
-        rejected: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
-        if rows:
-            result = await self.unisender.import_contacts(rows, list_id=self.list_id)
-            for entry in result.log:
-                if 0 <= entry.index < len(owners):
-                    amocrm_id, address = owners[entry.index]
-                    rejected[amocrm_id].append((address, entry.code, entry.message))
-
+    async def record(
+        self,
+        session: AsyncSession,
+        contacts: Sequence[ContactState],
+        rejected: Rejections,
+        *,
+        run_id: int | None = None,
+    ) -> Outcome:
+        """Exclude dropped addresses and store the batch's contacts and listed addresses."""
         listed_now: dict[int, set[str]] = {}
         for contact in contacts:
             refused = {address for address, _, _ in rejected.get(contact.amocrm_id, ())}
@@ -154,7 +186,7 @@ class Applier:
         """Contacts deleted in amoCRM: exclude their addresses, forget them."""
         if not amocrm_ids:
             return []
-        await self._ensure_connected(session)
+        await self._guard(force=True)
         excluded = await self._exclude_dropped(session, dict.fromkeys(amocrm_ids, set()))
         await session.execute(
             delete(ListedEmail).where(
@@ -168,11 +200,21 @@ class Applier:
         )
         return excluded
 
-    async def _ensure_connected(self, session: AsyncSession) -> None:
-        """A disconnect may land while a job runs: from then on nothing goes upstream."""
-        status = await session.scalar(select(Account.status).where(Account.id == self.account_id))
+    async def _guard(self, *, force: bool = False) -> None:
+        """A disconnect may land while a job runs: from then on nothing goes upstream.
+
+        Checked at most once a second (a million-contact sync sends thousands of batches).
+        """
+        now = time.monotonic()
+        if not force and now - self._checked_at < GUARD_SECONDS:
+            return
+        async with self.sessions() as session:
+            status = await session.scalar(
+                select(Account.status).where(Account.id == self.account_id)
+            )
         if status is None or status == "disconnected":
             raise AccountGone(f"account {self.account_id} is disconnected", api="amosync")
+        self._checked_at = now
 
     async def _exclude_dropped(
         self, session: AsyncSession, listed_now: dict[int, set[str]]
@@ -200,6 +242,7 @@ class Applier:
             .distinct()
         )
         dropped -= {email for (email,) in others}
+        await self._guard()
         for email in sorted(dropped):
             await self.unisender.exclude(email, [self.list_id])
         if dropped:
@@ -217,7 +260,10 @@ class Applier:
         if not values:
             return
         insert = insert_for(session)
-        statement = insert(Contact).values(values)
+        # One row's statement run as executemany: it compiles once and stays in SQLAlchemy's
+        # cache, where a multi-row VALUES would compile anew for every batch (most of the
+        # pipeline's time at a million contacts).
+        statement = insert(Contact.__table__)
         updated = {
             name: statement.excluded[name]
             for name in (
@@ -237,7 +283,8 @@ class Applier:
         await session.execute(
             statement.on_conflict_do_update(
                 index_elements=["account_id", "amocrm_id"], set_=updated
-            )
+            ),
+            values,
         )
         ids = list(listed_now)
         await session.execute(
@@ -251,4 +298,4 @@ class Applier:
             for email in emails
         ]
         if listed:
-            await session.execute(insert(ListedEmail).values(listed))
+            await session.execute(insert(ListedEmail.__table__), listed)

@@ -126,7 +126,7 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
             await session.execute(
                 update(Account).where(Account.id == account_id).values(list_id=list_id)
             )
-    applier = Applier(account_id, list_id, unisender)
+    applier = Applier(account_id, list_id, unisender, services.sessions)
     applied = 0
     while time.monotonic() < deadline:
         async with services.sessions() as session:

@@ -12,8 +12,8 @@ were deleted in amoCRM: their addresses are excluded and the rows removed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -29,13 +29,28 @@ from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, SyncRun, utcnow
 from amosync.errors import AuthorizationRevoked, InvalidApiKey, PermanentUpstreamError
 from amosync.state import Services
-from amosync.sync.apply import MAX_ROWS, Applier, ContactState
+from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.mapping import contact_emails, unsynced_reason
 from amosync.worker.queue import enqueue
 
 log = structlog.get_logger()
 
 QUEUE_PAGES = 8
+QUEUE_BATCHES = 4
+# Results recorded in one transaction when the database stage falls behind.
+RECORD_GROUP = 8
+
+
+@dataclass
+class Batch:
+    """≤ 500 rows of contacts, how many contacts were fetched up to it, and where a resume
+    may start once it is recorded (None: mid-page, keep the previous checkpoint)."""
+
+    contacts: list[ContactState]
+    fetched: int
+    next_page: int | None
+
+
 SWEEP_CHUNK = 500
 RECONCILE_EVERY = 15 * 60.0
 
@@ -107,37 +122,22 @@ class FullSync:
                     update(Account).where(Account.id == account_id).values(list_id=list_id)
                 )
         amocrm = self._amocrm or await amocrm_client(services, account_id)
-        applier = Applier(account_id, list_id, unisender)
+        applier = Applier(account_id, list_id, unisender, services.sessions)
 
+        # Four stages joined by small bounded queues, so memory stays constant and each
+        # stage works while the others wait: fetch pages → map into ≤ 500-row batches →
+        # importContacts → record in the database (with the checkpoint).
         pages: asyncio.Queue[ContactsPage | None] = asyncio.Queue(maxsize=QUEUE_PAGES)
-        producer = asyncio.create_task(self._produce(amocrm, start_page, pages))
-        try:
-            batch: list[ContactState] = []
-            rows = 0
-            while (page := await pages.get()) is not None:
-                for contact in page.contacts:
-                    state = contact_state(contact)
-                    if batch and rows + state.rows > MAX_ROWS:
-                        await self._flush(applier, batch, fetched, next_page=page.page)
-                        batch, rows = [], 0
-                    batch.append(state)
-                    rows += state.rows
-                    fetched += 1
-                last_page = page.page
-                # At a page boundary with a full enough batch, the checkpoint can move past it.
-                if rows >= MAX_ROWS - 50:
-                    await self._flush(applier, batch, fetched, next_page=last_page + 1)
-                    batch, rows = [], 0
-            await producer
-            await self._flush(applier, batch, fetched, next_page=None)
-        finally:
-            if not producer.done():
-                producer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await producer
+        batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=QUEUE_BATCHES)
+        sent: asyncio.Queue[tuple[Batch, Rejections] | None] = asyncio.Queue(maxsize=QUEUE_BATCHES)
+        async with asyncio.TaskGroup() as stages:
+            stages.create_task(self._produce(amocrm, start_page, pages))
+            stages.create_task(self._map(pages, batches, fetched))
+            stages.create_task(self._send(applier, batches, sent))
+            stages.create_task(self._record(applier, sent))
         await self._sweep(applier, account_id, started_at)
         await self._finish(account_id)
-        bound.info("sync.done", fetched=fetched)
+        bound.info("sync.done")
 
     async def _produce(
         self, amocrm: AmoCRMClient, start_page: int, pages: asyncio.Queue[ContactsPage | None]
@@ -148,22 +148,77 @@ class FullSync:
         finally:
             await pages.put(None)
 
-    async def _flush(
+    async def _map(
+        self,
+        pages: asyncio.Queue[ContactsPage | None],
+        out: asyncio.Queue[Batch | None],
+        fetched: int,
+    ) -> None:
+        batch: list[ContactState] = []
+        rows = 0
+        while (page := await pages.get()) is not None:
+            for contact in page.contacts:
+                state = contact_state(contact)
+                if batch and rows + state.rows > MAX_ROWS:
+                    # Mid-page: a resume refetches this page (imports are idempotent).
+                    await out.put(Batch(batch, fetched, next_page=page.page))
+                    batch, rows = [], 0
+                batch.append(state)
+                rows += state.rows
+                fetched += 1
+            # At a page boundary with a full enough batch, the checkpoint moves past it.
+            if rows >= MAX_ROWS - 50:
+                await out.put(Batch(batch, fetched, next_page=page.page + 1))
+                batch, rows = [], 0
+        await out.put(Batch(batch, fetched, next_page=None))
+        await out.put(None)
+
+    async def _send(
         self,
         applier: Applier,
-        batch: list[ContactState],
-        fetched: int,
-        *,
-        next_page: int | None,
+        batches: asyncio.Queue[Batch | None],
+        out: asyncio.Queue[tuple[Batch, Rejections] | None],
     ) -> None:
+        while (batch := await batches.get()) is not None:
+            await out.put((batch, await applier.send(batch.contacts)))
+        await out.put(None)
+
+    async def _record(
+        self, applier: Applier, sent: asyncio.Queue[tuple[Batch, Rejections] | None]
+    ) -> None:
+        """Store results; whatever queued up meanwhile shares one transaction."""
+        while (item := await sent.get()) is not None:
+            group = [item]
+            finished = False
+            while len(group) < RECORD_GROUP and not sent.empty():
+                more = sent.get_nowait()
+                if more is None:
+                    finished = True
+                    break
+                group.append(more)
+            await self._store(applier, group)
+            if finished:
+                return
+
+    async def _store(self, applier: Applier, group: list[tuple[Batch, Rejections]]) -> None:
+        synced = unsynced = 0
         async with transaction(self.services.sessions) as session:
-            outcome = await applier.apply(session, batch, run_id=self.run_id) if batch else None
-            values: dict[str, object] = {"fetched": fetched, "updated_at": utcnow()}
-            if outcome is not None:
-                values["synced"] = SyncRun.synced + outcome.synced
-                values["unsynced"] = SyncRun.unsynced + outcome.unsynced
-            if next_page is not None:
-                values["next_page"] = next_page
+            for batch, rejected in group:
+                if batch.contacts:
+                    outcome = await applier.record(
+                        session, batch.contacts, rejected, run_id=self.run_id
+                    )
+                    synced += outcome.synced
+                    unsynced += outcome.unsynced
+            values: dict[str, object] = {
+                "fetched": group[-1][0].fetched,
+                "synced": SyncRun.synced + synced,
+                "unsynced": SyncRun.unsynced + unsynced,
+                "updated_at": utcnow(),
+            }
+            checkpoints = [b.next_page for b, _ in group if b.next_page is not None]
+            if checkpoints:
+                values["next_page"] = checkpoints[-1]
             await session.execute(update(SyncRun).where(SyncRun.id == self.run_id).values(**values))
             if self.on_progress is not None:
                 run = await session.get(SyncRun, self.run_id, populate_existing=True)

@@ -31,7 +31,9 @@ async def reconcile(services: Services, account_id: int, *, since: datetime) -> 
         account = await session.get(Account, account_id)
     if account is None or account.list_id is None or account.unisender_key_enc is None:
         return 0
-    applier = Applier(account_id, account.list_id, account_client(services, account))
+    applier = Applier(
+        account_id, account.list_id, account_client(services, account), services.sessions
+    )
     amocrm = await amocrm_client(services, account_id)
     updated_from = int((since - OVERLAP).timestamp())
     changed = 0

@@ -17,6 +17,7 @@ few times, then they reach the worker, which reschedules the job.
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self, TypeVar
@@ -75,6 +76,16 @@ _IMPORT_FIELDS = encode_form(
 ).decode()
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~@-]*")
+
+
+def _form_value(value: str) -> str:
+    """quote_plus, without its cost for the plain ASCII most addresses and names are."""
+    if _UNRESERVED.fullmatch(value):
+        return value.replace("@", "%40")
+    return quote_plus(value)
+
+
 def encode_import(api_key: str, rows: Sequence[ImportRow], list_id: int) -> bytes:
     """The `importContacts` body: columns email, Name, email_list_ids.
 
@@ -86,8 +97,8 @@ def encode_import(api_key: str, rows: Sequence[ImportRow], list_id: int) -> byte
     for index, row in enumerate(rows):
         prefix = f"data%5B{index}%5D%5B"
         parts.append(
-            f"{prefix}0%5D={quote_plus(row.email)}"
-            f"&{prefix}1%5D={quote_plus(row.name)}"
+            f"{prefix}0%5D={_form_value(row.email)}"
+            f"&{prefix}1%5D={_form_value(row.name)}"
             f"&{prefix}2%5D={list_value}"
         )
     return "&".join(parts).encode()
