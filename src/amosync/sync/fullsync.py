@@ -28,6 +28,7 @@ from amosync.amocrm.models import ContactsPage
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, SyncRun, utcnow
 from amosync.errors import AuthorizationRevoked, InvalidApiKey, PermanentUpstreamError
+from amosync.metrics import contacts_synced
 from amosync.state import Services
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.mapping import contact_emails, unsynced_reason
@@ -210,6 +211,8 @@ class FullSync:
                     )
                     synced += outcome.synced
                     unsynced += outcome.unsynced
+            contacts_synced.labels(result="synced").inc(synced)
+            contacts_synced.labels(result="unsynced").inc(unsynced)
             values: dict[str, object] = {
                 "fetched": group[-1][0].fetched,
                 "synced": SyncRun.synced + synced,
