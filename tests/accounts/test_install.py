@@ -156,3 +156,39 @@ async def test_expired_or_mis_signed_widget_tokens_get_401(database_url: str) ->
             )
             assert response.status_code == 401, token
             assert response.json()["error"] in ("widget_token_expired", "invalid_widget_token")
+
+
+async def test_a_private_integration_code_is_exchanged_by_put_integrations(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        s.sandbox.amocrm.add_account(account_id=ACCOUNT_ID, subdomain="acme", name="Acme")
+        s.sandbox.amocrm.add_integration(
+            "private-id", "private-secret-" + "p" * 30, "https://p.test/vidget"
+        )
+        assert (
+            await s.http.post(f"/accounts/{ACCOUNT_ID}", json={"subdomain": "acme"})
+        ).status_code == 201
+        body = {
+            "client_id": "private-id",
+            "client_secret": "private-secret-" + "p" * 30,
+            "redirect_uri": "https://p.test/vidget",
+        }
+        code = s.sandbox.amocrm.issue_code(ACCOUNT_ID, "private-id")
+        response = await s.http.put(f"/integrations/{ACCOUNT_ID}", json={**body, "code": code})
+        assert response.status_code == 200, response.text
+        assert response.json()["has_tokens"] is True
+        await s.settle()
+        assert len(s.sandbox.amocrm.webhooks(ACCOUNT_ID)) == 1
+        reused = await s.http.put(f"/integrations/{ACCOUNT_ID}", json={**body, "code": code})
+        assert reused.status_code == 400
+        assert reused.json()["error"] == "invalid_code"
+
+
+async def test_deleting_an_account_unregisters_its_webhooks(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        assert len(s.sandbox.amocrm.webhooks(ACCOUNT_ID)) == 1
+        assert (await s.http.delete(f"/accounts/{ACCOUNT_ID}")).status_code == 204
+        assert s.sandbox.amocrm.webhooks(ACCOUNT_ID) == []
+        assert (await s.http.get(f"/accounts/{ACCOUNT_ID}")).status_code == 404

@@ -30,12 +30,7 @@ async def disconnect(services: Services, account_id: int) -> None:
     """Raises NotFound for an unknown account."""
     async with services.sessions() as session:
         await service.require(session, account_id)
-    try:
-        await unregister_webhooks(services, account_id)
-    except Exception as exc:
-        # Best effort, whatever went wrong: amoCRM also drops the webhooks of an uninstalled
-        # integration, and ours are ignored from now on anyway.
-        log.warning("disconnect.unregister_failed", account_id=account_id, error=type(exc).__name__)
+    await unregister_quietly(services, account_id)
     async with transaction(services.sessions) as session:
         await session.execute(
             update(Account)
@@ -67,6 +62,16 @@ async def disconnect(services: Services, account_id: int) -> None:
         )
         await drop_pending(session, account_id)
     log.info("account.disconnected", account_id=account_id)
+
+
+async def unregister_quietly(services: Services, account_id: int) -> None:
+    """Unregister the account's webhooks, best effort."""
+    try:
+        await unregister_webhooks(services, account_id)
+    except Exception as exc:
+        # Whatever went wrong: amoCRM also drops the webhooks of an uninstalled
+        # integration, and ours are ignored from now on anyway.
+        log.warning("webhooks.unregister_failed", account_id=account_id, error=type(exc).__name__)
 
 
 def check_signature(secret: str, client_uuid: str, account_id: str, signature: str) -> None:

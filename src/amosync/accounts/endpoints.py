@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from amosync.accounts import repository, service
+from amosync.accounts import install, repository, service
+from amosync.accounts.disconnect import unregister_quietly
 from amosync.accounts.schemas import (
     AccountCreate,
     AccountOut,
@@ -67,8 +68,15 @@ async def update_account(
 
 
 @router.delete("/accounts/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_account(account_id: int, _: AdminDep, session: SessionDep) -> Response:
-    """Remove the account and everything of it."""
+async def delete_account(
+    account_id: int, _: AdminDep, services: ServicesDep, session: SessionDep
+) -> Response:
+    """Remove the account and everything of it; its webhooks are unregistered at amoCRM."""
+    # Checked in a session of its own: the request's transaction starts only after the
+    # unregistering wrote to the database, so SQLite sees a fresh snapshot.
+    async with services.sessions() as check:
+        await service.require(check, account_id)
+    await unregister_quietly(services, account_id)
     account = await service.require(session, account_id, for_update=True)
     await session.delete(account)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -103,6 +111,9 @@ async def update_integration(
         default_client_id=services.settings.amocrm_client_id,
         default_redirect_uri=services.settings.amocrm_redirect_uri,
     )
+    if body.code is not None:
+        await install.exchange_private_code(services, session, account, integration, body.code)
+        services.notify_work()
     return service.integration_view(integration)
 
 

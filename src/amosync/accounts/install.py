@@ -23,7 +23,7 @@ from amosync.config import Settings
 from amosync.crypto import new_token, same, token_hash
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Integration
-from amosync.errors import BadRequest
+from amosync.errors import AppError, BadRequest, PermanentUpstreamError, TransientUpstreamError
 from amosync.state import Services
 from amosync.worker.queue import enqueue
 from amosync.worker.runner import JobContext
@@ -210,3 +210,59 @@ async def unregister_webhooks(services: Services, account_id: int) -> None:
             .where(Integration.account_id == account_id)
             .values(webhook_registered=False)
         )
+
+
+async def exchange_private_code(
+    services: Services, session: AsyncSession, account: Account, integration: Integration, code: str
+) -> None:
+    """A private integration's code (PUT /integrations/{id}): exchanged now, webhooks queued."""
+    settings, cipher = services.settings, services.cipher
+    secret = cipher.decrypt_optional(integration.client_secret_enc)
+    if secret is None and integration.client_id == settings.amocrm_client_id:
+        secret = settings.amocrm_client_secret
+    redirect_uri = integration.redirect_uri or settings.amocrm_redirect_uri
+    if not secret or not redirect_uri:
+        raise BadRequest(
+            "the integration needs client_secret and redirect_uri before a code can be exchanged",
+            code="integration_incomplete",
+        )
+    if not account.subdomain and not settings.amocrm_base_url:
+        raise BadRequest("set the account's subdomain first", code="subdomain_required")
+    host = check_referer(settings, f"{account.subdomain}.amocrm.ru") if account.subdomain else ""
+    try:
+        base_url = account_base_url(settings.amocrm_base_url, host or "amocrm.ru")
+        pair = await exchange_code(
+            services.http,
+            base_url,
+            client_id=integration.client_id,
+            client_secret=secret,
+            redirect_uri=redirect_uri,
+            code=code,
+        )
+    except PermanentUpstreamError as exc:
+        raise BadRequest(
+            "amoCRM refused the code (used, expired, or for another integration)",
+            code="invalid_code",
+        ) from exc
+    except TransientUpstreamError as exc:
+        raise AppError(
+            "amoCRM did not answer; try again", code="amocrm_unavailable", status=502
+        ) from exc
+    integration.access_token_enc = cipher.encrypt(pair.access_token)
+    integration.refresh_token_enc = cipher.encrypt(pair.refresh_token)
+    integration.expires_at = pair.expires_at
+    integration.token_version = (integration.token_version or 0) + 1
+    integration.base_url = f"https://{host}" if host else None
+    integration.redirect_uri = redirect_uri
+    account.status = "active"
+    if account.webhook_token_hash is None:
+        token = new_token()
+        account.webhook_token_hash = token_hash(token)
+        account.webhook_token_enc = cipher.encrypt(token)
+    await session.flush()
+    await enqueue(session, "webhooks", account_id=account.id, dedupe_key=f"webhooks:{account.id}")
+
+
+async def run_register_webhooks(ctx: JobContext) -> None:
+    assert ctx.account_id is not None
+    await register_webhooks(ctx.services, ctx.account_id)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from amosync.accounts.install import run_install
+from amosync.accounts.install import run_install, run_register_webhooks
 from amosync.db.engine import transaction
 from amosync.db.models import Account, SyncRun, utcnow
 from amosync.sync.changes import apply_pending
@@ -58,6 +58,7 @@ async def reconcile_account(ctx: JobContext) -> None:
 
 HANDLERS: dict[str, Handler] = {
     "install": run_install,
+    "webhooks": run_register_webhooks,
     "full_sync": full_sync,
     "changes": changes,
     "reconcile": reconcile_account,
