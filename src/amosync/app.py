@@ -147,9 +147,7 @@ def create_app(
     app.include_router(worker_router)
     app.include_router(metrics_router)
     install_dashboard(app)
-    app.add_middleware(
-        WidgetCORSMiddleware,
-        paths=WIDGET_PATHS,
-    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY)
+    # Outermost, so even a 413 carries CORS headers the widget can read.
+    app.add_middleware(WidgetCORSMiddleware, paths=WIDGET_PATHS)
     return app

@@ -54,7 +54,13 @@ async def record(session: Any, account_id: int, payload: WebhookPayload) -> dict
         )
         counts[key] += 1
         previous = latest.get(change.amocrm_id)
-        if previous is None or (change.updated_at or 0) >= (previous.updated_at or 0):
+        # Later in the request wins unless it is older by amoCRM's clock (a delete carries
+        # no time: it wins).
+        if (
+            previous is None
+            or change.updated_at is None
+            or (previous.updated_at or 0) <= change.updated_at
+        ):
             latest[change.amocrm_id] = change
     if not latest:
         return counts

@@ -2,26 +2,49 @@
 
 All values of the custom fields whose `field_code` is `EMAIL`, trimmed, de-duplicated
 case-insensitively (the first spelling wins) and syntax-checked with email-validator, no DNS.
-The address sent to Unisender is the trimmed original, not email-validator's normalized form:
-the operator should find in Unisender exactly what amoCRM shows; Unisender compares addresses
-case-insensitively itself.
+
+The address sent to Unisender is the trimmed original, not email-validator's `normalized`
+form, which rewrites the domain (lower case, IDNA): the operator finds in Unisender and on
+the dashboard exactly what amoCRM shows, and an address is later excluded under the very
+spelling it was imported with. Comparisons never depend on spelling: `normalize_email`
+(trimmed, lower case) is the key for de-duplication and for telling what was removed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 EMAIL_CODE = "EMAIL"
 
 
+class FieldValueLike(Protocol):
+    @property
+    def value(self) -> object: ...
+
+
+class CustomFieldLike(Protocol):
+    """What `amosync.amocrm.models.CustomField` offers; a plain dict of a JSON page works too."""
+
+    @property
+    def field_code(self) -> str | None: ...
+
+    @property
+    def values(self) -> Sequence[FieldValueLike]: ...
+
+
+CustomFields = Iterable[CustomFieldLike | Mapping[str, Any]]
+
+
 @dataclass(slots=True)
 class EmailSet:
+    """A contact's addresses, first spellings kept, split by syntax."""
+
     valid: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
 
@@ -72,7 +95,7 @@ def _get(item: Any, name: str) -> Any:
     return getattr(item, name, None)
 
 
-def email_values(custom_fields_values: Iterable[Any] | None) -> list[str]:
+def email_values(custom_fields_values: CustomFields | None) -> list[str]:
     """Every EMAIL value, trimmed, in order; fields matched by code, never by position."""
     values: list[str] = []
     for custom_field in custom_fields_values or ():
@@ -99,7 +122,8 @@ def classify(values: Iterable[str]) -> EmailSet:
     return result
 
 
-def contact_emails(custom_fields_values: Iterable[Any] | None) -> EmailSet:
+def contact_emails(custom_fields_values: CustomFields | None) -> EmailSet:
+    """A contact's addresses from its `custom_fields_values` (models or plain dicts)."""
     return classify(email_values(custom_fields_values))
 
 

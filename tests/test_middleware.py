@@ -1,0 +1,309 @@
+"""The pure ASGI middlewares, around a tiny Starlette app, over httpx's ASGI transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message
+
+from amosync.middleware import (
+    BodyLimitMiddleware,
+    SecurityHeadersMiddleware,
+    WidgetCORSMiddleware,
+    allowed_origin,
+)
+
+LIMIT = 1000
+
+
+def tiny_app(seen: list[dict[str, Any]]) -> Starlette:
+    """Echoes what it was given; records every request it saw."""
+
+    async def echo(request: Request) -> Response:
+        body = await request.body()
+        seen.append({"path": request.url.path, "method": request.method, "body": body})
+        if request.url.path == "/own-csp":
+            return Response("x", headers={"Content-Security-Policy": "default-src *"})
+        nonce = getattr(request.state, "csp_nonce", None)
+        return JSONResponse({"size": len(body), "nonce": nonce})
+
+    methods = ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
+    return Starlette(routes=[Route("/{path:path}", echo, methods=methods)])
+
+
+@pytest.fixture
+def seen() -> list[dict[str, Any]]:
+    return []
+
+
+def client(app: ASGIApp) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+# --- body limit -----------------------------------------------------------------------
+
+
+async def test_a_body_within_the_limit_reaches_the_app_whole(seen: list[dict[str, Any]]) -> None:
+    async with client(BodyLimitMiddleware(tiny_app(seen), max_bytes=LIMIT)) as http:
+        exact = await http.post("/webhook", content=b"x" * LIMIT)
+        streamed = await http.post("/webhook", content=chunks(b"a" * 400, b"b" * 400, b"c" * 200))
+        empty = await http.get("/health")
+    assert exact.json()["size"] == LIMIT
+    assert streamed.json()["size"] == LIMIT
+    assert seen[1]["body"] == b"a" * 400 + b"b" * 400 + b"c" * 200
+    assert empty.status_code == 200
+
+
+async def test_a_declared_length_over_the_limit_is_refused(seen: list[dict[str, Any]]) -> None:
+    async with client(BodyLimitMiddleware(tiny_app(seen), max_bytes=LIMIT)) as http:
+        response = await http.post("/webhook", content=b"x" * (LIMIT + 1))
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert str(LIMIT) in response.json()["detail"]
+    assert seen == []
+
+
+async def test_a_streamed_body_growing_past_the_limit_is_refused(
+    seen: list[dict[str, Any]],
+) -> None:
+    pulled: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for n in range(100):
+            pulled.append(n)
+            yield b"x" * 300
+
+    async with client(BodyLimitMiddleware(tiny_app(seen), max_bytes=LIMIT)) as http:
+        response = await http.post("/webhook", content=endless())
+    assert "content-length" not in response.request.headers  # really chunked
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "payload_too_large",
+        "detail": f"the request body is larger than {LIMIT} bytes",
+    }
+    assert seen == []
+    assert len(pulled) == 4  # stopped reading at the first chunk over the limit
+
+
+async def raw_call(app: ASGIApp, scope: dict[str, Any], messages: list[Message]) -> list[Message]:
+    sent: list[Message] = []
+    queue = list(messages)
+
+    async def receive() -> Message:
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+def http_scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {"type": "http", "method": "POST", "path": "/x", "headers": headers, "query_string": b""}
+
+
+@pytest.mark.parametrize("value", [b"abc", b"-1", b"", b"9" * 5000])
+async def test_a_bad_or_absurd_content_length_is_refused(
+    seen: list[dict[str, Any]], value: bytes
+) -> None:
+    app = BodyLimitMiddleware(tiny_app(seen), max_bytes=LIMIT)
+    sent = await raw_call(app, http_scope([(b"content-length", value)]), [])
+    assert sent[0]["status"] in (400, 413)
+    assert seen == []
+
+
+async def test_a_client_that_disconnects_mid_body_gets_nothing(seen: list[dict[str, Any]]) -> None:
+    app = BodyLimitMiddleware(tiny_app(seen), max_bytes=LIMIT)
+    messages: list[Message] = [{"type": "http.request", "body": b"x", "more_body": True}]
+    assert await raw_call(app, http_scope([]), messages) == []
+    assert seen == []
+
+
+async def test_other_scopes_pass_through() -> None:
+    called: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # noqa: ARG001
+        called.append(scope["type"])
+
+    await BodyLimitMiddleware(app)({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert called == ["lifespan"]
+
+
+# --- security headers -----------------------------------------------------------------
+
+
+async def test_security_headers_on_every_response_by_default(seen: list[dict[str, Any]]) -> None:
+    async with client(SecurityHeadersMiddleware(tiny_app(seen))) as http:
+        response = await http.get("/")
+        docs = await http.get("/docs")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    # Swagger UI needs its CDN and an inline script.
+    assert "content-security-policy" not in docs.headers
+
+
+async def test_security_headers_only_on_the_given_paths(seen: list[dict[str, Any]]) -> None:
+    app = SecurityHeadersMiddleware(tiny_app(seen), paths=["/dashboard", "/static/"])
+    async with client(app) as http:
+        covered = [await http.get(p) for p in ("/dashboard", "/dashboard/x", "/static/app.js")]
+        spared = [await http.get(p) for p in ("/webhook", "/dashboards", "/static")]
+    assert all("content-security-policy" in r.headers for r in covered)
+    assert not any("content-security-policy" in r.headers for r in spared)
+
+
+async def test_a_policy_the_app_set_itself_is_kept(seen: list[dict[str, Any]]) -> None:
+    async with client(SecurityHeadersMiddleware(tiny_app(seen))) as http:
+        response = await http.get("/own-csp")
+    assert response.headers.get_list("content-security-policy") == ["default-src *"]
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_a_nonce_per_request_when_the_policy_asks_for_one(seen: list[dict[str, Any]]) -> None:
+    csp = "default-src 'self'; script-src 'self' 'nonce-{nonce}'"
+    async with client(SecurityHeadersMiddleware(tiny_app(seen), csp=csp)) as http:
+        first, second = await http.get("/"), await http.get("/")
+    nonces = [r.json()["nonce"] for r in (first, second)]
+    assert all(nonces)
+    assert nonces[0] != nonces[1]
+    for response, nonce in zip((first, second), nonces, strict=True):
+        assert f"'nonce-{nonce}'" in response.headers["content-security-policy"]
+
+
+# --- widget CORS ----------------------------------------------------------------------
+
+WIDGET_PATHS = ("/vidget/unisender", "/sync", "/accounts/")
+
+
+def cors_app(seen: list[dict[str, Any]], **kwargs: Any) -> ASGIApp:
+    return WidgetCORSMiddleware(tiny_app(seen), paths=WIDGET_PATHS, **kwargs)
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-auth-token, content-type",
+    }
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://acme.amocrm.ru",
+        "https://acme.amocrm.com",
+        "https://acme.kommo.com",
+        "https://ACME.AmoCRM.ru",
+        "https://xn--80aswg.amocrm.ru",
+        "https://a-b.c.kommo.com",
+    ],
+)
+async def test_a_preflight_from_an_account_page_is_answered(
+    seen: list[dict[str, Any]], origin: str
+) -> None:
+    async with client(cors_app(seen)) as http:
+        response = await http.options("/vidget/unisender", headers=preflight_headers(origin))
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == origin
+    allowed = {
+        h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
+    }
+    assert {"x-auth-token", "content-type"} <= allowed
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert response.headers["vary"] == "Origin"
+    assert seen == []
+
+
+FOREIGN = [
+    "https://evilamocrm.ru",
+    "https://x.amocrm.ru.evil.com",
+    "https://amocrm.ru",
+    "https://.amocrm.ru",
+    "http://acme.amocrm.ru",
+    "https://acme.amocrm.ru:8443",
+    "https://acme.amocrm.ru/",
+    "https://user@acme.amocrm.ru",
+    "https://a_b.amocrm.ru",
+    "https://-a.amocrm.ru",
+    "https://a..amocrm.ru",
+    "null",
+    "https://acme.amocrm.ru.",
+    "https://acme.kommo.com.ru",
+]
+
+
+@pytest.mark.parametrize("origin", FOREIGN)
+async def test_a_preflight_from_anywhere_else_is_refused(
+    seen: list[dict[str, Any]], origin: str
+) -> None:
+    async with client(cors_app(seen)) as http:
+        response = await http.options("/sync", headers=preflight_headers(origin))
+    assert response.status_code == 403
+    assert response.json()["error"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in response.headers
+    assert seen == []
+
+
+async def test_actual_requests_get_the_origin_echoed_only_when_allowed(
+    seen: list[dict[str, Any]],
+) -> None:
+    async with client(cors_app(seen)) as http:
+        ours = await http.post("/sync", headers={"Origin": "https://acme.kommo.com"}, json={})
+        theirs = await http.post("/sync", headers={"Origin": "https://evil.com"}, json={})
+        none = await http.get("/accounts/7")
+    assert ours.headers["access-control-allow-origin"] == "https://acme.kommo.com"
+    assert "access-control-allow-origin" not in theirs.headers
+    assert "access-control-allow-origin" not in none.headers
+    # The answer depends on Origin: caches must know it, whoever asked.
+    assert [r.headers["vary"] for r in (ours, theirs, none)] == ["Origin"] * 3
+    assert len(seen) == 3  # the app still answers: the browser is what withholds it
+
+
+@pytest.mark.parametrize(
+    ("path", "covered"),
+    [
+        ("/sync", True),
+        ("/sync/12", True),
+        ("/synchronize", False),
+        ("/accounts/1", True),
+        ("/accounts", False),
+        ("/vidget/unisender", True),
+        ("/vidget", False),
+        ("/webhook", False),
+    ],
+)
+async def test_cors_only_on_the_widget_paths(
+    seen: list[dict[str, Any]], path: str, covered: bool
+) -> None:
+    origin = "https://acme.amocrm.ru"
+    async with client(cors_app(seen)) as http:
+        actual = await http.get(path, headers={"Origin": origin})
+        preflight = await http.options(path, headers=preflight_headers(origin))
+    assert ("access-control-allow-origin" in actual.headers) is covered
+    assert ("access-control-allow-origin" in preflight.headers) is covered
+    # Outside the widget paths, a preflight is the app's business.
+    assert (len(seen) == 2) is not covered
+
+
+def test_suffixes_are_anchored_at_a_dot_even_when_configured_without_one() -> None:
+    app = WidgetCORSMiddleware(tiny_app([]), paths=["/x"], origin_suffixes=["amocrm.ru"])
+    assert app.suffixes == (".amocrm.ru",)
+    assert not allowed_origin("https://evilamocrm.ru", app.suffixes)
+    assert allowed_origin("https://good.amocrm.ru", app.suffixes)
