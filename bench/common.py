@@ -140,3 +140,53 @@ def peak_rss_mb() -> float:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def settings_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The AMOSYNC_* environment that makes a CLI process use `settings` (plus `overrides`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMOSYNC_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"AMOSYNC_{name.upper()}"] = str(value)
+    env.update({f"AMOSYNC_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+@contextmanager
+def cli_process(
+    args: list[str], env: dict[str, str], *, ready_url: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`amosync <args>` in a process of its own; with `ready_url`, waits until it answers."""
+    with tempfile.TemporaryDirectory() as folder:
+        # A folder of its own: no stray .env is read.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amosync.cli", *args],
+            env=env,
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            if ready_url is not None:
+                wait_http(ready_url, proc)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")

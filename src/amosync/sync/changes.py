@@ -1,6 +1,7 @@
 """Webhook changes: stored durably on arrival, coalesced per contact, applied in batches.
 
-`record` runs inside the webhook request: it keeps only the latest state of each contact
+`record_many` runs for the webhook requests (through `Ingest`, which commits the requests
+that arrive together in one transaction): it keeps only the latest state of each contact
 (by amoCRM's modification time, so a late duplicate never overwrites a newer state) in
 `pending_changes`, and queues one `changes` job per account in the same transaction.
 `apply_pending` runs on the worker: it takes the account's pending changes a few hundred at
@@ -10,16 +11,24 @@ exactly the versions it applied, so a change that arrives meanwhile is never los
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy import Table, delete, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from amosync.accounts import repository
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange, WebhookPayload
-from amosync.db.engine import transaction
+from amosync.db.engine import dialect_name, transaction
 from amosync.db.models import Account, Contact, PendingChange, WebhookEvent, utcnow
+from amosync.errors import Unauthorized
 from amosync.state import Services
 from amosync.sync.apply import Applier, ContactState, batches, insert_for
 from amosync.sync.mapping import classify, unsynced_reason
@@ -28,6 +37,9 @@ from amosync.worker.queue import enqueue
 log = structlog.get_logger()
 
 TAKE = 400
+
+NAME_LENGTH = 512  # pending_changes.name and contacts.name
+Received = tuple[int, WebhookPayload]  # (account id, the webhook's payload)
 
 
 def state_from_change(change: ContactChange | PendingChange) -> ContactState:
@@ -44,24 +56,69 @@ def state_from_change(change: ContactChange | PendingChange) -> ContactState:
     )
 
 
-async def record(session: Any, account_id: int, payload: WebhookPayload) -> dict[str, int]:
-    """Store a webhook's contact changes and queue their application. Returns counts."""
-    latest: dict[int, ContactChange] = {}
+def _counts(payload: WebhookPayload) -> dict[str, int]:
     counts = {"added": 0, "updated": 0, "deleted": 0}
     for change in payload.changes:
         key = {"add": "added", "restore": "added", "update": "updated"}.get(
             change.raw_action, "deleted"
         )
         counts[key] += 1
-        previous = latest.get(change.amocrm_id)
-        # Later in the request wins unless it is older by amoCRM's clock (a delete carries
-        # no time: it wins).
-        if (
-            previous is None
-            or change.updated_at is None
-            or (previous.updated_at or 0) <= change.updated_at
-        ):
-            latest[change.amocrm_id] = change
+    return counts
+
+
+def _latest(received: Sequence[Received]) -> dict[tuple[int, int], tuple[int, ContactChange]]:
+    """The state to keep of each contact: later in arrival order wins unless it is older by
+    amoCRM's clock (a delete carries no time: it wins)."""
+    latest: dict[tuple[int, int], tuple[int, ContactChange]] = {}
+    for account_id, payload in received:
+        for change in payload.changes:
+            key = (account_id, change.amocrm_id)
+            previous = latest.get(key)
+            if (
+                previous is None
+                or change.updated_at is None
+                or (previous[1].updated_at or 0) <= change.updated_at
+            ):
+                latest[key] = (account_id, change)
+    return latest
+
+
+@functools.cache
+def _upsert_pending(dialect: str) -> Any:
+    """Insert a contact's pending state, or replace an older one (built once per dialect)."""
+    table: Table = PendingChange.__table__  # type: ignore[assignment]
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["account_id", "amocrm_id"],
+        set_={
+            "action": new.action,
+            "name": new.name,
+            "emails": new.emails,
+            "amocrm_updated_at": new.amocrm_updated_at,
+            "version": table.c.version + 1,
+            "received_at": new.received_at,
+        },
+        # The latest state wins: an older delivery arriving late changes nothing.
+        where=or_(
+            table.c.amocrm_updated_at.is_(None),
+            new.amocrm_updated_at.is_(None),
+            new.amocrm_updated_at >= table.c.amocrm_updated_at,
+        ),
+    )
+
+
+async def record(session: Any, account_id: int, payload: WebhookPayload) -> dict[str, int]:
+    """Store a webhook's contact changes and queue their application. Returns counts."""
+    [counts] = await record_many(session, [(account_id, payload)])
+    return counts
+
+
+async def record_many(session: Any, received: Sequence[Received]) -> list[dict[str, int]]:
+    """Store the contact changes of several webhooks in the caller's transaction and queue
+    one `changes` job per account. Returns each webhook's counts, in order."""
+    counts = [_counts(payload) for _, payload in received]
+    latest = _latest(received)
     if not latest:
         return counts
     now = utcnow()
@@ -70,46 +127,158 @@ async def record(session: Any, account_id: int, payload: WebhookPayload) -> dict
             "account_id": account_id,
             "amocrm_id": change.amocrm_id,
             "action": change.action,
-            "name": change.name,
+            # A name is only shown (and sent as Unisender's Name): a longer one than the
+            # column holds is cut rather than refused, or amoCRM would resend it forever.
+            "name": change.name[:NAME_LENGTH] if change.name else change.name,
             "emails": change.emails,
             "amocrm_updated_at": change.updated_at,
             "version": 1,
             "received_at": now,
         }
-        for change in latest.values()
+        for account_id, change in latest.values()
     ]
-    insert = insert_for(session)
-    statement = insert(PendingChange).values(rows)
-    new = statement.excluded
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["account_id", "amocrm_id"],
-            set_={
-                "action": new.action,
-                "name": new.name,
-                "emails": new.emails,
-                "amocrm_updated_at": new.amocrm_updated_at,
-                "version": PendingChange.version + 1,
-                "received_at": new.received_at,
-            },
-            # The latest state wins: an older delivery arriving late changes nothing.
-            where=or_(
-                PendingChange.amocrm_updated_at.is_(None),
-                new.amocrm_updated_at.is_(None),
-                new.amocrm_updated_at >= PendingChange.amocrm_updated_at,
-            ),
-        )
-    )
-    session.add(
-        WebhookEvent(
-            account_id=account_id,
-            received_at=now,
-            contact_ids=[str(i) for i in list(latest)[:20]],
-            **counts,
-        )
-    )
-    await enqueue(session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}")
+    # One row's statement run as executemany: it compiles once and stays in SQLAlchemy's
+    # cache, where a multi-row VALUES would compile anew for every batch size.
+    await session.execute(_upsert_pending(dialect_name(session)), rows)
+    events = [
+        {
+            "account_id": account_id,
+            "received_at": now,
+            "contact_ids": list(dict.fromkeys(str(c.amocrm_id) for c in payload.changes))[:20],
+            **count,
+        }
+        for (account_id, payload), count in zip(received, counts, strict=True)
+        if payload.changes
+    ]
+    await session.execute(insert_for(session)(WebhookEvent.__table__), events)
+    for account_id in sorted({account_id for account_id, _ in latest.values()}):
+        await enqueue(session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}")
     return counts
+
+
+class Ingest:
+    """The webhook inbox: which account a token belongs to, and durable storage with group
+    commit (the webhooks that arrive while one transaction commits go in the next one).
+
+    One transaction per request would make every request wait its turn for the same few
+    locks: SQLite's single writer (where waiters poll with sleeps) and, on PostgreSQL, the
+    pending `changes:<account>` job row every request of an account upserts. `store`
+    returns only once its webhook is committed, so a 2xx still means stored. A batch that
+    fails is retried one webhook at a time, so a bad one fails alone.
+
+    Tokens are remembered once seen, so a request needs no query of its own; the writer
+    checks every token against the accounts table in the transaction that stores its
+    webhook, so a token that stopped being valid is refused exactly as before.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        on_stored: Callable[[], None] | None = None,
+        *,
+        max_batch: int = 500,
+        max_tokens: int = 100_000,
+    ) -> None:
+        self._sessions = sessions
+        self._on_stored = on_stored
+        self._max_batch = max_batch
+        self._max_tokens = max_tokens
+        self._accounts: dict[str, int] = {}  # token hash → account id
+        self._waiting: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def account_for(self, token_hash: str) -> int | None:
+        """The account whose webhook token has this hash; None when there is none."""
+        account_id = self._accounts.get(token_hash)
+        if account_id is not None:
+            return account_id
+        async with self._sessions() as session:
+            account = await repository.by_webhook_token(session, token_hash)
+        if account is None:
+            return None
+        if len(self._accounts) >= self._max_tokens:
+            self._accounts.clear()
+        self._accounts[token_hash] = account.id
+        return account.id
+
+    async def store(
+        self, account_id: int, token_hash: str, payload: WebhookPayload
+    ) -> dict[str, int] | None:
+        """Store one webhook's changes; returns its counts once they are committed, or None
+        when the account is disconnected (the webhook is dropped)."""
+        future: asyncio.Future[dict[str, int] | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(account_id, token_hash, payload, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                await self._commit(batch)
+        finally:
+            # Cancelled (shutting down): nobody will store what is left.
+            for waiting in self._waiting:
+                waiting.settle(RuntimeError("the service is shutting down"))
+            self._waiting.clear()
+
+    async def _commit(self, batch: list[_Waiting]) -> None:
+        try:
+            async with transaction(self._sessions) as session:
+                accepted = await self._check(session, batch)
+                counts = await record_many(session, [(w.account_id, w.payload) for w in accepted])
+        except Exception as exc:
+            if len(batch) > 1:
+                log.warning("webhook.batch.failed", webhooks=len(batch), error=type(exc).__name__)
+                for waiting in batch:
+                    await self._commit([waiting])
+                return
+            batch[0].settle(exc)
+            return
+        for waiting, count in zip(accepted, counts, strict=True):
+            waiting.settle(count)
+        if accepted and self._on_stored is not None:
+            self._on_stored()
+
+    async def _check(self, session: AsyncSession, batch: list[_Waiting]) -> list[_Waiting]:
+        """Settle the webhooks whose token is no longer valid or whose account is
+        disconnected; returns the others."""
+        rows = await session.execute(
+            select(Account.id, Account.status, Account.webhook_token_hash).where(
+                Account.id.in_({w.account_id for w in batch})
+            )
+        )
+        accounts = {account_id: (status, token) for account_id, status, token in rows}
+        accepted = []
+        for waiting in batch:
+            status, token = accounts.get(waiting.account_id, (None, None))
+            if token != waiting.token_hash:
+                self._accounts.pop(waiting.token_hash, None)
+                waiting.settle(Unauthorized("unknown webhook token", code="invalid_webhook_token"))
+            elif status == "disconnected":
+                # amoCRM retries refused deliveries; a disconnected account's are dropped.
+                waiting.settle(None)
+            else:
+                accepted.append(waiting)
+        return accepted
+
+
+@dataclass(slots=True)
+class _Waiting:
+    account_id: int
+    token_hash: str
+    payload: WebhookPayload
+    future: asyncio.Future[dict[str, int] | None]
+
+    def settle(self, outcome: dict[str, int] | None | Exception) -> None:
+        if self.future.done():  # the request was cancelled (client gone)
+            return
+        if isinstance(outcome, Exception):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
 
 
 async def apply_pending(services: Services, account_id: int, *, budget: float = 30.0) -> int:

@@ -8,7 +8,8 @@ from sqlalchemy import select, update
 
 from amosync.accounts.install import run_install, run_register_webhooks
 from amosync.db.engine import transaction
-from amosync.db.models import Account, SyncRun, utcnow
+from amosync.db.models import Account, PendingChange, SyncRun, utcnow
+from amosync.errors import PermanentUpstreamError
 from amosync.sync.changes import apply_pending
 from amosync.sync.fullsync import RECONCILE_EVERY, FullSync
 from amosync.sync.reconcile import reconcile
@@ -28,12 +29,27 @@ async def changes(ctx: JobContext) -> None:
 
 
 async def reconcile_account(ctx: JobContext) -> None:
+    """The periodic pass (reconcile.py), then the next one is queued.
+
+    The chain must survive failures: when this job fails for good (an outage longer than
+    its retries, a permanent error), the next pass is queued all the same.
+    """
     assert ctx.account_id is not None
+    try:
+        await _reconcile_once(ctx, ctx.account_id)
+    except Exception as exc:
+        if isinstance(exc, PermanentUpstreamError) or ctx.attempts >= ctx.max_attempts:
+            await _next_pass(ctx, ctx.account_id)
+        raise
+    await _next_pass(ctx, ctx.account_id)
+
+
+async def _reconcile_once(ctx: JobContext, account_id: int) -> None:
     async with ctx.services.sessions() as session:
-        account = await session.get(Account, ctx.account_id)
+        account = await session.get(Account, account_id)
         running = await session.scalar(
             select(SyncRun.id).where(
-                SyncRun.account_id == ctx.account_id, SyncRun.status.in_(("queued", "running"))
+                SyncRun.account_id == account_id, SyncRun.status.in_(("queued", "running"))
             )
         )
     if account is None or account.status != "active" or account.unisender_key_enc is None:
@@ -41,17 +57,32 @@ async def reconcile_account(ctx: JobContext) -> None:
     if running is None:
         started = utcnow()
         since = account.reconciled_at or started - timedelta(seconds=RECONCILE_EVERY)
-        await reconcile(ctx.services, ctx.account_id, since=since)
+        await reconcile(ctx.services, account_id, since=since)
         async with transaction(ctx.services.sessions) as session:
             await session.execute(
-                update(Account).where(Account.id == ctx.account_id).values(reconciled_at=started)
+                update(Account).where(Account.id == account_id).values(reconciled_at=started)
             )
+
+
+async def _next_pass(ctx: JobContext, account_id: int) -> None:
     async with transaction(ctx.services.sessions) as session:
+        account = await session.get(Account, account_id)
+        if account is None or account.status == "disconnected":
+            return
+        # Webhook changes whose job failed for good (a long Unisender outage) are not
+        # forgotten: every pass queues them again.
+        left = await session.scalar(
+            select(PendingChange.amocrm_id).where(PendingChange.account_id == account_id).limit(1)
+        )
+        if left is not None:
+            await enqueue(
+                session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}"
+            )
         await enqueue(
             session,
             "reconcile",
-            account_id=ctx.account_id,
-            dedupe_key=f"reconcile:{ctx.account_id}",
+            account_id=account_id,
+            dedupe_key=f"reconcile:{account_id}",
             delay=RECONCILE_EVERY,
         )
 

@@ -1,14 +1,22 @@
 """The worker loop.
 
-A worker claims due jobs one at a time per slot. Claiming a job also takes a lease on its
-account (a compare-and-swap on `accounts.lease_owner/lease_until`), so one account is handled
-by one worker at a time, whatever the number of processes. Leases are renewed while a job
-runs; a crashed worker's leases run out and its jobs become claimable again. On PostgreSQL the
-candidate rows are read with FOR UPDATE SKIP LOCKED so workers don't queue behind each other.
+A worker runs `concurrency` slots; each claims due jobs one at a time. Claiming a job also
+takes a lease on its account (a compare-and-swap on `accounts.lease_owner/lease_until`), so
+one account is handled by one slot at a time, whatever the number of slots and processes.
+Each slot leases under its own owner id (`<worker id>/<slot>`), so two slots of one process
+exclude each other exactly as two processes do. Leases are renewed while a job runs; a
+crashed worker's leases run out and its jobs become claimable again. Jobs of accounts that
+another slot holds are left out of the candidates in SQL, so a few busy accounts never hide
+the rest of the queue. On PostgreSQL the candidate rows are read with FOR UPDATE SKIP LOCKED
+so workers don't queue behind each other.
 
 Failures: a `PermanentUpstreamError` fails the job at once; anything else is retried with
 exponential backoff and jitter until `max_attempts`, then the job is left `failed` with its
 last error (visible in the API and retryable).
+
+Stopping (SIGTERM, the app shutting down): slots stop claiming, running jobs get `grace`
+seconds to finish, then they are cancelled and handed back to the queue untouched (the
+attempt is not counted), so another worker resumes them at once.
 """
 
 from __future__ import annotations
@@ -21,11 +29,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.engine import dialect_name, transaction
 from amosync.db.models import Account, Job, utcnow
@@ -36,6 +45,10 @@ from amosync.worker.queue import backoff
 log = structlog.get_logger()
 
 LEASE_SECONDS = 60.0
+# How many due jobs one claim looks at; the first whose account it can lease wins.
+CANDIDATES = 20
+
+Outcome = Literal["done", "retry", "failed", "released"]
 
 
 @dataclass
@@ -47,7 +60,7 @@ class JobContext:
     payload: dict[str, Any]
     attempts: int
     max_attempts: int
-    worker_id: str
+    worker_id: str  # the lease owner: `<worker id>/<slot>`
 
     async def save_payload(self, payload: dict[str, Any]) -> None:
         """Persist progress in the job itself, so a retry continues instead of redoing."""
@@ -65,15 +78,22 @@ def default_handlers() -> dict[str, Handler]:
     return dict(HANDLERS)
 
 
+def _default_worker_id() -> str:
+    # Leases are String(64): keep room for the slot suffix whatever the host name.
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 @dataclass
 class Worker:
     services: Services
     handlers: dict[str, Handler] = field(default_factory=default_handlers)
     concurrency: int = 4
     poll_interval: float = 0.2
-    worker_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    )
+    # Seconds to wait before retrying a job after its n-th failed attempt.
+    retry_delay: Callable[[int], float] = backoff
+    # Seconds running jobs get to finish once `stop()` is called, before they are handed back.
+    grace: float = 5.0
+    worker_id: str = field(default_factory=_default_worker_id)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
@@ -81,7 +101,11 @@ class Worker:
         log.info("worker.started", worker_id=self.worker_id, slots=self.concurrency)
         slots = [asyncio.create_task(self._slot(n)) for n in range(self.concurrency)]
         try:
-            await asyncio.gather(*slots)
+            await self._stopping.wait()
+            # Idle slots leave at once; busy ones finish their job or run out of grace.
+            _, busy = await asyncio.wait(slots, timeout=self.grace)
+            if busy:
+                log.warning("worker.stop.releasing", worker_id=self.worker_id, jobs=len(busy))
         finally:
             for slot in slots:
                 slot.cancel()
@@ -89,13 +113,17 @@ class Worker:
             log.info("worker.stopped", worker_id=self.worker_id)
 
     def stop(self) -> None:
+        """Stop claiming; running jobs get `grace` seconds, then are handed back."""
         self._stopping.set()
         self.services.notify_work()
+
+    def owner(self, slot: int) -> str:
+        return f"{self.worker_id}/{slot}"
 
     async def _slot(self, n: int) -> None:
         while not self._stopping.is_set():
             try:
-                ran = await self.run_one()
+                ran = await self.run_one(slot=n)
             except Exception:
                 log.exception("worker.slot.error", slot=n)
                 ran = False
@@ -109,62 +137,77 @@ class Worker:
         event.clear()
 
     async def drain(self, budget: float) -> dict[str, int]:
-        """Run due jobs until none is left or `budget` seconds pass (GET /webhookwork)."""
-        deadline = time.monotonic() + budget
-        done = failed = 0
-        while time.monotonic() < deadline:
-            outcome = await self.run_one()
-            if outcome is False:
-                break
-            if outcome == "failed":
-                failed += 1
-            else:
-                done += 1
-        return {"processed": done, "failed": failed}
+        """Run due jobs until none is left or `budget` seconds pass (GET /webhookwork).
 
-    async def run_one(self) -> bool | str:
+        Returns `processed` (jobs that ran to the end), `failed` (jobs whose attempt failed:
+        retried later, or failed for good after their last attempt) and `released` (a job
+        still running when the budget ran out, handed back to the queue).
+        """
+        deadline = time.monotonic() + budget
+        counts = {"processed": 0, "failed": 0, "released": 0}
+        while time.monotonic() < deadline:
+            job = await self.claim()
+            if job is None:
+                break
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    outcome = await self._execute(job)
+            except TimeoutError:
+                # `_execute` handed the job back when it was cancelled.
+                counts["released"] += 1
+                break
+            if outcome == "done":
+                counts["processed"] += 1
+            elif outcome in ("retry", "failed"):
+                counts["failed"] += 1
+        return counts
+
+    async def run_one(self, slot: int = 0) -> Outcome | Literal[False]:
         """Claim and run one due job. False when there was nothing to claim."""
-        job = await self.claim()
+        job = await self.claim(slot)
         if job is None:
             return False
+        # There may be more: idle slots look now rather than at their next poll (a claim
+        # that lost a race for locked rows comes back empty-handed and waits otherwise).
+        self.services.notify_work()
         return await self._execute(job)
 
-    async def claim(self) -> JobContext | None:
+    async def claim(self, slot: int = 0) -> JobContext | None:
+        owner = self.owner(slot)
         now = utcnow()
         lease_until = now + timedelta(seconds=LEASE_SECONDS)
+        claimable = or_(
+            and_(Job.status == "pending", Job.run_after <= now),
+            # A job whose worker died: its lease ran out.
+            and_(Job.status == "running", Job.lease_until < now),
+        )
+        held_by_another = exists().where(
+            Account.id == Job.account_id,
+            Account.lease_owner.is_not(None),
+            Account.lease_owner != owner,
+            Account.lease_until >= now,
+        )
         async with transaction(self.services.sessions) as session:
             query = (
                 select(Job.id, Job.account_id)
-                .where(
-                    or_(
-                        and_(Job.status == "pending", Job.run_after <= now),
-                        # A job whose worker died: its lease ran out.
-                        and_(Job.status == "running", Job.lease_until < now),
-                    )
-                )
+                .where(claimable, ~held_by_another)
                 .order_by(Job.run_after, Job.id)
-                .limit(20)
+                .limit(CANDIDATES)
             )
             if dialect_name(session) == "postgresql":
-                query = query.with_for_update(skip_locked=True)
+                query = query.with_for_update(skip_locked=True, of=Job)
             candidates = (await session.execute(query)).all()
             for job_id, account_id in candidates:
                 if account_id is not None and not await self._lease_account(
-                    session, account_id, lease_until
+                    session, account_id, owner, now, lease_until
                 ):
                     continue
                 claimed = await session.execute(
                     update(Job)
-                    .where(
-                        Job.id == job_id,
-                        or_(
-                            Job.status == "pending",
-                            and_(Job.status == "running", Job.lease_until < now),
-                        ),
-                    )
+                    .where(Job.id == job_id, claimable)
                     .values(
                         status="running",
-                        lease_owner=self.worker_id,
+                        lease_owner=owner,
                         lease_until=lease_until,
                         attempts=Job.attempts + 1,
                         # A running job holds no key: new work of its kind queues beside it.
@@ -175,6 +218,10 @@ class Worker:
                 )
                 row = claimed.first()
                 if row is None:
+                    # Another worker took the job first (SQLite reads without row locks):
+                    # don't keep its account from everyone for a whole lease.
+                    if account_id is not None:
+                        await _release_account(session, account_id, owner)
                     continue
                 kind, payload, attempts, max_attempts = row
                 return JobContext(
@@ -185,12 +232,18 @@ class Worker:
                     payload=dict(payload or {}),
                     attempts=attempts,
                     max_attempts=max_attempts,
-                    worker_id=self.worker_id,
+                    worker_id=owner,
                 )
         return None
 
-    async def _lease_account(self, session: Any, account_id: int, until: Any) -> bool:
-        now = utcnow()
+    async def _lease_account(
+        self,
+        session: AsyncSession,
+        account_id: int,
+        owner: str,
+        now: datetime,
+        until: datetime,
+    ) -> bool:
         result = await session.execute(
             update(Account)
             .where(
@@ -198,14 +251,14 @@ class Worker:
                 or_(
                     Account.lease_owner.is_(None),
                     Account.lease_until < now,
-                    Account.lease_owner == self.worker_id,
+                    Account.lease_owner == owner,
                 ),
             )
-            .values(lease_owner=self.worker_id, lease_until=until)
+            .values(lease_owner=owner, lease_until=until)
         )
-        return bool(result.rowcount)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def _execute(self, job: JobContext) -> str:
+    async def _execute(self, job: JobContext) -> Outcome:
         handler = self.handlers.get(job.kind)
         bound = log.bind(job_id=job.job_id, kind=job.kind, account_id=job.account_id)
         renew = asyncio.create_task(self._renew(job))
@@ -215,31 +268,37 @@ class Worker:
                 raise PermanentUpstreamError(f"no handler for job kind {job.kind}", api="worker")
             await handler(job)
         except asyncio.CancelledError:
-            # Shutting down: hand the job back untouched so another worker resumes it.
-            await self._finish(job, status="pending", error=None, delay=0, count_attempt=False)
+            # Shutting down (or out of budget): hand the job back untouched so another
+            # worker resumes it at once.
+            bound.info("job.released", attempts=job.attempts - 1)
+            await _settled(
+                self._finish(job, status="pending", error=None, delay=0, count_attempt=False)
+            )
             raise
         except Exception as exc:
-            permanent = isinstance(exc, PermanentUpstreamError)
-            final = permanent or job.attempts >= job.max_attempts
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            if final:
-                bound.error("job.failed", attempts=job.attempts, error=error)
-                await self._finish(job, status="failed", error=error)
-                return "failed"
-            delay = backoff(job.attempts)
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after:
-                delay = max(delay, float(retry_after))
-            bound.warning("job.retry", attempts=job.attempts, delay=round(delay, 1), error=error)
-            await self._finish(job, status="pending", error=error, delay=delay)
-            return "retry"
+            return await self._failed(job, exc, bound)
         finally:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
         bound.info("job.done", seconds=round(time.monotonic() - started, 3))
-        await self._finish(job, status="done", error=None)
+        await _settled(self._finish(job, status="done", error=None))
         return "done"
+
+    async def _failed(self, job: JobContext, exc: Exception, bound: Any) -> Outcome:
+        permanent = isinstance(exc, PermanentUpstreamError)
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        if permanent or job.attempts >= job.max_attempts:
+            bound.error("job.failed", attempts=job.attempts, error=error)
+            await _settled(self._finish(job, status="failed", error=error))
+            return "failed"
+        delay = self.retry_delay(job.attempts)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            delay = max(delay, float(retry_after))
+        bound.warning("job.retry", attempts=job.attempts, delay=round(delay, 1), error=error)
+        await _settled(self._finish(job, status="pending", error=error, delay=delay))
+        return "retry"
 
     async def _renew(self, job: JobContext) -> None:
         while True:
@@ -249,7 +308,7 @@ class Worker:
                 async with transaction(self.services.sessions) as session:
                     await session.execute(
                         update(Job)
-                        .where(Job.id == job.job_id, Job.lease_owner == self.worker_id)
+                        .where(Job.id == job.job_id, Job.lease_owner == job.worker_id)
                         .values(lease_until=until)
                     )
                     if job.account_id is not None:
@@ -257,7 +316,7 @@ class Worker:
                             update(Account)
                             .where(
                                 Account.id == job.account_id,
-                                Account.lease_owner == self.worker_id,
+                                Account.lease_owner == job.worker_id,
                             )
                             .values(lease_until=until)
                         )
@@ -284,18 +343,38 @@ class Worker:
             values["run_after"] = utcnow() + timedelta(seconds=delay)
         if not count_attempt:
             values["attempts"] = Job.attempts - 1
+        if error is None and status == "pending":
+            # Handed back: keep the error of the last real attempt.
+            del values["last_error"]
         async with transaction(self.services.sessions) as session:
             await session.execute(
                 update(Job)
-                .where(Job.id == job.job_id, Job.lease_owner == self.worker_id)
+                .where(Job.id == job.job_id, Job.lease_owner == job.worker_id)
                 .values(**values)
             )
             if job.account_id is not None:
-                await session.execute(
-                    update(Account)
-                    .where(Account.id == job.account_id, Account.lease_owner == self.worker_id)
-                    .values(lease_owner=None, lease_until=None)
-                )
+                await _release_account(session, job.account_id, job.worker_id)
+        # Work of this account queued while the job ran can be claimed now, not next poll.
+        self.services.notify_work()
+
+
+async def _settled(outcome: Awaitable[None]) -> None:
+    """Record a job's outcome even if the worker is cancelled meanwhile (shutdown): a half
+    recorded outcome would leave the job `running` until its lease ran out."""
+    task = asyncio.ensure_future(outcome)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+async def _release_account(session: AsyncSession, account_id: int, owner: str) -> None:
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
 
 
 async def start_inline_worker(services: Services) -> Callable[[], Awaitable[None]]:
@@ -305,11 +384,7 @@ async def start_inline_worker(services: Services) -> Callable[[], Awaitable[None
 
     async def stop() -> None:
         worker.stop()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=20)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # `run` gives running jobs `grace` seconds, then hands them back.
+        await task
 
     return stop

@@ -1,0 +1,166 @@
+"""POST /webhook's inbox (sync.changes.Ingest): group commit, remembered tokens re-checked."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from amosync.amocrm.webhooks import parse_webhook
+from amosync.db.engine import transaction
+from amosync.db.models import Account, Job, PendingChange, WebhookEvent
+from amosync.state import Services
+from amosync.sync.changes import Ingest
+from tests.stack import ACCOUNT_ID, Stack, stack
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
+
+
+def body(contact_id: int, email: str, name: str | None = None, modified: int = 1700000000) -> str:
+    prefix = "contacts[update][0]"
+    return urlencode(
+        [
+            (f"{prefix}[id]", str(contact_id)),
+            (f"{prefix}[name]", name or f"Contact {contact_id}"),
+            (f"{prefix}[last_modified]", str(modified)),
+            (f"{prefix}[custom_fields][0][id]", "55"),
+            (f"{prefix}[custom_fields][0][code]", "EMAIL"),
+            (f"{prefix}[custom_fields][0][values][0][value]", email),
+            ("account[id]", str(ACCOUNT_ID)),
+        ]
+    )
+
+
+async def installed(s: Stack) -> str:
+    """Install the account; returns its webhook URL (with the token)."""
+    await s.install()
+    await s.connect_unisender()
+    await s.settle()
+    return str(s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"])
+
+
+async def count(s: Stack, model: type) -> int:
+    async with s.services.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_webhooks_arriving_together_share_a_commit(database_url: str) -> None:
+    async with stack(database_url) as s:
+        url = await installed(s)
+        commits = 0
+
+        def counted(_connection: object) -> None:
+            nonlocal commits
+            commits += 1
+
+        event.listen(s.services.engine.sync_engine, "commit", counted)
+        bodies = [body(n, f"c{n}@example.com") for n in range(1, 61)]
+        # The same contact twice: a newer state and an older one arriving after it.
+        bodies += [
+            body(1, "newest@example.com", modified=1700000100),
+            body(1, "older@example.com", modified=1700000050),
+        ]
+        answers = await asyncio.gather(*(s.http.post(url, content=b, headers=FORM) for b in bodies))
+        event.remove(s.services.engine.sync_engine, "commit", counted)
+
+        assert [a.status_code for a in answers] == [200] * len(bodies)
+        assert all(
+            a.json() == {"accepted": 1, "added": 0, "updated": 1, "deleted": 0} for a in answers
+        )
+        assert commits < len(bodies) / 2, f"{commits} commits for {len(bodies)} webhooks"
+        assert await count(s, PendingChange) == 60
+        assert await count(s, WebhookEvent) == len(bodies)
+        async with s.services.sessions() as session:
+            first = await session.get(PendingChange, (ACCOUNT_ID, 1))
+            jobs = await session.scalar(
+                select(func.count()).where(Job.kind == "changes", Job.status == "pending")
+            )
+        assert first is not None
+        assert first.emails == ["newest@example.com"]
+        assert jobs == 1
+
+
+async def test_a_remembered_token_is_refused_once_the_account_is_deleted(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        url = await installed(s)
+        assert (
+            await s.http.post(url, content=body(1, "a@example.com"), headers=FORM)
+        ).status_code == 200
+        assert (await s.http.delete(f"/accounts/{ACCOUNT_ID}")).status_code == 204
+
+        refused = await s.http.post(url, content=body(2, "b@example.com"), headers=FORM)
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "invalid_webhook_token"
+        assert await count(s, PendingChange) == 0
+
+
+async def test_a_disconnected_account_s_webhooks_are_acknowledged_and_dropped(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        url = await installed(s)
+        assert (
+            await s.http.post(url, content=body(1, "a@example.com"), headers=FORM)
+        ).status_code == 200
+        await s.settle()
+        rpc = {"jsonrpc": "2.0", "id": 1, "method": "account.disconnect"}
+        answer = await s.http.post("/rpc", json={**rpc, "params": {"account_id": ACCOUNT_ID}})
+        assert answer.json()["result"]["disconnected"] is True
+
+        dropped = await s.http.post(url, content=body(2, "b@example.com"), headers=FORM)
+        assert dropped.status_code == 200
+        assert dropped.json() == {"accepted": 0, "ignored": True}
+        assert await count(s, PendingChange) == 0
+
+
+async def test_a_name_longer_than_the_column_is_cut_not_refused(database_url: str) -> None:
+    async with stack(database_url) as s:
+        url = await installed(s)
+        answer = await s.http.post(
+            url, content=body(8, "c8@example.com", name="x" * 600), headers=FORM
+        )
+        assert answer.status_code == 200
+        await s.settle()
+        synced = (await s.http.get("/accounts/sync", params={"account_id": ACCOUNT_ID})).json()
+        assert [(c["amocrm_id"], len(c["name"])) for c in synced["items"]] == [(8, 512)]
+
+
+class FailsOnce(AsyncSession):
+    """A session whose first batch of several webhooks fails, as a deadlock would."""
+
+    failed = False
+
+    async def execute(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        if not FailsOnce.failed and isinstance(params, list) and len(params) > 1:
+            FailsOnce.failed = True
+            raise OperationalError("INSERT", {}, Exception("deadlock detected"))
+        return await super().execute(statement, params, **kwargs)
+
+
+async def test_a_failed_batch_is_retried_one_webhook_at_a_time(services: Services) -> None:
+    FailsOnce.failed = False
+    async with transaction(services.sessions) as session:
+        session.add(Account(id=7, status="active", settings={}, webhook_token_hash="h7"))
+    notified = 0
+
+    def notify() -> None:
+        nonlocal notified
+        notified += 1
+
+    inbox = Ingest(async_sessionmaker(services.engine, class_=FailsOnce), on_stored=notify)
+    payloads = [parse_webhook(body(n, f"c{n}@example.com").encode()) for n in range(1, 11)]
+    assert await inbox.account_for("h7") == 7
+    assert await inbox.account_for("unknown") is None
+    counts = await asyncio.gather(*(inbox.store(7, "h7", p) for p in payloads))
+    assert FailsOnce.failed
+    assert counts == [{"added": 0, "updated": 1, "deleted": 0}] * 10
+    async with services.sessions() as session:
+        stored = await session.scalar(select(func.count()).select_from(PendingChange))
+    assert stored == 10
+    assert notified == 10, "stored one by one after the batch failed"

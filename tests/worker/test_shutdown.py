@@ -1,0 +1,96 @@
+"""Graceful SIGTERM of `amosync worker`: it stops within seconds and leaves no job running."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from amosync.db.models import Job, PendingChange
+from amosync.worker.runner import Worker
+from tests.servers import serving
+from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
+from tests.worker.processes import Process, UnisenderTap, env_for
+
+
+def members(s: Stack) -> set[str]:
+    list_id = s.sandbox.unisender.lists(UNISENDER_KEY)[0]["id"]
+    return {m.lower() for m in s.sandbox.unisender.list_members(UNISENDER_KEY, list_id)}
+
+
+async def count(s: Stack, model: type, *where: object) -> int:
+    async with s.services.sessions() as session:
+        query = select(func.count()).select_from(model).where(*where)  # type: ignore[arg-type]
+        return int(await session.scalar(query) or 0)
+
+
+async def test_sigterm_lets_a_running_job_finish(database_url: str, tmp_path: Path) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        await s.connect_unisender()
+        await s.settle()
+        tap = UnisenderTap(s.sandbox, hold={"importContacts"})
+        async with serving(tap) as tap_url:
+            s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
+            await s.sandbox.amocrm.flush_webhooks()
+            env = env_for(s.settings, unisender_base_url=f"{tap_url}/ru/api")
+            worker = Process(["worker", "--slots", "2"], env, tmp_path / "worker.log")
+            try:
+                async with asyncio.timeout(20):
+                    while tap.held == 0:
+                        await asyncio.sleep(0.02)
+                worker.signal(signal.SIGTERM)
+                await asyncio.sleep(0.5)
+                assert worker.alive(), "the worker must wait for its running job"
+                tap.release()
+                stopped = time.monotonic()
+                assert await worker.wait_exit(5) == 0, worker.output()
+                assert time.monotonic() - stopped < 3
+            finally:
+                worker.close()
+        assert await count(s, Job, Job.status == "running") == 0
+        assert await count(s, Job, Job.kind == "changes", Job.status != "done") == 0
+        assert members(s) == {"ann@example.com"}
+        assert '"worker.stopped"' in worker.output()
+
+
+async def test_sigterm_hands_back_a_job_that_does_not_finish(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        await s.connect_unisender()
+        await s.settle()
+        tap = UnisenderTap(s.sandbox, hold={"importContacts"})
+        async with serving(tap) as tap_url:
+            s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
+            await s.sandbox.amocrm.flush_webhooks()
+            env = env_for(s.settings, unisender_base_url=f"{tap_url}/ru/api")
+            worker = Process(["worker"], env, tmp_path / "worker.log")
+            try:
+                async with asyncio.timeout(20):
+                    while tap.held == 0:
+                        await asyncio.sleep(0.02)
+                stopped = time.monotonic()
+                worker.signal(signal.SIGTERM)
+                # Within the grace period (5 s) and a little.
+                assert await worker.wait_exit(8) == 0, worker.output()
+                assert time.monotonic() - stopped < 7
+            finally:
+                tap.release()
+                worker.close()
+        async with s.services.sessions() as session:
+            [job] = (await session.execute(select(Job).where(Job.kind == "changes"))).scalars()
+        assert job.status == "pending"
+        assert job.attempts == 0, "a job handed back on shutdown keeps its attempts"
+        assert job.lease_owner is None
+        assert await count(s, Job, Job.status == "running") == 0
+        assert await count(s, PendingChange) == 1
+        assert '"job.released"' in worker.output()
+
+        # Nothing lost: the next worker applies it.
+        await Worker(s.services).drain(10)
+        assert members(s) == {"bob@example.com"}
