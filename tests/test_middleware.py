@@ -302,8 +302,154 @@ async def test_cors_only_on_the_widget_paths(
     assert (len(seen) == 2) is not covered
 
 
+async def test_cors_only_for_the_widget_methods_of_a_path(seen: list[dict[str, Any]]) -> None:
+    routes = {"/accounts/": ["get"], "/sync": ["GET", "POST"]}
+    origin = "https://acme.amocrm.ru"
+    async with client(WidgetCORSMiddleware(tiny_app(seen), paths=routes)) as http:
+        read = await http.options(
+            "/accounts/1",
+            headers=preflight_headers(origin) | {"Access-Control-Request-Method": "GET"},
+        )
+        write = await http.options(
+            "/accounts/1",
+            headers=preflight_headers(origin) | {"Access-Control-Request-Method": "PUT"},
+        )
+        sync = await http.options("/sync", headers=preflight_headers(origin))
+        put = await http.put("/accounts/1", headers={"Origin": origin})
+        get = await http.get("/accounts/1", headers={"Origin": origin})
+    assert read.status_code == 204
+    assert read.headers["access-control-allow-methods"] == "GET, OPTIONS"
+    assert sync.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    # PUT is not the widget's: the app answers the preflight and the call, without CORS.
+    assert "access-control-allow-origin" not in write.headers
+    assert "access-control-allow-origin" not in put.headers
+    assert "vary" not in put.headers
+    assert get.headers["access-control-allow-origin"] == origin
+    assert [(r["method"], r["path"]) for r in seen] == [
+        ("OPTIONS", "/accounts/1"),
+        ("PUT", "/accounts/1"),
+        ("GET", "/accounts/1"),
+    ]
+
+
 def test_suffixes_are_anchored_at_a_dot_even_when_configured_without_one() -> None:
     app = WidgetCORSMiddleware(tiny_app([]), paths=["/x"], origin_suffixes=["amocrm.ru"])
     assert app.suffixes == (".amocrm.ru",)
     assert not allowed_origin("https://evilamocrm.ru", app.suffixes)
     assert allowed_origin("https://good.amocrm.ru", app.suffixes)
+
+
+# --- the same, through the real app ---------------------------------------------------
+
+MB = 1024 * 1024
+
+
+async def test_the_app_refuses_a_declared_body_over_1_mb(client: httpx.AsyncClient) -> None:
+    for path in ("/webhook?token=x", "/rpc", "/vidget/unisender", "/accounts/5"):
+        response = await client.post(path, content=b"x" * (MB + 1))
+        assert response.status_code == 413, path
+        assert response.json() == {
+            "error": "payload_too_large",
+            "detail": f"the request body is larger than {MB} bytes",
+        }
+    assert (await client.get("/accounts")).json()["items"] == []
+
+
+async def test_the_app_refuses_a_streamed_body_growing_past_1_mb(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/vidget/unisender",
+        content=chunks(*[b"y" * 65536] * 17),  # 1 MB + 64 KB, no Content-Length
+        headers={"Content-Type": "application/json"},
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+async def test_a_body_of_exactly_1_mb_is_read(client: httpx.AsyncClient) -> None:
+    body = b"[" + b" " * (MB - 2) + b"]"  # an empty JSON-RPC batch, padded to the limit
+    response = await client.post("/rpc", content=body)
+    assert response.status_code == 200
+    assert response.json()["error"]["code"] == -32600
+
+
+ACCOUNT_PAGES = ["https://acme.amocrm.ru", "https://x.kommo.com", "https://y.amocrm.com"]
+WIDGET_CALLS = [
+    ("POST", "/vidget/unisender"),
+    ("GET", "/acchasuni"),
+    ("POST", "/sync"),
+    ("GET", "/sync/12"),
+    ("GET", "/accounts/7"),
+    ("GET", "/accounts/sync"),
+    ("GET", "/accounts/unsync"),
+    ("GET", "/accounts/integrations/7"),
+]
+
+
+def widget_preflight(origin: str, method: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "x-auth-token,content-type",
+    }
+
+
+@pytest.mark.parametrize("origin", ACCOUNT_PAGES)
+async def test_the_app_answers_preflights_of_the_widget_routes(
+    anon: httpx.AsyncClient, origin: str
+) -> None:
+    for method, path in WIDGET_CALLS:
+        response = await anon.options(path, headers=widget_preflight(origin, method))
+        assert response.status_code == 204, (method, path)
+        assert response.headers["access-control-allow-origin"] == origin
+        assert "x-auth-token" in response.headers["access-control-allow-headers"].lower()
+        assert method in response.headers["access-control-allow-methods"]
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evilamocrm.ru", "http://acme.amocrm.ru", "https://acme.amocrm.ru.evil.com"]
+)
+async def test_the_app_refuses_preflights_from_other_origins(
+    anon: httpx.AsyncClient, origin: str
+) -> None:
+    for method, path in WIDGET_CALLS:
+        response = await anon.options(path, headers=widget_preflight(origin, method))
+        assert response.status_code == 403, (method, path)
+        assert response.json()["error"] == "origin_not_allowed"
+        assert "access-control-allow-origin" not in response.headers
+        actual = await anon.request(method, path, headers={"Origin": origin})
+        assert "access-control-allow-origin" not in actual.headers
+
+
+ADMIN_CALLS = [
+    ("POST", "/accounts/7"),
+    ("PUT", "/accounts/7"),
+    ("DELETE", "/accounts/7"),
+    ("GET", "/accounts"),
+    ("POST", "/rpc"),
+    ("GET", "/webhookwork"),
+    ("PUT", "/integrations/7"),
+    ("DELETE", "/integrations/7"),
+    ("DELETE", "/request/7"),
+    ("POST", "/webhook"),
+    ("GET", "/vidget"),
+]
+
+
+async def test_admin_routes_answer_no_cors(client: httpx.AsyncClient) -> None:
+    origin = ACCOUNT_PAGES[0]
+    for method, path in ADMIN_CALLS:
+        preflight = await client.options(path, headers=widget_preflight(origin, method))
+        assert "access-control-allow-origin" not in preflight.headers, (method, path)
+        assert preflight.status_code != 204, (method, path)
+    # The admin's own calls work, they just never carry CORS headers.
+    created = await client.post("/accounts/7", json={"name": "Acme"}, headers={"Origin": origin})
+    assert created.status_code == 201
+    assert "access-control-allow-origin" not in created.headers
+    changed = await client.put("/accounts/7", json={"name": "Acme 2"}, headers={"Origin": origin})
+    assert changed.status_code == 200
+    assert "access-control-allow-origin" not in changed.headers
+    # The widget's read of the same path does.
+    shown = await client.get("/accounts/7", headers={"Origin": origin})
+    assert shown.headers["access-control-allow-origin"] == origin
+    assert shown.headers["vary"] == "Origin"

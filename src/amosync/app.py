@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from amosync import __version__
@@ -17,7 +18,7 @@ from amosync.accounts.endpoints import router as accounts_router
 from amosync.accounts.rpc import router as rpc_router
 from amosync.accounts.system import router as system_router
 from amosync.config import Settings, get_settings
-from amosync.errors import AppError
+from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.health import router as health_router
 from amosync.metrics import router as metrics_router
 from amosync.middleware import BodyLimitMiddleware, WidgetCORSMiddleware
@@ -29,16 +30,17 @@ from amosync.worker.endpoints import router as worker_router
 log = structlog.get_logger()
 
 MAX_BODY = 1024 * 1024
-# Routes the amoCRM widget calls from the account's page (CORS allowed for amoCRM origins).
-WIDGET_PATHS = (
-    "/vidget/unisender",
-    "/acchasuni",
-    "/sync",
-    "/accounts/sync",
-    "/accounts/unsync",
-    "/accounts/integrations/",
-    "/accounts/",
-)
+# Routes the amoCRM widget calls from the account's page (CORS allowed for amoCRM origins),
+# with their widget methods: PUT/POST/DELETE /accounts/{id} are admin-only and get no CORS.
+WIDGET_PATHS: dict[str, tuple[str, ...]] = {
+    "/vidget/unisender": ("POST",),
+    "/acchasuni": ("GET",),
+    "/sync": ("GET", "POST"),
+    "/accounts/sync": ("GET",),
+    "/accounts/unsync": ("GET",),
+    "/accounts/integrations/": ("GET",),
+    "/accounts/": ("GET",),
+}
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -68,6 +70,24 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
+def _out_of_range(exc: BaseException) -> bool:
+    """Whether an OverflowError is among the causes of `exc`."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, OverflowError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _cause(exc: UpstreamError) -> str:
+    if exc.code:
+        return f"error {exc.code}"
+    return f"HTTP {exc.status}" if exc.status is not None else "no answer"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
@@ -95,6 +115,40 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             500, "internal_error", "something went wrong on our side; it has been logged"
         )
+
+    @app.exception_handler(UpstreamError)
+    async def _upstream(request: Request, exc: UpstreamError) -> JSONResponse:
+        # amoCRM or Unisender failed during a request (checking a key, exchanging a code),
+        # after the client's own retries: their fault, not ours, and worth saying which.
+        # The message names the API and status only: the body stays in the log.
+        log.warning(
+            "request.upstream_failed",
+            path=request.url.path,
+            api=exc.api,
+            status=exc.status,
+            error_code=exc.code,
+            error=exc.message,
+        )
+        name = {"amocrm": "amoCRM", "unisender": "Unisender"}.get(exc.api, exc.api)
+        if isinstance(exc, TransientUpstreamError):
+            return error_response(
+                503,
+                "upstream_unavailable",
+                f"{name} is not answering right now ({_cause(exc)}); try again in a minute",
+                **{"Retry-After": "60"},
+            )
+        return error_response(502, "upstream_error", f"{name} refused the call ({_cause(exc)})")
+
+    # Registered by class, so Starlette's ExceptionMiddleware answers them; a handler for
+    # `Exception` runs in ServerErrorMiddleware, which re-raises after answering.
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if _out_of_range(exc):
+            # A number no column can hold (an id of 30 digits): the caller's input, not
+            # our fault. SQLite raises OverflowError; asyncpg's is wrapped by SQLAlchemy.
+            return error_response(422, "invalid_request", "a number in the request is out of range")
+        return await _unexpected(request, exc)
 
 
 def create_app(

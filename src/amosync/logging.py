@@ -35,7 +35,11 @@ def configure_logging(log_format: str = "console", level: int = logging.INFO) ->
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # Not structlog's default rich traceback: it prints every frame's local variables,
+        # and those hold request headers (the admin token), API keys and access tokens.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -5,13 +5,15 @@ copies every response through a stream: measurably slower on the webhook path.
 
 Routes are chosen with `paths` everywhere: an entry ending in "/" is a prefix
 ("/accounts/" covers "/accounts/1"); any other entry is a path and the paths below it
-("/sync" covers "/sync" and "/sync/7", not "/synchronize").
+("/sync" covers "/sync" and "/sync/7", not "/synchronize"). The widget's CORS also takes
+the methods of each path, so an admin-only method on a widget path (PUT /accounts/7) gets
+no CORS answer.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -196,8 +198,15 @@ def _label(label: str) -> bool:
     )
 
 
+ANY_METHOD = ("GET", "POST", "PUT", "DELETE")
+
+
 class WidgetCORSMiddleware:
     """CORS for amoCRM/Kommo account pages (`https://<sub>.amocrm.ru` …), on `paths` only.
+
+    `paths` is either a list (every method of those paths) or a mapping from path to the
+    methods the widget uses there: `{"/sync": ["GET", "POST"], "/accounts/": ["GET"]}`.
+    A (path, method) outside them is left to the app, untouched, as for any other route.
 
     A preflight from an allowed origin is answered 204 here; from any other origin 403.
     Actual requests from an allowed origin get Access-Control-Allow-Origin; from any other,
@@ -206,38 +215,56 @@ class WidgetCORSMiddleware:
     another.
     """
 
-    allow_methods = b"GET, POST, PUT, DELETE, OPTIONS"
     allow_headers = b"X-Auth-Token, Content-Type, Authorization"
     max_age = b"600"
 
     def __init__(
         self,
         app: ASGIApp,
-        paths: Iterable[str],
+        paths: Iterable[str] | Mapping[str, Iterable[str]],
         origin_suffixes: Iterable[str] = (".amocrm.ru", ".amocrm.com", ".kommo.com"),
     ) -> None:
         self.app = app
-        self.paths = path_matcher(paths)
+        routes = paths if isinstance(paths, Mapping) else dict.fromkeys(paths, ANY_METHOD)
+        self.routes = [
+            (path_matcher([path]), frozenset(m.upper() for m in methods))
+            for path, methods in routes.items()
+        ]
         # A suffix without its dot would let "https://evilamocrm.ru" in.
         self.suffixes = tuple("." + s.lstrip(".").lower() for s in origin_suffixes)
 
+    def methods(self, path: str) -> frozenset[str]:
+        """The methods the widget may call `path` with (empty: not a widget path)."""
+        found: frozenset[str] = frozenset()
+        for matcher, methods in self.routes:
+            if matches(path, matcher):
+                found |= methods
+        return found
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not matches(scope["path"], self.paths):
+        methods = self.methods(scope["path"]) if scope["type"] == "http" else frozenset()
+        if not methods:
             await self.app(scope, receive, send)
             return
         origin = b""
-        preflight = False
+        requested = b""
         for name, value in scope["headers"]:
             if name == b"origin":
                 origin = value
             elif name == b"access-control-request-method":
-                preflight = scope["method"] == "OPTIONS"
+                requested = value
+        preflight = scope["method"] == "OPTIONS" and bool(requested)
+        method = requested.decode("latin-1").upper() if preflight else scope["method"]
+        if method not in methods:
+            # An admin-only method on a widget path: no CORS, as on any admin route.
+            await self.app(scope, receive, send)
+            return
         allowed = bool(origin) and allowed_origin(origin.decode("latin-1"), self.suffixes)
         cors: Headers = [(b"vary", b"Origin")]
         if allowed:
             cors.append((b"access-control-allow-origin", origin))
         if preflight and origin:
-            await self._preflight(send, cors, allowed)
+            await self._preflight(send, cors, allowed, methods)
             return
 
         async def with_cors(message: Message) -> None:
@@ -247,7 +274,9 @@ class WidgetCORSMiddleware:
 
         await self.app(scope, receive, with_cors)
 
-    async def _preflight(self, send: Send, cors: Headers, allowed: bool) -> None:
+    async def _preflight(
+        self, send: Send, cors: Headers, allowed: bool, methods: frozenset[str]
+    ) -> None:
         if not allowed:
             detail = "only pages of amoCRM and Kommo accounts (https://*.amocrm.ru …) may call"
             await send_json_error(send, 403, "origin_not_allowed", detail, headers=cors)
@@ -258,10 +287,16 @@ class WidgetCORSMiddleware:
                 "status": 204,
                 "headers": [
                     *cors,
-                    (b"access-control-allow-methods", self.allow_methods),
+                    (b"access-control-allow-methods", _method_list(methods)),
                     (b"access-control-allow-headers", self.allow_headers),
                     (b"access-control-max-age", self.max_age),
                 ],
             }
         )
         await send({"type": "http.response.body", "body": b""})
+
+
+def _method_list(methods: frozenset[str]) -> bytes:
+    ordered = [m for m in (*ANY_METHOD, "OPTIONS") if m in methods or m == "OPTIONS"]
+    ordered += sorted(methods - set(ordered))
+    return ", ".join(ordered).encode("latin-1")

@@ -19,17 +19,21 @@ from amosync.accounts.schemas import (
 from amosync.auth import AdminDep, CallerDep
 from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import NotFound
+from amosync.ids import AccountIdPath, AccountIdQuery
 from amosync.pagination import Page, decode_cursor, encode_cursor
 
 router = APIRouter(tags=["accounts"])
 
-AccountId = Annotated[int, Query(gt=0, description="amoCRM account id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.post("/accounts/{account_id}", status_code=status.HTTP_201_CREATED)
 async def create_account(
-    account_id: int, body: AccountCreate, _: AdminDep, services: ServicesDep, session: SessionDep
+    account_id: AccountIdPath,
+    body: AccountCreate,
+    _: AdminDep,
+    services: ServicesDep,
+    session: SessionDep,
 ) -> AccountOut:
     """Create an account by hand."""
     account = await service.create(session, services.cipher, account_id, body)
@@ -49,7 +53,9 @@ async def list_accounts(
 
 
 @router.get("/accounts/{account_id}")
-async def get_account(account_id: int, caller: CallerDep, session: SessionDep) -> AccountOut:
+async def get_account(
+    account_id: AccountIdPath, caller: CallerDep, session: SessionDep
+) -> AccountOut:
     """One account."""
     caller.require_account(account_id)
     account = await service.require(session, account_id)
@@ -58,7 +64,11 @@ async def get_account(account_id: int, caller: CallerDep, session: SessionDep) -
 
 @router.put("/accounts/{account_id}")
 async def update_account(
-    account_id: int, body: AccountUpdate, _: AdminDep, services: ServicesDep, session: SessionDep
+    account_id: AccountIdPath,
+    body: AccountUpdate,
+    _: AdminDep,
+    services: ServicesDep,
+    session: SessionDep,
 ) -> AccountOut:
     """Change an account's name, subdomain, Unisender key, list or settings."""
     account = await service.require(session, account_id, for_update=True)
@@ -69,7 +79,7 @@ async def update_account(
 
 @router.delete("/accounts/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_account(
-    account_id: int, _: AdminDep, services: ServicesDep, session: SessionDep
+    account_id: AccountIdPath, _: AdminDep, services: ServicesDep, session: SessionDep
 ) -> Response:
     """Remove the account and everything of it; its webhooks are unregistered at amoCRM."""
     # Checked in a session of its own: the request's transaction starts only after the
@@ -84,7 +94,7 @@ async def delete_account(
 
 @router.get("/accounts/integrations/{account_id}")
 async def list_integrations(
-    account_id: int, caller: CallerDep, session: SessionDep
+    account_id: AccountIdPath, caller: CallerDep, session: SessionDep
 ) -> Page[IntegrationOut]:
     """The account's integrations; never a token or secret."""
     caller.require_account(account_id)
@@ -95,7 +105,7 @@ async def list_integrations(
 
 @router.put("/integrations/{account_id}")
 async def update_integration(
-    account_id: int,
+    account_id: AccountIdPath,
     body: IntegrationUpdate,
     _: AdminDep,
     services: ServicesDep,
@@ -132,7 +142,7 @@ async def _delete_integrations(
 
 @router.delete("/integrations/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_integration(
-    account_id: int, _: AdminDep, session: SessionDep, client_id: str | None = None
+    account_id: AccountIdPath, _: AdminDep, session: SessionDep, client_id: str | None = None
 ) -> Response:
     """Delete the account's integration(s) and tokens (`?client_id=` picks one)."""
     return await _delete_integrations(account_id, client_id, session)
@@ -140,7 +150,7 @@ async def delete_integration(
 
 @router.delete("/request/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_request(
-    account_id: int, _: AdminDep, session: SessionDep, client_id: str | None = None
+    account_id: AccountIdPath, _: AdminDep, session: SessionDep, client_id: str | None = None
 ) -> Response:
     """The same as `DELETE /integrations/{account_id}` (the seed's name)."""
     return await _delete_integrations(account_id, client_id, session)
@@ -148,7 +158,7 @@ async def delete_request(
 
 @router.get("/acchasuni")
 async def has_unisender(
-    account_id: AccountId, caller: CallerDep, session: SessionDep
+    account_id: AccountIdQuery, caller: CallerDep, session: SessionDep
 ) -> ConnectionOut:
     """Whether a valid Unisender key is stored for the account."""
     caller.require_account(account_id)

@@ -10,6 +10,7 @@ from amosync.accounts.disconnect import disconnect
 from amosync.auth import AdminDep
 from amosync.deps import ServicesDep
 from amosync.errors import NotFound
+from amosync.ids import BIGINT_MAX
 from amosync.rpc import RpcDispatcher, RpcError
 from amosync.state import Services
 
@@ -19,7 +20,7 @@ ACCOUNT_NOT_FOUND = -32004
 
 
 class DisconnectParams(BaseModel):
-    account_id: int = Field(gt=0)
+    account_id: int = Field(gt=0, le=BIGINT_MAX)
 
 
 def dispatcher(services: Services) -> RpcDispatcher:

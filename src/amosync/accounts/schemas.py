@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from amosync.ids import BIGINT_MAX
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -16,7 +18,7 @@ class AccountCreate(Strict):
     subdomain: str | None = Field(default=None, max_length=255)
     name: str | None = Field(default=None, max_length=255)
     unisender_key: str | None = Field(default=None, min_length=1, max_length=255)
-    list_id: int | None = Field(default=None, gt=0)
+    list_id: int | None = Field(default=None, gt=0, le=BIGINT_MAX)
     settings: dict[str, Any] | None = None
 
 

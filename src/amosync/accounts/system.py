@@ -16,6 +16,7 @@ from amosync.body import read_fields
 from amosync.db.models import Account
 from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import BadRequest
+from amosync.ids import BIGINT_MAX, AccountIdQuery
 from amosync.sync.service import start_full_sync
 
 router = APIRouter(tags=["amoCRM"])
@@ -55,9 +56,9 @@ async def install_call(
 
 
 class UnisenderKey(BaseModel):
-    account_id: int = Field(gt=0)
+    account_id: int = Field(gt=0, le=BIGINT_MAX)
     unisender_key: str = Field(min_length=1, max_length=255)
-    list_id: int | None = Field(default=None, gt=0)
+    list_id: int | None = Field(default=None, gt=0, le=BIGINT_MAX)
 
 
 class Connected(BaseModel):
@@ -105,7 +106,7 @@ async def unisender_key(
 @router.get("/amocrm/disconnect")
 async def disconnect_hook(
     services: ServicesDep,
-    account_id: Annotated[int, Query(gt=0)],
+    account_id: AccountIdQuery,
     client_uuid: Annotated[str, Query(min_length=1, max_length=128)],
     signature: Annotated[str, Query(min_length=1, max_length=256)],
 ) -> dict[str, object]:

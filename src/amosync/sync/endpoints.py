@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from amosync.accounts import repository
 from amosync.accounts import service as accounts
 from amosync.accounts.schemas import SyncRunOut
 from amosync.amocrm.webhooks import parse_webhook
@@ -17,15 +16,16 @@ from amosync.body import read_fields
 from amosync.crypto import token_hash
 from amosync.db.models import Contact
 from amosync.deps import ServicesDep, SessionDep
-from amosync.errors import Unauthorized
+from amosync.errors import BadRequest, Unauthorized
+from amosync.ids import AccountIdQuery, RunIdPath
 from amosync.metrics import webhooks_received
 from amosync.pagination import Page, decode_cursor, encode_cursor
+from amosync.state import Services
 from amosync.sync import changes, service
 from amosync.sync.schemas import SyncedContact, SyncRequest, SyncStarted, UnsyncedContact
 
 router = APIRouter(tags=["sync"])
 
-AccountId = Annotated[int, Query(gt=0, description="amoCRM account id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -49,7 +49,13 @@ async def start_sync(
     """Start a full sync of the account (JSON or form body); returns the active run if one is."""
     body = await read_fields(request, SyncRequest)
     caller.require_account(body.account_id)
-    await accounts.require(session, body.account_id)
+    account = await accounts.require(session, body.account_id)
+    if account.status == "disconnected":
+        # Its tokens and key are gone: a run could only fail. Say so now, as POST
+        # /vidget/unisender does, rather than queue a run that fails in the worker.
+        raise BadRequest(
+            "the account is disconnected; install the widget again", code="account_disconnected"
+        )
     run, created = await service.start_full_sync(session, body.account_id)
     if created:
         services.notify_work()
@@ -57,7 +63,7 @@ async def start_sync(
 
 
 @router.get("/sync/{run_id}")
-async def get_sync(run_id: int, caller: CallerDep, session: SessionDep) -> SyncRunOut:
+async def get_sync(run_id: RunIdPath, caller: CallerDep, session: SessionDep) -> SyncRunOut:
     """Progress of a full sync."""
     run = await service.get_run(session, run_id)
     caller.require_account(run.account_id)
@@ -90,7 +96,7 @@ async def _contacts(
 
 @router.get("/accounts/sync")
 async def synced_contacts(
-    account_id: AccountId,
+    account_id: AccountIdQuery,
     caller: CallerDep,
     session: SessionDep,
     limit: Limit = 100,
@@ -115,7 +121,7 @@ async def synced_contacts(
 
 @router.get("/accounts/unsync")
 async def unsynced_contacts(
-    account_id: AccountId,
+    account_id: AccountIdQuery,
     caller: CallerDep,
     session: SessionDep,
     limit: Limit = 100,
@@ -155,21 +161,34 @@ async def unsynced_contacts(
 )
 async def webhook(
     request: Request,
-    services: ServicesDep,
-    session: SessionDep,
     token: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, object]:
     """amoCRM webhooks: stored durably before the answer, applied by the worker."""
     if not token:
         raise Unauthorized("the webhook URL carries no token", code="invalid_webhook_token")
-    account = await repository.by_webhook_token(session, token_hash(token))
-    if account is None:
+    inbox = _inbox(request)
+    hashed = token_hash(token)
+    account_id = await inbox.account_for(hashed)
+    if account_id is None:
         raise Unauthorized("unknown webhook token", code="invalid_webhook_token")
     payload = parse_webhook(await request.body())
-    if account.status == "disconnected":
-        # amoCRM retries refused deliveries; a disconnected account's are simply dropped.
+    # Returns once committed (and the worker notified); None: the account is disconnected.
+    counts = await inbox.store(account_id, hashed, payload)
+    if counts is None:
         return {"accepted": 0, "ignored": True}
-    counts = await changes.record(session, account.id, payload)
-    services.notify_work()
     webhooks_received.inc()
     return {"accepted": sum(counts.values()), **counts}
+
+
+def _inbox(request: Request) -> changes.Ingest:
+    """The app's webhook inbox, made on first use (it belongs to the running event loop).
+
+    The hot path takes no dependency: `ServicesDep` is a sync function, which FastAPI runs
+    in a thread pool, a thread hop per request.
+    """
+    inbox: changes.Ingest | None = getattr(request.app.state, "webhook_inbox", None)
+    if inbox is None:
+        services: Services = request.app.state.services
+        inbox = changes.Ingest(services.sessions, on_stored=services.notify_work)
+        request.app.state.webhook_inbox = inbox
+    return inbox

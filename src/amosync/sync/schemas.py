@@ -6,9 +6,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from amosync.ids import BIGINT_MAX
+
 
 class SyncRequest(BaseModel):
-    account_id: int = Field(gt=0)
+    account_id: int = Field(gt=0, le=BIGINT_MAX)
 
 
 class SyncStarted(BaseModel):
