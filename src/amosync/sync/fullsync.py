@@ -83,6 +83,7 @@ class FullSync:
         self._amocrm = amocrm
         self.on_progress = on_progress
         self._recorded = 0
+        self._resumed = False
         self._analyze_at = ANALYZE_FIRST
 
     async def run(self, *, final_attempt: bool = True) -> None:
@@ -112,6 +113,7 @@ class FullSync:
             if run.status == "queued":
                 run.status, run.started_at = "running", utcnow()
             else:
+                self._resumed = True
                 await self._recount(session, run)
             account_id, start_page, started_at = run.account_id, run.next_page, run.started_at
             unisender = account_client(services, account)
@@ -283,11 +285,13 @@ class FullSync:
 
     async def _finish(self, account_id: int) -> None:
         async with transaction(self.services.sessions) as session:
-            await session.execute(
-                update(SyncRun)
-                .where(SyncRun.id == self.run_id)
-                .values(status="done", finished_at=utcnow(), error=None)
-            )
+            run = await session.get(SyncRun, self.run_id, with_for_update=True)
+            assert run is not None  # a run is never deleted while its sync runs
+            if self._resumed:
+                # A resume refetches the checkpoint's page, whose first contacts may have
+                # been stored and counted before the crash: count what was stored instead.
+                await self._recount(session, run)
+            run.status, run.finished_at, run.error = "done", utcnow(), None
             await session.execute(
                 update(Account)
                 .where(Account.id == account_id)
