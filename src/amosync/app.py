@@ -23,6 +23,7 @@ from amosync.health import router as health_router
 from amosync.metrics import router as metrics_router
 from amosync.middleware import BodyLimitMiddleware, WidgetCORSMiddleware
 from amosync.state import Services, build_services
+from amosync.sync.endpoints import install_webhook
 from amosync.sync.endpoints import router as sync_router
 from amosync.web import install_dashboard
 from amosync.worker.endpoints import router as worker_router
@@ -192,6 +193,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_webhook(app)  # first: the busiest route
     app.include_router(health_router)
     # /accounts/sync and /accounts/unsync before /accounts/{account_id}.
     app.include_router(sync_router)

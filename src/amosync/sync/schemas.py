@@ -31,3 +31,13 @@ class SyncedContact(ContactOut):
 class UnsyncedContact(ContactOut):
     reason: str | None
     detail: str | None
+
+
+class WebhookAccepted(BaseModel):
+    """What `POST /webhook` answers: the contact changes it stored, by kind."""
+
+    accepted: int
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    ignored: bool = False

@@ -3,6 +3,7 @@ rollback never leaves a job behind for data that does not exist."""
 
 from __future__ import annotations
 
+import functools
 import random
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ async def enqueue(
     max_attempts: int = 8,
 ) -> None:
     """Queue a job. With a `dedupe_key`, joins the pending job of that key if there is one."""
+    now = utcnow()
     values = {
         "kind": kind,
         "account_id": account_id,
@@ -36,18 +38,24 @@ async def enqueue(
         "dedupe_key": dedupe_key,
         "attempts": 0,
         "max_attempts": max_attempts,
-        "run_after": utcnow() + timedelta(seconds=delay),
-        "created_at": utcnow(),
-        "updated_at": utcnow(),
+        "run_after": now + timedelta(seconds=delay),
+        "created_at": now,
+        "updated_at": now,
     }
-    dialect = dialect_name(session)
+    await session.execute(_insert_job(dialect_name(session), dedupe_key is not None), values)
+
+
+@functools.cache
+def _insert_job(dialect: str, deduplicated: bool) -> Any:
+    """The job insert, built once (every webhook batch queues a job: building it anew
+    cost more than running it)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Job).values(**values)
-    if dedupe_key is not None:
+    statement = insert(Job)
+    if deduplicated:
         statement = statement.on_conflict_do_nothing(
             index_elements=["dedupe_key"], index_where=PENDING_ONLY
         )
-    await session.execute(statement)
+    return statement
 
 
 def backoff(attempt: int, *, base: float = 2.0, cap: float = 600.0) -> float:
