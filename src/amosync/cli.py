@@ -31,7 +31,7 @@ def serve(
     from amosync.app import create_app
 
     uvicorn.run(
-        create_app(get_settings()),
+        create_app(get_settings(), freeze_gc=True),
         host=host,
         port=port,
         access_log=False,

@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from amosync.app import create_app
 from amosync.db.models import Account, Contact, Job, SyncRun, utcnow
 from amosync.state import Services
-from amosync.web import install_dashboard
 from tests.conftest import ADMIN_TOKEN
 
 ACCOUNT_ID = 30896271
@@ -24,9 +23,6 @@ CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
 def dashboard_app(services: Services) -> FastAPI:
     app = create_app(services=services, migrate=False, worker=False)
-    # Until create_app includes the dashboard itself (test_create_app_serves_the_dashboard).
-    if not any(getattr(route, "path", None) == "/login" for route in app.routes):
-        install_dashboard(app)
     app.state.services = services
     return app
 
