@@ -483,3 +483,26 @@ async def test_a_failed_sync_shows_its_error(
     assert 'class="badge badge--failed" data-field="status">failed<' in page.text
     assert "Unisender refused the API key (invalid_api_key)" in page.text
     assert 'data-field="error" hidden' not in page.text
+
+
+async def test_the_amocrm_address_in_use_is_shown(
+    operator: httpx.AsyncClient, services: Services
+) -> None:
+    integration = Integration(
+        account_id=ACCOUNT_ID,
+        client_id="7f8e2a1c-0000-4000-8000-00000000c11d",
+        base_url="https://acme.amocrm.ru",
+    )
+    await add(services, account(), integration)
+    page = await operator.get(f"/ui/accounts/{ACCOUNT_ID}")
+    assert "https://acme.amocrm.ru" in page.text
+    assert "AMOSYNC_AMOCRM_BASE_URL" not in page.text
+
+    # With the override every call goes there: say so, beside the account's own address.
+    services.settings = services.settings.model_copy(
+        update={"amocrm_base_url": "http://127.0.0.1:9000"}
+    )
+    page = await operator.get(f"/ui/accounts/{ACCOUNT_ID}")
+    assert "http://127.0.0.1:9000" in page.text
+    assert "AMOSYNC_AMOCRM_BASE_URL" in page.text
+    assert "https://acme.amocrm.ru" in page.text

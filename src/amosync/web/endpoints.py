@@ -353,6 +353,8 @@ async def account_page(
     context = {
         "account": row,
         "integrations": [accounts.integration_view(item) for item in integrations],
+        # AMOSYNC_AMOCRM_BASE_URL sends every account's calls elsewhere (a sandbox, a proxy).
+        "amocrm_override": request.app.state.services.settings.amocrm_base_url,
         "tab": contacts,
         "q": search or "",
         "contacts": rows,

@@ -71,6 +71,12 @@
       each(scope, '[data-count="' + state + '"]', function (el) {
         el.textContent = number(contacts[state]);
       });
+      // An empty list rendered before these contacts arrived.
+      each(scope, '[data-empty-state="' + state + '"]', function (el) {
+        if (contacts[state] > 0) {
+          el.textContent = number(contacts[state]) + " " + state + " contacts since this page loaded; reload to see them.";
+        }
+      });
     });
   }
 
@@ -111,6 +117,14 @@
           // A run that finished (or a newer run that already finished) while we watched.
           if (run && !active && (wasActive || (lastRun !== null && lastRun !== run.run_id))) {
             each(block, '[data-role="finished"]', function (el) { el.hidden = false; });
+            // "Started" or "already running" notices speak of a run that is over now,
+            // and the reload must not bring them back.
+            each(document, "[data-notice]", function (el) { el.hidden = true; });
+            each(block, '[data-role="finished"] a', function (link) {
+              var target = new URL(window.location.href);
+              target.searchParams.delete("notice");
+              link.href = target.toString();
+            });
           }
           wasActive = active;
           lastRun = run ? run.run_id : null;
