@@ -47,7 +47,7 @@ def test_demo_installs_syncs_and_keeps_serving(tmp_path: Path) -> None:
             if not line:
                 break
             output.append(line)
-            match = re.search(r"admin token\W+(\S+)", line)
+            match = re.search(r"admin token: (\S+)", line)  # a token may begin with "-"
             if match:
                 token = match.group(1)
                 break
