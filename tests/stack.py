@@ -52,6 +52,18 @@ class Stack:
         )
         return {"X-Auth-Token": token}
 
+    def members(self, key: str = UNISENDER_KEY) -> set[str]:
+        """The addresses in the key's one list, lower-cased."""
+        lists = self.sandbox.unisender.lists(key)
+        assert len(lists) == 1, lists
+        return {m.lower() for m in self.sandbox.unisender.list_members(key, lists[0]["id"])}
+
+    async def count(self, model: type, *where: object) -> int:
+        """How many rows of `model` match `where`."""
+        async with self.services.sessions() as session:
+            query = select(func.count()).select_from(model).where(*where)  # type: ignore[arg-type]
+            return int(await session.scalar(query) or 0)
+
     async def install(
         self, account_id: int = ACCOUNT_ID, subdomain: str = SUBDOMAIN, name: str = "Acme"
     ) -> None:

@@ -12,12 +12,6 @@ from amosync.sync.fullsync import FullSync
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 
 
-def members(s: Stack) -> set[str]:
-    lists = s.sandbox.unisender.lists(UNISENDER_KEY)
-    assert len(lists) == 1
-    return {m.lower() for m in s.sandbox.unisender.list_members(UNISENDER_KEY, lists[0]["id"])}
-
-
 async def contacts(s: Stack, view: str) -> dict[int, dict[str, object]]:
     rows: dict[int, dict[str, object]] = {}
     cursor = None
@@ -58,7 +52,7 @@ async def test_mixed_contacts_end_with_exact_membership_and_reasons(database_url
         await s.connect_unisender()
         await s.settle()
 
-        assert members(s) == {"ann@example.com", "ann2@example.com", "half@example.com"}
+        assert s.members() == {"ann@example.com", "ann2@example.com", "half@example.com"}
         synced = await contacts(s, "sync")
         unsynced = await contacts(s, "unsync")
         assert set(synced) == {ann["id"], dup["id"], half["id"]}
@@ -88,7 +82,7 @@ async def test_unisender_rejections_become_unsynced_with_the_code(database_url: 
         await s.settle()
         unsynced = await contacts(s, "unsync")
         assert unsynced[blocked["id"]]["reason"] == "unisender:email_blocked"
-        assert "blocked@example.com" not in members(s)
+        assert "blocked@example.com" not in s.members()
 
 
 async def test_a_lost_address_is_excluded_on_the_next_sync_unless_shared(
@@ -104,14 +98,14 @@ async def test_a_lost_address_is_excluded_on_the_next_sync_unless_shared(
         gone = amo.add_contact(ACCOUNT_ID, name="Gone", emails=["gone@example.com"])
         await s.connect_unisender()
         await s.settle()
-        assert members(s) == {"a@example.com", "shared@example.com", "gone@example.com"}
+        assert s.members() == {"a@example.com", "shared@example.com", "gone@example.com"}
 
         amo.webhooks_enabled = False
         amo.update_contact(ACCOUNT_ID, one["id"], emails=["b@example.com"])
         amo.delete_contact(ACCOUNT_ID, gone["id"])
         run = await run_to_end(s)
         assert run["status"] == "done"
-        assert members(s) == {"b@example.com", "shared@example.com"}
+        assert s.members() == {"b@example.com", "shared@example.com"}
         # Excluded, not deleted or unsubscribed.
         contact = s.sandbox.unisender.contact(UNISENDER_KEY, "a@example.com")
         assert contact is not None
@@ -189,4 +183,4 @@ async def test_a_run_killed_midway_resumes_from_its_checkpoint(database_url: str
         assert run.synced + run.unsynced == 2500
         first_page_after = s.sandbox.amocrm.contact_pages(ACCOUNT_ID)[pages_before]
         assert first_page_after >= checkpoint > 1
-        assert len(members(s)) > 0
+        assert len(s.members()) > 0

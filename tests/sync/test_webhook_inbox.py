@@ -43,11 +43,6 @@ async def installed(s: Stack) -> str:
     return str(s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"])
 
 
-async def count(s: Stack, model: type) -> int:
-    async with s.services.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
-
-
 async def test_webhooks_arriving_together_share_a_commit(database_url: str) -> None:
     async with stack(database_url) as s:
         url = await installed(s)
@@ -72,8 +67,8 @@ async def test_webhooks_arriving_together_share_a_commit(database_url: str) -> N
             a.json() == {"accepted": 1, "added": 0, "updated": 1, "deleted": 0} for a in answers
         )
         assert commits < len(bodies) / 2, f"{commits} commits for {len(bodies)} webhooks"
-        assert await count(s, PendingChange) == 60
-        assert await count(s, WebhookEvent) == len(bodies)
+        assert await s.count(PendingChange) == 60
+        assert await s.count(WebhookEvent) == len(bodies)
         async with s.services.sessions() as session:
             first = await session.get(PendingChange, (ACCOUNT_ID, 1))
             jobs = await session.scalar(
@@ -97,7 +92,7 @@ async def test_a_remembered_token_is_refused_once_the_account_is_deleted(
         refused = await s.http.post(url, content=body(2, "b@example.com"), headers=FORM)
         assert refused.status_code == 401
         assert refused.json()["error"] == "invalid_webhook_token"
-        assert await count(s, PendingChange) == 0
+        assert await s.count(PendingChange) == 0
 
 
 async def test_a_disconnected_account_s_webhooks_are_acknowledged_and_dropped(
@@ -116,7 +111,7 @@ async def test_a_disconnected_account_s_webhooks_are_acknowledged_and_dropped(
         dropped = await s.http.post(url, content=body(2, "b@example.com"), headers=FORM)
         assert dropped.status_code == 200
         assert dropped.json() == {"accepted": 0, "ignored": True}
-        assert await count(s, PendingChange) == 0
+        assert await s.count(PendingChange) == 0
 
 
 async def test_a_name_longer_than_the_column_is_cut_not_refused(database_url: str) -> None:

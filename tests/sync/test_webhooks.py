@@ -7,12 +7,7 @@ import asyncio
 from sqlalchemy import func, select
 
 from amosync.db.models import PendingChange, WebhookEvent
-from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-
-
-def members(s: Stack) -> set[str]:
-    list_id = s.sandbox.unisender.lists(UNISENDER_KEY)[0]["id"]
-    return {m.lower() for m in s.sandbox.unisender.list_members(UNISENDER_KEY, list_id)}
+from tests.stack import ACCOUNT_ID, Stack, stack
 
 
 async def connected(s: Stack) -> None:
@@ -33,21 +28,21 @@ async def test_add_update_delete_and_restore_reach_unisender(database_url: str) 
         amo = s.sandbox.amocrm
         ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
         await delivered(s)
-        assert members(s) == {"ann@example.com"}
+        assert s.members() == {"ann@example.com"}
 
         amo.update_contact(ACCOUNT_ID, ann["id"], emails=["ann.new@example.com"])
         await delivered(s)
-        assert members(s) == {"ann.new@example.com"}
+        assert s.members() == {"ann.new@example.com"}
 
         amo.delete_contact(ACCOUNT_ID, ann["id"])
         await delivered(s)
-        assert members(s) == set()
+        assert s.members() == set()
         synced = (await s.http.get("/accounts/sync", params={"account_id": ACCOUNT_ID})).json()
         assert synced["items"] == []
 
         amo.restore_contact(ACCOUNT_ID, ann["id"])
         await delivered(s)
-        assert members(s) == {"ann.new@example.com"}
+        assert s.members() == {"ann.new@example.com"}
         async with s.services.sessions() as session:
             assert await session.scalar(select(func.count()).select_from(PendingChange)) == 0
             assert await session.scalar(select(func.count()).select_from(WebhookEvent)) == 4
@@ -69,7 +64,7 @@ async def test_duplicate_and_late_deliveries_are_harmless(database_url: str) -> 
             response = await s.http.post(url, content=body, headers=headers)
             assert response.status_code == 200, response.text
         await s.settle()
-        assert members(s) == {"bob2@example.com"}
+        assert s.members() == {"bob2@example.com"}
 
 
 async def test_unknown_token_is_refused_and_nothing_is_stored(database_url: str) -> None:

@@ -9,7 +9,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
 
 from amosync.db.models import PendingChange
 from tests.conftest import ADMIN_TOKEN
@@ -18,17 +17,6 @@ from tests.stack import ACCOUNT_ID, SUBDOMAIN, UNISENDER_KEY, Stack, stack
 from tests.worker.processes import Process, env_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def members(s: Stack) -> set[str]:
-    list_id = s.sandbox.unisender.lists(UNISENDER_KEY)[0]["id"]
-    return {m.lower() for m in s.sandbox.unisender.list_members(UNISENDER_KEY, list_id)}
-
-
-async def count(s: Stack, model: type, *where: object) -> int:
-    async with s.services.sessions() as session:
-        query = select(func.count()).select_from(model).where(*where)  # type: ignore[arg-type]
-        return int(await session.scalar(query) or 0)
 
 
 @asynccontextmanager
@@ -112,12 +100,12 @@ async def test_kill_9_after_the_200_loses_no_change(database_url: str, tmp_path:
         await amo.flush_webhooks()
         acked = {emails[d.contact_id] for d in amo.deliveries if d.status == 200}
         assert 30 <= len(acked) < 60, "the kill was meant to land mid-stream"
-        assert members(s) == set(), "nothing was applied before the kill"
-        assert await count(s, PendingChange) >= len(acked)
+        assert s.members() == set(), "nothing was applied before the kill"
+        assert await s.count(PendingChange) >= len(acked)
 
         # A new process with its worker inline picks up what the dead one accepted.
         await running.enter_async_context(serve_process(s, tmp_path, "second", worker="inline"))
         async with asyncio.timeout(20):
-            while not acked <= members(s):
+            while not acked <= s.members():
                 await asyncio.sleep(0.05)
-        assert acked <= members(s) <= set(emails.values())
+        assert acked <= s.members() <= set(emails.values())

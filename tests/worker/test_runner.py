@@ -16,12 +16,7 @@ from amosync.db.models import Account, Job, PendingChange, utcnow
 from amosync.state import Services
 from amosync.worker import queue
 from amosync.worker.runner import JobContext, Worker
-from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-
-
-def members(s: Stack) -> set[str]:
-    list_id = s.sandbox.unisender.lists(UNISENDER_KEY)[0]["id"]
-    return {m.lower() for m in s.sandbox.unisender.list_members(UNISENDER_KEY, list_id)}
+from tests.stack import ACCOUNT_ID, Stack, stack
 
 
 async def connected(s: Stack) -> None:
@@ -64,7 +59,7 @@ async def test_webhookwork_runs_the_queue_and_counts(database_url: str) -> None:
         assert anonymous.json()["error"]
 
         await add_contacts(s, "ann@example.com", "bob@example.com", "cid@example.com")
-        assert members(s) == set(), "no worker runs here: only /webhookwork applies changes"
+        assert s.members() == set(), "no worker runs here: only /webhookwork applies changes"
 
         # No time for the job: it is handed back, still due, and its attempt not counted.
         cut = await s.http.get("/webhookwork", params={"budget": 0.001})
@@ -74,7 +69,7 @@ async def test_webhookwork_runs_the_queue_and_counts(database_url: str) -> None:
         done = await s.http.get("/webhookwork")
         assert done.status_code == 200
         assert done.json() == {"processed": 1, "failed": 0, "pending": 0}
-        assert members(s) == {"ann@example.com", "bob@example.com", "cid@example.com"}
+        assert s.members() == {"ann@example.com", "bob@example.com", "cid@example.com"}
         assert await pending_changes(s.services) == 0
 
         with stamina.set_testing(True, attempts=1):
@@ -83,7 +78,7 @@ async def test_webhookwork_runs_the_queue_and_counts(database_url: str) -> None:
             failing = await s.http.get("/webhookwork")
         # Failed and rescheduled with backoff: not due any more.
         assert failing.json() == {"processed": 0, "failed": 1, "pending": 0}
-        assert "dan@example.com" not in members(s)
+        assert "dan@example.com" not in s.members()
 
 
 @pytest.mark.usefixtures("no_client_retries")
@@ -104,7 +99,7 @@ async def test_unisender_outage_delays_changes_but_loses_none(database_url: str)
         assert job.attempts == failed == 3
         assert job.last_error is not None
         assert "503" in job.last_error
-        assert members(s) == set()
+        assert s.members() == set()
         assert await pending_changes(s.services) == 2
 
         uni.clear_faults()
@@ -112,7 +107,7 @@ async def test_unisender_outage_delays_changes_but_loses_none(database_url: str)
         assert (await worker.drain(5))["processed"] == 1
         [job] = await changes_jobs(s)
         assert job.status == "done"
-        assert members(s) == {"ann@example.com", "bob@example.com"}
+        assert s.members() == {"ann@example.com", "bob@example.com"}
         assert await pending_changes(s.services) == 0
 
 
@@ -136,7 +131,7 @@ async def test_a_job_out_of_attempts_is_failed_and_retry_brings_it_back(database
         async with transaction(s.services.sessions) as session:
             assert await queue.retry(session, job.id)
         await s.settle()
-        assert members(s) == {"ann@example.com"}
+        assert s.members() == {"ann@example.com"}
         [job] = await changes_jobs(s)
         assert job.status == "done"
         assert await pending_changes(s.services) == 0
@@ -157,7 +152,7 @@ async def test_the_periodic_pass_requeues_changes_whose_job_failed(database_url:
                 update(Job).where(Job.kind == "reconcile").values(run_after=utcnow())
             )
         await s.settle()
-        assert members(s) == {"ann@example.com"}
+        assert s.members() == {"ann@example.com"}
         assert [job.status for job in await changes_jobs(s)] == ["failed", "done"]
 
 

@@ -31,11 +31,6 @@ def address(account_id: int, n: int, version: int) -> str:
     return f"c{n}.v{version}@a{account_id}.example"
 
 
-def members(s: Stack, account_id: int) -> set[str]:
-    list_id = s.sandbox.unisender.lists(key(account_id))[0]["id"]
-    return s.sandbox.unisender.list_members(key(account_id), list_id)
-
-
 async def write_contacts(s: Stack, ids: dict[int, list[int]], version: int) -> None:
     """Every contact gets a new address in amoCRM; the webhooks are stored, not applied."""
     amo = s.sandbox.amocrm
@@ -123,7 +118,7 @@ async def test_two_workers_share_the_accounts_and_never_one_account_twice(
         await amo.flush_webhooks(timeout=60)
         await s.settle()
         for account_id in ACCOUNTS:
-            assert len(members(s, account_id)) == CONTACTS
+            assert len(s.members(key(account_id))) == CONTACTS
 
         # Each account's backlog: CONTACTS new addresses (one importContacts) and as many
         # old ones to exclude (one call each), every call taking 50 ms.
@@ -138,7 +133,7 @@ async def test_two_workers_share_the_accounts_and_never_one_account_twice(
                 timings[workers] = await drain_with(s, workers, env, tmp_path)
                 for account_id in ACCOUNTS:
                     expected = {address(account_id, n, version) for n in range(CONTACTS)}
-                    assert members(s, account_id) == expected
+                    assert s.members(key(account_id)) == expected
 
         print(f"drain: 1 worker {timings[1]:.2f} s, 2 workers {timings[2]:.2f} s")  # noqa: T201
         assert timings[2] < 0.75 * timings[1], timings

@@ -7,24 +7,13 @@ import signal
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from amosync.db.models import Job, PendingChange
 from amosync.worker.runner import Worker
 from tests.servers import serving
-from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
+from tests.stack import ACCOUNT_ID, stack
 from tests.worker.processes import Process, UnisenderTap, env_for
-
-
-def members(s: Stack) -> set[str]:
-    list_id = s.sandbox.unisender.lists(UNISENDER_KEY)[0]["id"]
-    return {m.lower() for m in s.sandbox.unisender.list_members(UNISENDER_KEY, list_id)}
-
-
-async def count(s: Stack, model: type, *where: object) -> int:
-    async with s.services.sessions() as session:
-        query = select(func.count()).select_from(model).where(*where)  # type: ignore[arg-type]
-        return int(await session.scalar(query) or 0)
 
 
 async def test_sigterm_lets_a_running_job_finish(database_url: str, tmp_path: Path) -> None:
@@ -51,9 +40,9 @@ async def test_sigterm_lets_a_running_job_finish(database_url: str, tmp_path: Pa
                 assert time.monotonic() - stopped < 3
             finally:
                 worker.close()
-        assert await count(s, Job, Job.status == "running") == 0
-        assert await count(s, Job, Job.kind == "changes", Job.status != "done") == 0
-        assert members(s) == {"ann@example.com"}
+        assert await s.count(Job, Job.status == "running") == 0
+        assert await s.count(Job, Job.kind == "changes", Job.status != "done") == 0
+        assert s.members() == {"ann@example.com"}
         assert '"worker.stopped"' in worker.output()
 
 
@@ -87,10 +76,10 @@ async def test_sigterm_hands_back_a_job_that_does_not_finish(
         assert job.status == "pending"
         assert job.attempts == 0, "a job handed back on shutdown keeps its attempts"
         assert job.lease_owner is None
-        assert await count(s, Job, Job.status == "running") == 0
-        assert await count(s, PendingChange) == 1
+        assert await s.count(Job, Job.status == "running") == 0
+        assert await s.count(PendingChange) == 1
         assert '"job.released"' in worker.output()
 
         # Nothing lost: the next worker applies it.
         await Worker(s.services).drain(10)
-        assert members(s) == {"bob@example.com"}
+        assert s.members() == {"bob@example.com"}
