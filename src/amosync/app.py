@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from amosync import __version__
 from amosync.accounts.endpoints import router as accounts_router
@@ -22,7 +24,7 @@ from amosync.config import Settings, get_settings
 from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.health import router as health_router
 from amosync.metrics import router as metrics_router
-from amosync.middleware import BodyLimitMiddleware, WidgetCORSMiddleware
+from amosync.middleware import MAX_BODY, BodyLimitMiddleware, WidgetCORSMiddleware
 from amosync.state import Services, build_services
 from amosync.sync.endpoints import install_webhook
 from amosync.sync.endpoints import router as sync_router
@@ -31,7 +33,6 @@ from amosync.worker.endpoints import router as worker_router
 
 log = structlog.get_logger()
 
-MAX_BODY = 1024 * 1024
 # Routes the amoCRM widget calls from the account's page (CORS allowed for amoCRM origins),
 # with their widget methods: PUT/POST/DELETE /accounts/{id} are admin-only and get no CORS.
 WIDGET_PATHS: dict[str, tuple[str, ...]] = {
@@ -153,6 +154,50 @@ def install_error_handlers(app: FastAPI) -> None:
         return await _unexpected(request, exc)
 
 
+FastHandler = Callable[[FastAPI, Scope, Receive, Send], Awaitable[None]]
+
+
+class App(FastAPI):
+    """FastAPI, plus routes answered before its middleware stack and router.
+
+    For the busiest route only (`POST /webhook`): walking Starlette's six middlewares and
+    FastAPI's request handling cost more than the route's own work. A fast route reads its
+    body within `MAX_BODY` itself, is still declared as an ordinary route (for OpenAPI and
+    any other method), and its errors are answered by the app's own exception handlers, so
+    a caller cannot tell the difference.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_routes: dict[tuple[str, str], FastHandler] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self.fast_routes.get((scope["method"], scope["path"]))
+            if handler is not None:
+                scope["app"] = self
+                try:
+                    await handler(self, scope, receive, send)
+                except Exception as exc:
+                    await self.answer_error(scope, receive, send, exc)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def answer_error(
+        self, scope: Scope, receive: Receive, send: Send, exc: Exception
+    ) -> None:
+        """Answer `exc` as the app's exception handlers would (one is set for Exception)."""
+        for kind in type(exc).__mro__:
+            handler = self.exception_handlers.get(kind)
+            if handler is not None:
+                response = handler(Request(scope, receive), exc)
+                if inspect.isawaitable(response):
+                    response = await response
+                await response(scope, receive, send)
+                return
+        raise exc
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -160,7 +205,7 @@ def create_app(
     migrate: bool = True,
     worker: bool | None = None,
     freeze_gc: bool = False,
-) -> FastAPI:
+) -> App:
     """Build the app. `services` lets tests inject their own; otherwise built at start-up.
 
     `freeze_gc` (for a service process): once started, everything built so far is kept out
@@ -196,7 +241,7 @@ def create_app(
             if own:
                 await state.aclose()
 
-    app = FastAPI(
+    app = App(
         title="amosync",
         version=__version__,
         description="Keeps the e-mail addresses of amoCRM contacts in a Unisender list.",

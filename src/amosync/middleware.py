@@ -52,15 +52,63 @@ async def send_json_error(
     await send({"type": "http.response.body", "body": body})
 
 
+MAX_BODY = 1024 * 1024  # the service's request body limit
+
+
+class BodyRefused(Exception):
+    """A body refused before the app saw it: too large, or an invalid Content-Length."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: Headers) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+    async def answer(self, send: Send) -> None:
+        await send_json_error(send, self.status, self.code, self.detail, self.headers)
+
+
+async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes | None:
+    """The whole request body, at most `max_bytes`; None when the client went away.
+
+    A declared Content-Length over the limit is refused before anything is read, and a
+    chunked body as soon as it grows past it (`BodyRefused`).
+    """
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise BodyRefused(400, "bad_request", "invalid Content-Length", [])
+            # More digits than any limit has is too large, whatever int() would say.
+            if len(value) > 18 or int(value) > max_bytes:
+                raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> BodyRefused:
+    detail = f"the request body is larger than {max_bytes} bytes"
+    # The rest of the body is not read: the connection cannot be reused.
+    return BodyRefused(413, "payload_too_large", detail, [(b"connection", b"close")])
+
+
 class BodyLimitMiddleware:
     """413 for a body over `max_bytes`, declared or streamed; the app never sees it.
 
-    A declared Content-Length over the limit is refused before anything is read. Otherwise
-    the body is read up front (it is at most `max_bytes`) and replayed to the app, so a
-    chunked body that grows past the limit is refused before the app has seen a byte of it.
+    The body is read up front (`read_body`: it is at most `max_bytes`) and replayed to the
+    app, so a chunked body that grows past the limit is refused before the app has seen a
+    byte of it.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = 1_048_576) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
@@ -68,30 +116,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit():
-                    await send_json_error(send, 400, "bad_request", "invalid Content-Length")
-                    return
-                # More digits than any limit has is too large, whatever int() would say.
-                if len(value) > 18 or int(value) > self.max_bytes:
-                    await self._too_large(send)
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client is gone: nobody to answer
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            body = await read_body(scope, receive, self.max_bytes)
+        except BodyRefused as refused:
+            await refused.answer(send)
+            return
+        if body is None:
+            return  # the client is gone: nobody to answer
         replayed = False
 
         async def replay() -> Message:
@@ -103,13 +134,6 @@ class BodyLimitMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
-
-    async def _too_large(self, send: Send) -> None:
-        detail = f"the request body is larger than {self.max_bytes} bytes"
-        # The rest of the body is not read: the connection cannot be reused.
-        await send_json_error(
-            send, 413, "payload_too_large", detail, headers=[(b"connection", b"close")]
-        )
 
 
 # Everything the dashboard needs comes from /static/: no inline script or style, no CDN.
