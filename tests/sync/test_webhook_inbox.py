@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amosync.amocrm.webhooks import parse_webhook
 from amosync.db.engine import transaction
@@ -126,20 +125,17 @@ async def test_a_name_longer_than_the_column_is_cut_not_refused(database_url: st
         assert [(c["amocrm_id"], len(c["name"])) for c in synced["items"]] == [(8, 512)]
 
 
-class FailsOnce(AsyncSession):
-    """A session whose first batch of several webhooks fails, as a deadlock would."""
-
+async def test_a_failed_batch_is_retried_one_webhook_at_a_time(services: Services) -> None:
     failed = False
 
-    async def execute(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
-        if not FailsOnce.failed and isinstance(params, list) and len(params) > 1:
-            FailsOnce.failed = True
+    def fail_once(*args: Any) -> None:
+        """The first statement run for several webhooks fails, as a deadlock would."""
+        nonlocal failed
+        executemany = args[-1]
+        if not failed and executemany:
+            failed = True
             raise OperationalError("INSERT", {}, Exception("deadlock detected"))
-        return await super().execute(statement, params, **kwargs)
 
-
-async def test_a_failed_batch_is_retried_one_webhook_at_a_time(services: Services) -> None:
-    FailsOnce.failed = False
     async with transaction(services.sessions) as session:
         session.add(Account(id=7, status="active", settings={}, webhook_token_hash="h7"))
     notified = 0
@@ -148,12 +144,16 @@ async def test_a_failed_batch_is_retried_one_webhook_at_a_time(services: Service
         nonlocal notified
         notified += 1
 
-    inbox = Ingest(async_sessionmaker(services.engine, class_=FailsOnce), on_stored=notify)
+    inbox = Ingest(services.engine, on_stored=notify)
     payloads = [parse_webhook(body(n, f"c{n}@example.com").encode()) for n in range(1, 11)]
     assert await inbox.account_for("h7") == 7
     assert await inbox.account_for("unknown") is None
-    counts = await asyncio.gather(*(inbox.store(7, "h7", p) for p in payloads))
-    assert FailsOnce.failed
+    event.listen(services.engine.sync_engine, "before_cursor_execute", fail_once)
+    try:
+        counts = await asyncio.gather(*(inbox.store(7, "h7", p) for p in payloads))
+    finally:
+        event.remove(services.engine.sync_engine, "before_cursor_execute", fail_once)
+    assert failed
     assert counts == [{"added": 0, "updated": 1, "deleted": 0}] * 10
     async with services.sessions() as session:
         stored = await session.scalar(select(func.count()).select_from(PendingChange))

@@ -77,8 +77,3 @@ async def delete_integrations(session: AsyncSession, account_id: int, client_id:
         query = query.where(Integration.client_id == client_id)
     result = await session.execute(query)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-async def by_webhook_token(session: AsyncSession, token_hash: str) -> Account | None:
-    query = select(Account).where(Account.webhook_token_hash == token_hash)
-    return (await session.execute(query)).scalar_one_or_none()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -62,6 +63,8 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
-def dialect_name(session: AsyncSession) -> str:
+def dialect_name(db: AsyncSession | AsyncConnection) -> str:
     """`postgresql` or `sqlite`: the few statements that differ pick their form by this."""
-    return session.get_bind().dialect.name
+    if isinstance(db, AsyncConnection):
+        return db.dialect.name
+    return db.get_bind().dialect.name

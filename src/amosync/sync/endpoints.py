@@ -244,7 +244,7 @@ def _inbox(app: FastAPI) -> changes.Ingest:
     inbox: changes.Ingest | None = getattr(app.state, "webhook_inbox", None)
     if inbox is None:
         services: Services = app.state.services
-        inbox = changes.Ingest(services.sessions, on_stored=services.notify_work)
+        inbox = changes.Ingest(services.engine, on_stored=services.notify_work)
         app.state.webhook_inbox = inbox
     return inbox
 
