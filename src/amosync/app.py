@@ -162,9 +162,10 @@ class App(FastAPI):
 
     For the busiest route only (`POST /webhook`): walking Starlette's six middlewares and
     FastAPI's request handling cost more than the route's own work. A fast route reads its
-    body within `MAX_BODY` itself, is still declared as an ordinary route (for OpenAPI and
-    any other method), and its errors are answered by the app's own exception handlers, so
-    a caller cannot tell the difference.
+    body within `MAX_BODY` itself, is still declared as an ordinary route (for OpenAPI,
+    other methods, and a path it does not recognise, as under a proxy's root path), and its
+    errors are answered by the app's own exception handlers, so a caller cannot tell the
+    difference.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -238,6 +239,10 @@ def create_app(
         finally:
             if stop_worker is not None:
                 await stop_worker()
+            inbox = getattr(app.state, "webhook_inbox", None)
+            if inbox is not None:
+                await inbox.aclose()
+                app.state.webhook_inbox = None
             if own:
                 await state.aclose()
 

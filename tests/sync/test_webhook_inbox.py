@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from amosync.amocrm.webhooks import parse_webhook
 from amosync.db.engine import transaction
@@ -153,9 +155,53 @@ async def test_a_failed_batch_is_retried_one_webhook_at_a_time(services: Service
         counts = await asyncio.gather(*(inbox.store(7, "h7", p) for p in payloads))
     finally:
         event.remove(services.engine.sync_engine, "before_cursor_execute", fail_once)
+        await inbox.aclose()
     assert failed
     assert counts == [{"added": 0, "updated": 1, "deleted": 0}] * 10
     async with services.sessions() as session:
         stored = await session.scalar(select(func.count()).select_from(PendingChange))
     assert stored == 10
     assert notified == 10, "stored one by one after the batch failed"
+
+
+async def test_an_unexpected_failure_is_a_500_in_the_usual_shape(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /webhook is answered before the middleware stack: its errors must still go
+    through the app's handlers (no traceback to amoCRM, the error logged)."""
+    async with stack(database_url) as s:
+        url = await installed(s)
+
+        async def broken(*_args: object) -> None:
+            raise RuntimeError("the disk is on fire")
+
+        monkeypatch.setattr(Ingest, "store", broken)
+        with capture_logs() as logs:
+            failed = await s.http.post(url, content=body(1, "a@example.com"), headers=FORM)
+        assert failed.status_code == 500
+        assert failed.json() == {
+            "error": "internal_error",
+            "detail": "something went wrong on our side; it has been logged",
+        }
+        assert [entry["path"] for entry in logs if entry["event"] == "request.failed"] == [
+            "/webhook"
+        ]
+        monkeypatch.undo()
+        stored = await s.http.post(url, content=body(1, "a@example.com"), headers=FORM)
+        assert stored.status_code == 200
+
+        other = await s.http.get(url)
+        assert other.status_code == 405
+        assert other.json()["error"] == "method_not_allowed"
+
+
+async def test_the_inbox_gives_its_connection_back_when_the_service_stops(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        url = await installed(s)
+        pool = s.services.engine.pool
+        answer = await s.http.post(url, content=body(1, "a@example.com"), headers=FORM)
+        assert answer.status_code == 200
+        assert pool.checkedout() == 1, "the writer keeps its connection between batches"
+    assert pool.checkedout() == 0

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -40,8 +41,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     full = async_url(url)
+    # orjson for JSON columns: several times faster than json.dumps, on every webhook row.
+    kwargs.setdefault("json_serializer", _json)
     if full.startswith("sqlite"):
         engine = create_async_engine(full, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
