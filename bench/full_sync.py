@@ -6,8 +6,9 @@
 2. 1,000,000 contacts with no latency and no rate limit, on SQLite and on PostgreSQL: how
    fast the pipeline itself is. Target ≥ 20,000 contacts/s.
 
-The sandbox runs in a process of its own; the pipeline runs here, as `FullSync` does on the
-worker. Run: `.venv/bin/python bench/full_sync.py [--small]`.
+The amoCRM and the Unisender sandbox run in processes of their own (they are two hosts in
+life); the pipeline runs here, as `FullSync` does on the worker.
+Run: `.venv/bin/python bench/full_sync.py [--small]`.
 """
 
 from __future__ import annotations
@@ -26,53 +27,60 @@ from amosync.db.engine import transaction  # noqa: E402
 from amosync.db.models import SyncRun  # noqa: E402
 from amosync.logging import configure_logging  # noqa: E402
 from amosync.sandbox import RemoteSandbox  # noqa: E402
+from amosync.state import freeze_startup_heap  # noqa: E402
 from amosync.sync.fullsync import FullSync  # noqa: E402
 from amosync.sync.service import start_full_sync  # noqa: E402
 from bench.common import (  # noqa: E402
     ACCOUNT_ID,
     KEY,
+    Sandboxes,
     database,
     installed_account,
     peak_rss_mb,
     run,
-    sandbox_process,
+    sandbox_processes,
     settings_for,
 )
 
 
 def one(db: str, contacts: int, *, latency: float, rps: float | None) -> dict[str, float]:
-    """One scenario against a sandbox process of its own."""
-    with sandbox_process() as sandbox_url:
-        return run(_one(sandbox_url, db, contacts, latency=latency, rps=rps))  # type: ignore[no-any-return]
+    """One scenario against sandbox processes of its own."""
+    with sandbox_processes() as sandboxes:
+        return run(_one(sandboxes, db, contacts, latency=latency, rps=rps))  # type: ignore[no-any-return]
 
 
 async def _one(
-    sandbox_url: str, db: str, contacts: int, *, latency: float, rps: float | None
+    sandboxes: Sandboxes, db: str, contacts: int, *, latency: float, rps: float | None
 ) -> dict[str, float]:
-    async with database(db) as url, RemoteSandbox(sandbox_url) as remote:
+    async with (
+        database(db) as url,
+        RemoteSandbox(sandboxes.amocrm) as amocrm,
+        RemoteSandbox(sandboxes.unisender) as unisender,
+    ):
         settings = settings_for(
             url,
-            sandbox_url,
+            sandboxes,
             amocrm_rps=rps or 100_000,
             unisender_rpm=6_000_000,
         )
-        services = await installed_account(settings, remote, contacts)
+        services = await installed_account(settings, amocrm, unisender, contacts)
         try:
-            await remote.amocrm.configure(latency=latency, rate_limit_rps=rps)
+            await amocrm.amocrm.configure(latency=latency, rate_limit_rps=rps)
             async with transaction(services.sessions) as session:
                 sync_run, _ = await start_full_sync(session, ACCOUNT_ID)
                 run_id = sync_run.id
-            before = await remote.amocrm.account(ACCOUNT_ID)
+            freeze_startup_heap()  # as `amosync worker` does once started
+            before = await amocrm.amocrm.account(ACCOUNT_ID)
             started = time.perf_counter()
             await FullSync(services, run_id).run()
             elapsed = time.perf_counter() - started
-            after = await remote.amocrm.account(ACCOUNT_ID)
+            after = await amocrm.amocrm.account(ACCOUNT_ID)
             async with services.sessions() as session:
                 done = (
                     await session.execute(select(SyncRun).where(SyncRun.id == run_id))
                 ).scalar_one()
-            lists = await remote.unisender.lists(KEY)
-            listed = len(await remote.unisender.list_members(KEY, lists[0]["id"]))
+            lists = await unisender.unisender.lists(KEY)
+            listed = len(await unisender.unisender.list_members(KEY, lists[0]["id"]))
         finally:
             await services.aclose()
     assert done.status == "done", done.error

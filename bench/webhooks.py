@@ -13,7 +13,7 @@
     polled every 50 ms, which adds up to 50 ms). Targets: p50 ≤ 1 s, p99 ≤ 3 s.
 
 The load generator runs in a process of its own (a small asyncio HTTP/1.1 client on
-keep-alive connections), so it does not take the server's CPU; the sandbox runs in another.
+keep-alive connections), so it does not take the server's CPU; the sandboxes run in others.
 Run: `.venv/bin/python bench/webhooks.py [--only sqlite|postgresql] [--quick]`.
 """
 
@@ -44,12 +44,13 @@ from amosync.sandbox import RemoteSandbox  # noqa: E402
 from bench.common import (  # noqa: E402
     ACCOUNT_ID,
     KEY,
+    Sandboxes,
     cli_process,
     database,
     free_port,
     installed_account,
     run,
-    sandbox_process,
+    sandbox_processes,
     settings_env,
     settings_for,
     wait_http,
@@ -301,25 +302,28 @@ class Figures:
 # --- scenarios -----------------------------------------------------------------------------
 
 
-async def _account(db_url: str, sandbox_url: str, **overrides: Any) -> tuple[Any, str]:
+async def _account(db_url: str, sandboxes: Sandboxes, **overrides: Any) -> tuple[Any, str]:
     """An installed, connected account; returns its settings and webhook token."""
-    settings = settings_for(db_url, sandbox_url, unisender_rpm=600_000, **overrides)
-    async with RemoteSandbox(sandbox_url) as remote:
-        services = await installed_account(settings, remote, contacts=0)
+    settings = settings_for(db_url, sandboxes, unisender_rpm=600_000, **overrides)
+    async with (
+        RemoteSandbox(sandboxes.amocrm) as amocrm,
+        RemoteSandbox(sandboxes.unisender) as unisender,
+    ):
+        services = await installed_account(settings, amocrm, unisender, contacts=0)
         await services.aclose()
-        [hook] = await remote.amocrm.webhooks(ACCOUNT_ID)
+        [hook] = await amocrm.amocrm.webhooks(ACCOUNT_ID)
     token = parse_qs(urlsplit(hook["destination"]).query)["token"][0]
     return settings, token
 
 
 def ingest(db: str, args: argparse.Namespace) -> dict[str, Figures]:
-    with sandbox_process() as sandbox_url:
-        return run(_ingest(db, sandbox_url, args))  # type: ignore[no-any-return]
+    with sandbox_processes() as sandboxes:
+        return run(_ingest(db, sandboxes, args))  # type: ignore[no-any-return]
 
 
-async def _ingest(db: str, sandbox_url: str, args: argparse.Namespace) -> dict[str, Figures]:
+async def _ingest(db: str, sandboxes: Sandboxes, args: argparse.Namespace) -> dict[str, Figures]:
     async with database(db) as db_url:
-        settings, token = await _account(db_url, sandbox_url)
+        settings, token = await _account(db_url, sandboxes)
         port = free_port()
         service = f"http://{HOST}:{port}"
         env = settings_env(settings, worker="off")
@@ -342,13 +346,13 @@ async def _ingest(db: str, sandbox_url: str, args: argparse.Namespace) -> dict[s
 
 
 def end_to_end(db: str, args: argparse.Namespace) -> dict[str, float]:
-    with sandbox_process() as sandbox_url:
-        return run(_end_to_end(db, sandbox_url, args))  # type: ignore[no-any-return]
+    with sandbox_processes() as sandboxes:
+        return run(_end_to_end(db, sandboxes, args))  # type: ignore[no-any-return]
 
 
-async def _end_to_end(db: str, sandbox_url: str, args: argparse.Namespace) -> dict[str, float]:
-    async with database(db) as db_url, RemoteSandbox(sandbox_url) as remote:
-        settings, token = await _account(db_url, sandbox_url)
+async def _end_to_end(db: str, sandboxes: Sandboxes, args: argparse.Namespace) -> dict[str, float]:
+    async with database(db) as db_url, RemoteSandbox(sandboxes.unisender) as remote:
+        settings, token = await _account(db_url, sandboxes)
         [listed] = await remote.unisender.lists(KEY)
         await remote.unisender.configure(latency=args.unisender_latency)
         port = free_port()

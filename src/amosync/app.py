@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -25,7 +24,7 @@ from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.health import router as health_router
 from amosync.metrics import router as metrics_router
 from amosync.middleware import MAX_BODY, BodyLimitMiddleware, WidgetCORSMiddleware
-from amosync.state import Services, build_services
+from amosync.state import Services, build_services, freeze_startup_heap
 from amosync.sync.endpoints import install_webhook
 from amosync.sync.endpoints import router as sync_router
 from amosync.web import install_dashboard
@@ -232,8 +231,7 @@ def create_app(
             stop_worker = await start_inline_worker(state)
         log.info("service.started", worker="inline" if run_worker else "off")
         if freeze_gc:
-            gc.collect()
-            gc.freeze()
+            freeze_startup_heap()
         try:
             yield
         finally:

@@ -58,7 +58,7 @@ def worker(
     import signal
 
     from amosync.db.migrate import upgrade
-    from amosync.state import build_services
+    from amosync.state import build_services, freeze_startup_heap
     from amosync.worker.runner import Worker
 
     settings = get_settings()
@@ -67,6 +67,7 @@ def worker(
     async def main() -> None:
         services = build_services(settings)
         runner = Worker(services, concurrency=slots)
+        freeze_startup_heap()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             # Graceful: stop claiming, let running jobs finish (or hand them back).

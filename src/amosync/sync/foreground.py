@@ -21,7 +21,7 @@ from amosync.config import Settings
 from amosync.db.engine import transaction
 from amosync.db.models import SyncRun
 from amosync.errors import AppError
-from amosync.state import Services, build_services
+from amosync.state import Services, build_services, freeze_startup_heap
 from amosync.sync.service import start_full_sync
 from amosync.worker.runner import Worker
 
@@ -30,6 +30,7 @@ async def run_with_progress(settings: Settings, account_id: int) -> int:
     """Start (or join) the account's full sync, run it here, show progress. Exit code."""
     console = Console(stderr=True)
     services = build_services(settings)
+    freeze_startup_heap()
     try:
         try:
             async with transaction(services.sessions) as session:

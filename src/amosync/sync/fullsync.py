@@ -40,6 +40,10 @@ QUEUE_PAGES = 8
 QUEUE_BATCHES = 4
 # Results recorded in one transaction when the database stage falls behind.
 RECORD_GROUP = 8
+# Mapping a page (e-mail validation) yields to the event loop every this many contacts. A
+# whole page at once held it for 50-100 ms on a slow machine, so a rate-limited amoCRM call
+# left that much late and the next ones bunched up behind it in amoCRM's 1-second window.
+YIELD_EVERY = 50
 ANALYZE_FIRST = 2000
 
 
@@ -163,7 +167,9 @@ class FullSync:
         batch: list[ContactState] = []
         rows = 0
         while (page := await pages.get()) is not None:
-            for contact in page.contacts:
+            for index, contact in enumerate(page.contacts):
+                if index and index % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
                 state = contact_state(contact)
                 if batch and rows + state.rows > MAX_ROWS:
                     # Mid-page: a resume refetches this page (imports are idempotent).
