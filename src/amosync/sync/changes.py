@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from sqlalchemy import Table, bindparam, delete, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange, WebhookPayload
-from amosync.db.engine import transaction
+from amosync.db.engine import PreparedInsert, transaction
 from amosync.db.models import Account, Contact, PendingChange, WebhookEvent, utcnow
 from amosync.errors import Unauthorized
 from amosync.state import Services
@@ -83,13 +82,37 @@ def _latest(received: Sequence[Received]) -> dict[tuple[int, int], tuple[int, Co
     return latest
 
 
-@functools.cache
-def _upsert_pending(dialect: str) -> Any:
-    """Insert a contact's pending state, or replace an older one (built once per dialect)."""
+PENDING_COLUMNS = (
+    "account_id",
+    "amocrm_id",
+    "action",
+    "name",
+    "emails",
+    "amocrm_updated_at",
+    "version",
+    "received_at",
+)
+EVENT_COLUMNS = ("account_id", "received_at", "contact_ids", "added", "updated", "deleted")
+
+
+def _prepared(build: Callable[[Dialect], PreparedInsert], dialect: Dialect) -> PreparedInsert:
+    """`build(dialect)`, once per kind of database (the SQL is the same for every engine)."""
+    key = (build.__name__, dialect.name)
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        prepared = _PREPARED[key] = build(dialect)
+    return prepared
+
+
+_PREPARED: dict[tuple[str, str], PreparedInsert] = {}
+
+
+def _upsert_pending(dialect: Dialect) -> PreparedInsert:
+    """Insert a contact's pending state, or replace an older one."""
     table: Table = PendingChange.__table__  # type: ignore[assignment]
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    statement = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
     new = statement.excluded
-    return statement.on_conflict_do_update(
+    upsert = statement.on_conflict_do_update(
         index_elements=["account_id", "amocrm_id"],
         set_={
             "action": new.action,
@@ -106,12 +129,13 @@ def _upsert_pending(dialect: str) -> Any:
             new.amocrm_updated_at >= table.c.amocrm_updated_at,
         ),
     )
+    return PreparedInsert(upsert, dialect, PENDING_COLUMNS)
 
 
-@functools.cache
-def _insert_events(dialect: str) -> Any:
+def _insert_events(dialect: Dialect) -> PreparedInsert:
     table: Table = WebhookEvent.__table__  # type: ignore[assignment]
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    insert = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
+    return PreparedInsert(insert, dialect, EVENT_COLUMNS)
 
 
 async def record_many(
@@ -142,10 +166,9 @@ async def record_many(
         }
         for account_id, change in latest.values()
     ]
-    # One row's statement run as executemany: it compiles once and stays in SQLAlchemy's
-    # cache, where a multi-row VALUES would compile anew for every batch size.
-    dialect = connection.dialect.name
-    await connection.execute(_upsert_pending(dialect), rows)
+    # One row's statement run as executemany: it compiles once, where a multi-row VALUES
+    # would compile anew for every batch size.
+    await _prepared(_upsert_pending, connection.dialect).run(connection, rows)
     events = [
         {
             "account_id": account_id,
@@ -156,7 +179,7 @@ async def record_many(
         for (account_id, payload), count in zip(received, counts, strict=True)
         if payload.changes
     ]
-    await connection.execute(_insert_events(dialect), events)
+    await _prepared(_insert_events, connection.dialect).run(connection, events)
     for account_id in sorted({account_id for account_id, _ in latest.values()}):
         await enqueue(
             connection, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}"
