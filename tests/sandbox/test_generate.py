@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 
@@ -53,17 +54,25 @@ def test_the_same_seed_gives_the_same_contacts() -> None:
 
 
 async def test_a_full_page_is_served_quickly(served: Served, token: str) -> None:
+    """A page deep into 100,000 contacts costs what the first one does (no scan of what
+    comes before it), whatever the machine's speed."""
     served.amo.generate_contacts(ACCOUNT_ID, 100_000, seed=1)
-    params = {"limit": 250, "page": 200}
-    await served.api("GET", "/api/v4/contacts", token, params=params)  # warm up
-    rounds = 20
-    started = time.perf_counter()
-    for _ in range(rounds):
+
+    async def seconds(page: int) -> float:
+        params = {"limit": 250, "page": page}
+        started = time.perf_counter()
         response = await served.api("GET", "/api/v4/contacts", token, params=params)
         assert len(response.json()["_embedded"]["contacts"]) == 250
-    per_page = (time.perf_counter() - started) / rounds
+        return time.perf_counter() - started
+
+    await seconds(1)  # warm up
+    first, deep = [], []
+    for _ in range(10):  # taking turns, so a slow spell of the machine falls on both
+        first.append(await seconds(1))
+        deep.append(await seconds(400))
+    assert statistics.median(deep) < 3 * statistics.median(first)
     # Includes the client's HTTP round trip and JSON parsing; the sandbox part is ~2 ms.
-    assert per_page < 0.05
+    assert statistics.median(deep) < 0.5
 
 
 async def test_generated_contacts_can_be_edited_like_others(served: Served, token: str) -> None:
