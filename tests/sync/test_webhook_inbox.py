@@ -205,3 +205,33 @@ async def test_the_inbox_gives_its_connection_back_when_the_service_stops(
         assert answer.status_code == 200
         assert pool.checkedout() == 1, "the writer keeps its connection between batches"
     assert pool.checkedout() == 0
+
+
+async def test_a_batch_of_several_accounts_queues_one_job_for_each(services: Services) -> None:
+    async with transaction(services.sessions) as session:
+        for account_id in (7, 8):
+            session.add(
+                Account(
+                    id=account_id, status="active", settings={}, webhook_token_hash=f"h{account_id}"
+                )
+            )
+    inbox = Ingest(services.engine)
+    try:
+        for _ in range(2):  # the second round joins the jobs the first one queued
+            stored = await asyncio.gather(
+                *(
+                    inbox.store(
+                        account_id,
+                        f"h{account_id}",
+                        parse_webhook(body(n, "a@example.com").encode()),
+                    )
+                    for account_id in (7, 8)
+                    for n in (1, 2)
+                )
+            )
+            assert stored == [{"added": 0, "updated": 1, "deleted": 0}] * 4
+    finally:
+        await inbox.aclose()
+    async with services.sessions() as session:
+        jobs = (await session.execute(select(Job.account_id, Job.dedupe_key, Job.status))).all()
+    assert sorted(jobs) == [(7, "changes:7", "pending"), (8, "changes:8", "pending")]

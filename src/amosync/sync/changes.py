@@ -31,7 +31,7 @@ from amosync.errors import Unauthorized
 from amosync.state import Services
 from amosync.sync.apply import Applier, ContactState, batches
 from amosync.sync.mapping import classify, unsynced_reason
-from amosync.worker.queue import enqueue
+from amosync.worker.queue import insert_job, job_values
 
 log = structlog.get_logger()
 
@@ -132,6 +132,12 @@ def _upsert_pending(dialect: Dialect) -> PreparedInsert:
     return PreparedInsert(upsert, dialect, PENDING_COLUMNS)
 
 
+def _queue_changes(dialect: Dialect) -> PreparedInsert:
+    """The `changes` jobs of a batch's accounts, each joining its pending one if any."""
+    job = insert_job(dialect.name, deduplicated=True)
+    return PreparedInsert(job, dialect, tuple(job_values("changes", account_id=None)))
+
+
 def _insert_events(dialect: Dialect) -> PreparedInsert:
     table: Table = WebhookEvent.__table__  # type: ignore[assignment]
     insert = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
@@ -180,10 +186,11 @@ async def record_many(
         if payload.changes
     ]
     await _prepared(_insert_events, connection.dialect).run(connection, events)
-    for account_id in sorted({account_id for account_id, _ in latest.values()}):
-        await enqueue(
-            connection, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}"
-        )
+    jobs = [
+        job_values("changes", account_id=account_id, dedupe_key=f"changes:{account_id}")
+        for account_id in sorted({account_id for account_id, _ in latest.values()})
+    ]
+    await _prepared(_queue_changes, connection.dialect).run(connection, jobs)
     return counts
 
 

@@ -29,8 +29,29 @@ async def enqueue(
     max_attempts: int = 8,
 ) -> None:
     """Queue a job. With a `dedupe_key`, joins the pending job of that key if there is one."""
+    values = job_values(
+        kind,
+        account_id=account_id,
+        payload=payload,
+        dedupe_key=dedupe_key,
+        delay=delay,
+        max_attempts=max_attempts,
+    )
+    await session.execute(insert_job(dialect_name(session), dedupe_key is not None), values)
+
+
+def job_values(
+    kind: str,
+    *,
+    account_id: int | None,
+    payload: dict[str, Any] | None = None,
+    dedupe_key: str | None = None,
+    delay: float = 0.0,
+    max_attempts: int = 8,
+) -> dict[str, Any]:
+    """The row of a new pending job (`enqueue` inserts it)."""
     now = utcnow()
-    values = {
+    return {
         "kind": kind,
         "account_id": account_id,
         "payload": payload or {},
@@ -42,11 +63,10 @@ async def enqueue(
         "created_at": now,
         "updated_at": now,
     }
-    await session.execute(_insert_job(dialect_name(session), dedupe_key is not None), values)
 
 
 @functools.cache
-def _insert_job(dialect: str, deduplicated: bool) -> Any:
+def insert_job(dialect: str, deduplicated: bool) -> Any:
     """The job insert, built once (every webhook batch queues a job: building it anew
     cost more than running it)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
