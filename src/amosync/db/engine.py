@@ -70,11 +70,9 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
-def dialect_name(db: AsyncSession | AsyncConnection) -> str:
+def dialect_name(session: AsyncSession) -> str:
     """`postgresql` or `sqlite`: the few statements that differ pick their form by this."""
-    if isinstance(db, AsyncConnection):
-        return db.dialect.name
-    return db.get_bind().dialect.name
+    return session.get_bind().dialect.name
 
 
 class PreparedInsert:

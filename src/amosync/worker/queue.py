@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.engine import dialect_name
 from amosync.db.models import Job, utcnow
@@ -19,7 +19,7 @@ PENDING_ONLY = text("status = 'pending'")
 
 
 async def enqueue(
-    session: AsyncSession | AsyncConnection,
+    session: AsyncSession,
     kind: str,
     *,
     account_id: int | None,
