@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
 
-from amosync.db.engine import PreparedInsert, transaction
+from amosync.db.engine import PreparedInsert, prepared, transaction
 from amosync.db.models import Account, PendingChange
 from amosync.state import Services
-from amosync.sync.changes import PENDING_COLUMNS, _prepared, _upsert_pending
+from amosync.sync.changes import PENDING_COLUMNS, _upsert_pending
 
 WHEN = datetime(2026, 12, 1, 15, 4, 5, 123456, tzinfo=UTC)
 
@@ -54,7 +54,7 @@ async def test_the_webhook_upsert_keeps_its_constant_and_its_condition(services:
     async with transaction(services.sessions) as session:
         session.add(Account(id=7, status="active", settings={}))
     async with services.engine.begin() as connection:
-        upsert = _prepared(_upsert_pending, connection.dialect)
+        upsert = prepared(_upsert_pending, connection.dialect)
         await upsert.run(connection, [row(1)])
         # Newer: replaces the state and bumps the version by the statement's own `+ 1`.
         await upsert.run(connection, [row(1, name="Ann", amocrm_updated_at=1700000100)])
@@ -62,3 +62,28 @@ async def test_the_webhook_upsert_keeps_its_constant_and_its_condition(services:
         await upsert.run(connection, [row(1, name="Stale", amocrm_updated_at=1700000050)])
     [(action, name, _, updated_at, version, _)] = (await stored(services)).values()
     assert (action, name, updated_at, version) == ("upsert", "Ann", 1700000100, 2)
+
+
+async def test_a_value_shared_by_rows_is_processed_once_and_others_still_are(
+    services: Services,
+) -> None:
+    # Processors are remembered by identity for consecutive rows: A, A, B, A must read back
+    # as A, A, B, A, not as the last processed value.
+    later = datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
+    shared = ["one@example.com"]
+    async with transaction(services.sessions) as session:
+        session.add(Account(id=7, status="active", settings={}))
+    async with services.engine.begin() as connection:
+        prepared = PreparedInsert(insert(PendingChange), connection.dialect, PENDING_COLUMNS)
+        await prepared.run(
+            connection,
+            [
+                row(1, emails=shared),
+                row(2, emails=shared),
+                row(3, received_at=later, emails=["two@example.com"]),
+                row(4, emails=shared),
+            ],
+        )
+    got = await stored(services)
+    assert [got[i][-1] for i in (1, 2, 3, 4)] == [WHEN, WHEN, later, WHEN]
+    assert [got[i][2] for i in (1, 2, 3, 4)] == [shared, shared, ["two@example.com"], shared]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import ARRAY, BigInteger, ColumnElement, Text, any_, event, func, literal, select
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import InstrumentedAttribute
 
 
 def async_url(url: str) -> str:
@@ -75,6 +76,9 @@ def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+_UNSEEN = object()
+
+
 class PreparedInsert:
     """An INSERT compiled once for a dialect and run with `exec_driver_sql`.
 
@@ -98,15 +102,53 @@ class PreparedInsert:
             self._params.append((name if name in columns else None, bind.value, processor))
 
     def rows(self, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        params = self._params
+        # A value shared by the rows (a batch's one timestamp) is processed once: date
+        # processors cost more than the rest of a row.
+        seen: list[Any] = [_UNSEEN] * len(params)
+        done: list[Any] = [None] * len(params)
         out = []
         for row in rows:
             values = []
-            for key, constant, processor in self._params:
+            for index, (key, constant, processor) in enumerate(params):
                 value = row[key] if key is not None else constant
-                values.append(processor(value) if processor is not None else value)
+                if processor is not None:
+                    if value is not seen[index]:
+                        seen[index], done[index] = value, processor(value)
+                    value = done[index]
+                values.append(value)
             out.append(tuple(values))
         return out
 
     async def run(self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             await connection.exec_driver_sql(self.sql, self.rows(rows))
+
+
+_PREPARED: dict[tuple[str, str], PreparedInsert] = {}
+
+
+def prepared(build: Callable[[Dialect], PreparedInsert], dialect: Dialect) -> PreparedInsert:
+    """`build(dialect)`, once per kind of database (the SQL is the same for every engine)."""
+    key = (build.__qualname__, dialect.name)
+    found = _PREPARED.get(key)
+    if found is None:
+        found = _PREPARED[key] = build(dialect)
+    return found
+
+
+def among(
+    column: ColumnElement[Any] | InstrumentedAttribute[Any], values: Iterable[int], dialect: str
+) -> ColumnElement[bool]:
+    """`column IN (values)` with the values in one parameter: an array on PostgreSQL, a JSON
+    array read by `json_each` on SQLite.
+
+    `in_()` renders a placeholder per value on every call, which for a batch of 500
+    contacts cost more than the query; here the SQL is the same for any number of values,
+    so it compiles once and stays cached.
+    """
+    ids = list(values)
+    if dialect == "postgresql":
+        return column == any_(literal(ids, ARRAY(BigInteger)))
+    each = func.json_each(literal(orjson.dumps(ids).decode(), Text)).table_valued("value")
+    return column.in_(select(each.c.value))

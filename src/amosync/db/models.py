@@ -149,7 +149,10 @@ class ListedEmail(Base):
     """
 
     __tablename__ = "listed_emails"
-    __table_args__ = (Index("ix_listed_emails_contact", "account_id", "amocrm_id"),)
+    # Covering, so that SQLite picks it for "these contacts' addresses" with or without
+    # table statistics: on (account_id, amocrm_id) alone it preferred scanning the primary
+    # key's every row of the account, which made each batch of a large sync slower.
+    __table_args__ = (Index("ix_listed_emails_contact", "account_id", "amocrm_id", "email"),)
 
     account_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from amosync.db.engine import dialect_name
+from amosync.db.engine import PreparedInsert, among, dialect_name, prepared
 from amosync.db.models import Account, Contact, ListedEmail, utcnow
 from amosync.errors import PermanentUpstreamError
 from amosync.sync.mapping import normalize_email
@@ -57,10 +58,6 @@ class Outcome:
     synced: int = 0
     unsynced: int = 0
     excluded: list[str] = field(default_factory=list)
-
-
-def insert_for(session: AsyncSession) -> Any:
-    return postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
 
 
 def batches(
@@ -221,9 +218,11 @@ class Applier:
     ) -> list[str]:
         """Exclude addresses these contacts no longer list and no other contact has."""
         ids = list(listed_now)
+        dialect = dialect_name(session)
         before = await session.execute(
             select(ListedEmail.amocrm_id, ListedEmail.email).where(
-                ListedEmail.account_id == self.account_id, ListedEmail.amocrm_id.in_(ids)
+                ListedEmail.account_id == self.account_id,
+                among(ListedEmail.amocrm_id, ids, dialect),
             )
         )
         still_wanted = set().union(*listed_now.values()) if listed_now else set()
@@ -237,7 +236,7 @@ class Applier:
             .where(
                 ListedEmail.account_id == self.account_id,
                 ListedEmail.email.in_(dropped),
-                ListedEmail.amocrm_id.not_in(ids),
+                ~among(ListedEmail.amocrm_id, ids, dialect),
             )
             .distinct()
         )
@@ -259,37 +258,13 @@ class Applier:
     ) -> None:
         if not values:
             return
-        insert = insert_for(session)
-        # One row's statement run as executemany: it compiles once and stays in SQLAlchemy's
-        # cache, where a multi-row VALUES would compile anew for every batch (most of the
-        # pipeline's time at a million contacts).
-        statement = insert(Contact.__table__)
-        updated = {
-            name: statement.excluded[name]
-            for name in (
-                "name",
-                "emails",
-                "state",
-                "reason",
-                "detail",
-                "synced_at",
-                "amocrm_updated_at",
-                "updated_at",
-                "seen_run_id",
-            )
-            # A webhook change must not reset which full sync saw the contact.
-            if not (keep_seen and name == "seen_run_id")
-        }
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["account_id", "amocrm_id"], set_=updated
-            ),
-            values,
-        )
-        ids = list(listed_now)
+        connection = await session.connection()
+        upsert = _upsert_keeping_seen if keep_seen else _upsert_contacts
+        await prepared(upsert, connection.dialect).run(connection, values)
         await session.execute(
             delete(ListedEmail).where(
-                ListedEmail.account_id == self.account_id, ListedEmail.amocrm_id.in_(ids)
+                ListedEmail.account_id == self.account_id,
+                among(ListedEmail.amocrm_id, listed_now, dialect_name(session)),
             )
         )
         listed = [
@@ -297,5 +272,48 @@ class Applier:
             for amocrm_id, emails in listed_now.items()
             for email in emails
         ]
-        if listed:
-            await session.execute(insert(ListedEmail.__table__), listed)
+        await prepared(_insert_listed, connection.dialect).run(connection, listed)
+
+
+CONTACT_COLUMNS = (
+    "account_id",
+    "amocrm_id",
+    "name",
+    "emails",
+    "amocrm_updated_at",
+    "updated_at",
+    "seen_run_id",
+    "state",
+    "reason",
+    "detail",
+    "synced_at",
+)
+
+
+def _contact_upsert(dialect: Dialect, *, keep_seen: bool) -> PreparedInsert:
+    table: Table = Contact.__table__  # type: ignore[assignment]
+    upsert_into = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    statement = upsert_into(table)
+    updated = {
+        name: statement.excluded[name]
+        for name in CONTACT_COLUMNS[2:]
+        # A webhook change must not reset which full sync saw the contact.
+        if not (keep_seen and name == "seen_run_id")
+    }
+    upsert = statement.on_conflict_do_update(
+        index_elements=["account_id", "amocrm_id"], set_=updated
+    )
+    return PreparedInsert(upsert, dialect, CONTACT_COLUMNS)
+
+
+def _upsert_contacts(dialect: Dialect) -> PreparedInsert:
+    return _contact_upsert(dialect, keep_seen=False)
+
+
+def _upsert_keeping_seen(dialect: Dialect) -> PreparedInsert:
+    return _contact_upsert(dialect, keep_seen=True)
+
+
+def _insert_listed(dialect: Dialect) -> PreparedInsert:
+    table: Table = ListedEmail.__table__  # type: ignore[assignment]
+    return PreparedInsert(insert(table), dialect, ("account_id", "email", "amocrm_id"))

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange, WebhookPayload
-from amosync.db.engine import PreparedInsert, transaction
+from amosync.db.engine import PreparedInsert, prepared, transaction
 from amosync.db.models import Account, Contact, PendingChange, WebhookEvent, utcnow
 from amosync.errors import Unauthorized
 from amosync.state import Services
@@ -95,18 +95,6 @@ PENDING_COLUMNS = (
 EVENT_COLUMNS = ("account_id", "received_at", "contact_ids", "added", "updated", "deleted")
 
 
-def _prepared(build: Callable[[Dialect], PreparedInsert], dialect: Dialect) -> PreparedInsert:
-    """`build(dialect)`, once per kind of database (the SQL is the same for every engine)."""
-    key = (build.__name__, dialect.name)
-    prepared = _PREPARED.get(key)
-    if prepared is None:
-        prepared = _PREPARED[key] = build(dialect)
-    return prepared
-
-
-_PREPARED: dict[tuple[str, str], PreparedInsert] = {}
-
-
 def _upsert_pending(dialect: Dialect) -> PreparedInsert:
     """Insert a contact's pending state, or replace an older one."""
     table: Table = PendingChange.__table__  # type: ignore[assignment]
@@ -174,7 +162,7 @@ async def record_many(
     ]
     # One row's statement run as executemany: it compiles once, where a multi-row VALUES
     # would compile anew for every batch size.
-    await _prepared(_upsert_pending, connection.dialect).run(connection, rows)
+    await prepared(_upsert_pending, connection.dialect).run(connection, rows)
     events = [
         {
             "account_id": account_id,
@@ -185,12 +173,12 @@ async def record_many(
         for (account_id, payload), count in zip(received, counts, strict=True)
         if payload.changes
     ]
-    await _prepared(_insert_events, connection.dialect).run(connection, events)
+    await prepared(_insert_events, connection.dialect).run(connection, events)
     jobs = [
         job_values("changes", account_id=account_id, dedupe_key=f"changes:{account_id}")
         for account_id in sorted({account_id for account_id, _ in latest.values()})
     ]
-    await _prepared(_queue_changes, connection.dialect).run(connection, jobs)
+    await prepared(_queue_changes, connection.dialect).run(connection, jobs)
     return counts
 
 
