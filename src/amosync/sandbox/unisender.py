@@ -222,12 +222,13 @@ class UnisenderSimulator:
             "invalid": 0,
             "log": [],
         }
+        now = _timestamp()
         for index, row in enumerate(rows):
             record = {
                 name: str(row[i]) if i < len(row) and row[i] is not None else ""
                 for i, name in enumerate(names)
             }
-            outcome = self._import_row(account, record, overwrite_lists)
+            outcome = self._import_row(account, record, overwrite_lists, now)
             if isinstance(outcome, tuple):
                 code, message = outcome
                 result["log"].append({"index": index, "code": code, "message": message})
@@ -240,7 +241,7 @@ class UnisenderSimulator:
         return result
 
     def _import_row(
-        self, account: KeyAccount, record: dict[str, str], overwrite_lists: bool
+        self, account: KeyAccount, record: dict[str, str], overwrite_lists: bool, now: str
     ) -> str | tuple[str, str]:
         """One row: "inserted"/"updated"/"deleted", or a (code, message) log entry."""
         values = {name.lower(): value for name, value in record.items()}
@@ -264,7 +265,6 @@ class UnisenderSimulator:
         unknown = [list_id for list_id in list_ids if list_id not in account.lists]
         if unknown:
             return "invalid_arg", f"List {unknown[0]} not found"
-        now = _timestamp()
         sub = account.contacts.get(email)
         outcome = "updated"
         if sub is None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
@@ -19,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from amosync.sandbox.controls import Call
-from amosync.sandbox.forms import php_params
+from amosync.sandbox.forms import parse_form, php_params
 from amosync.sandbox.unisender import UnisenderError, UnisenderSimulator
 
 _MESSAGES = {
@@ -77,9 +76,7 @@ LARGE_BODY = 16 * 1024
 
 
 def _params(query: str, raw: bytes) -> dict[str, Any]:
-    pairs = parse_qsl(query, keep_blank_values=True)
-    pairs += parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    return php_params(pairs)
+    return php_params(parse_form(query) + parse_form(raw.decode("utf-8", "replace")))
 
 
 async def _run(sim: UnisenderSimulator, request: Request, method: str) -> object:

@@ -13,32 +13,18 @@ spelling it was imported with. Comparisons never depend on spelling: `normalize_
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 EMAIL_CODE = "EMAIL"
 
 
-class FieldValueLike(Protocol):
-    @property
-    def value(self) -> object: ...
-
-
-class CustomFieldLike(Protocol):
-    """What `amosync.amocrm.models.CustomField` offers; a plain dict of a JSON page works too."""
-
-    @property
-    def field_code(self) -> str | None: ...
-
-    @property
-    def values(self) -> Sequence[FieldValueLike]: ...
-
-
-CustomFields = Iterable[CustomFieldLike | Mapping[str, Any]]
+# `custom_fields_values` as amoCRM sends it: the client's validated dicts or a parsed page.
+CustomFields = Iterable[Mapping[str, Any]]
 
 
 @dataclass(slots=True)
@@ -89,20 +75,14 @@ def is_valid(address: str) -> bool:
     return _plain(address) or _validated(address)
 
 
-def _get(item: Any, name: str) -> Any:
-    if isinstance(item, Mapping):
-        return item.get(name)
-    return getattr(item, name, None)
-
-
 def email_values(custom_fields_values: CustomFields | None) -> list[str]:
     """Every EMAIL value, trimmed, in order; fields matched by code, never by position."""
     values: list[str] = []
     for custom_field in custom_fields_values or ():
-        if _get(custom_field, "field_code") != EMAIL_CODE:
+        if custom_field.get("field_code") != EMAIL_CODE:
             continue
-        for value in _get(custom_field, "values") or ():
-            raw = _get(value, "value")
+        for value in custom_field.get("values") or ():
+            raw = value.get("value")
             if isinstance(raw, str) and raw.strip():
                 values.append(raw.strip())
     return values
@@ -123,7 +103,7 @@ def classify(values: Iterable[str]) -> EmailSet:
 
 
 def contact_emails(custom_fields_values: CustomFields | None) -> EmailSet:
-    """A contact's addresses from its `custom_fields_values` (models or plain dicts)."""
+    """A contact's addresses from its `custom_fields_values`."""
     return classify(email_values(custom_fields_values))
 
 
