@@ -31,8 +31,9 @@ def test_parse_form_is_parse_qsl(body: str) -> None:
 
 def test_parse_form_is_parse_qsl_on_random_forms() -> None:
     rng = random.Random(7)
-    alphabet = "ab[]=&%+ 0123456789ABCDEFzИ@.\u00e9"
-    for _ in range(500):
+    # Characters, and pieces of escapes: valid, truncated, invalid, split UTF-8 sequences.
+    alphabet = [*"ab[]=&%+ 0123456789ABCDEFzИ@.\u00e9Ð", "%D0", "%98", "%E2%82", "%AC", "%zz"]
+    for _ in range(2000):
         body = "".join(rng.choice(alphabet) for _ in range(rng.randrange(40)))
         assert parse_form(body) == parse_qsl(body, keep_blank_values=True), body
         encoded = urlencode([(body, body[::-1])])

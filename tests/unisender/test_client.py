@@ -142,6 +142,17 @@ def test_encoding_500_rows_is_cheap() -> None:
     assert body.count(b"&data%5B") == 1500
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["Иван Петров", "Anna & Co = 100%", "a+b c", "Zoë", "日本", "", "tab\tnew\nline", "😀 x"],
+)
+def test_every_name_reads_back_as_written(name: str) -> None:
+    rows = [ImportRow("ann@example.com", name), ImportRow("b.o-b_1~@example.com", name)]
+    form = dict(parse_qsl(encode_import(KEY, rows, 7).decode(), keep_blank_values=True))
+    assert form["data[0][1]"] == form["data[1][1]"] == name
+    assert form["data[1][0]"] == "b.o-b_1~@example.com"
+
+
 async def test_exclude_names_the_lists() -> None:
     script = Script(ok({}))
     async with client_for(script) as client:

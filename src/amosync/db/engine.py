@@ -79,14 +79,27 @@ def dialect_name(session: AsyncSession) -> str:
 _UNSEEN = object()
 
 
+def _processed(processor: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    """A column through its type's processor. A value shared by consecutive rows (a batch's
+    one timestamp) is processed once: date processors cost more than the rest of a row."""
+    out = []
+    seen, done = _UNSEEN, None
+    for value in values:
+        if value is not seen:
+            seen, done = value, processor(value)
+        out.append(done)
+    return out
+
+
 class PreparedInsert:
     """An INSERT compiled once for a dialect and run with `exec_driver_sql`.
 
-    For the hottest statements only (a webhook batch's rows): `Connection.execute` looks the
-    statement up in the compiled cache and processes every value of every row through
-    SQLAlchemy's parameter machinery, which cost more than the insert itself. Here the SQL
-    is compiled by SQLAlchemy once, and each row goes through the same type processors
-    (JSON, dates) straight into a tuple in the statement's parameter order.
+    For the hottest statements only (a webhook batch's rows, a full sync's contacts and
+    addresses): `Connection.execute` looks the statement up in the compiled cache and
+    processes every value of every row through SQLAlchemy's parameter machinery, which cost
+    more than the insert itself. Here the SQL is compiled by SQLAlchemy once, and the rows
+    go through the same type processors (JSON, dates) into tuples in the statement's
+    parameter order.
     """
 
     def __init__(self, statement: Any, dialect: Dialect, columns: Sequence[str]) -> None:
@@ -101,24 +114,15 @@ class PreparedInsert:
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             self._params.append((name if name in columns else None, bind.value, processor))
 
-    def rows(self, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        params = self._params
-        # A value shared by the rows (a batch's one timestamp) is processed once: date
-        # processors cost more than the rest of a row.
-        seen: list[Any] = [_UNSEEN] * len(params)
-        done: list[Any] = [None] * len(params)
-        out = []
-        for row in rows:
-            values = []
-            for index, (key, constant, processor) in enumerate(params):
-                value = row[key] if key is not None else constant
-                if processor is not None:
-                    if value is not seen[index]:
-                        seen[index], done[index] = value, processor(value)
-                    value = done[index]
-                values.append(value)
-            out.append(tuple(values))
-        return out
+    def rows(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """The rows as tuples in the statement's parameter order, built column by column."""
+        columns = []
+        for key, constant, processor in self._params:
+            column = [row[key] for row in rows] if key is not None else [constant] * len(rows)
+            if processor is not None:
+                column = _processed(processor, column)
+            columns.append(column)
+        return list(zip(*columns, strict=True))
 
     async def run(self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:

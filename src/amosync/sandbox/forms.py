@@ -6,16 +6,26 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _PART = re.compile(r"\[([^\[\]]*)\]")
 
 
+_ESCAPES = re.compile(rb"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _unescape(run: re.Match[bytes]) -> bytes:
+    return bytes.fromhex(run.group().replace(b"%", b"").decode())
+
+
 def _decode(text: str) -> str:
+    """`unquote_plus`, with each run of escapes turned into bytes in one go rather than one
+    escape at a time (an escaped Cyrillic name is a run of twenty)."""
     if "+" in text:
         text = text.replace("+", " ")
-    return unquote(text) if "%" in text else text
+    if "%" not in text:
+        return text
+    return _ESCAPES.sub(_unescape, text.encode()).decode("utf-8", "replace")
 
 
 # An import's keys (`data[i][j]`) are the same in every call: each is decoded and split once.

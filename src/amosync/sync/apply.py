@@ -144,38 +144,43 @@ class Applier:
         """Exclude dropped addresses and store the batch's contacts and listed addresses."""
         listed_now: dict[int, set[str]] = {}
         for contact in contacts:
-            refused = {address for address, _, _ in rejected.get(contact.amocrm_id, ())}
-            listed_now[contact.amocrm_id] = {
-                normalize_email(a) for a in contact.valid if a not in refused
-            }
+            addresses = contact.valid
+            if rejected and contact.amocrm_id in rejected:
+                refused = {address for address, _, _ in rejected[contact.amocrm_id]}
+                addresses = [a for a in addresses if a not in refused]
+            listed_now[contact.amocrm_id] = {normalize_email(a) for a in addresses}
         excluded = await self._exclude_dropped(session, listed_now)
         outcome = Outcome(excluded=excluded)
         now = utcnow()
         values = []
         for contact in contacts:
-            listed = listed_now[contact.amocrm_id]
-            state: dict[str, Any] = {
-                "account_id": self.account_id,
-                "amocrm_id": contact.amocrm_id,
-                "name": contact.name,
-                "emails": contact.emails,
-                "amocrm_updated_at": contact.updated_at,
-                "updated_at": now,
-                "seen_run_id": run_id,
-            }
-            if listed:
-                state.update(state="synced", reason=None, detail=None, synced_at=now)
+            if listed_now[contact.amocrm_id]:
+                state, reason, detail, synced_at = "synced", None, None, now
                 outcome.synced += 1
             else:
                 rows_refused = rejected.get(contact.amocrm_id)
                 if rows_refused:
-                    _, code, message = rows_refused[0]
-                    reason, detail = f"unisender:{code}", message
+                    _, code, detail = rows_refused[0]
+                    reason = f"unisender:{code}"
                 else:
                     reason, detail = contact.reason or "no_email", None
-                state.update(state="unsynced", reason=reason, detail=detail, synced_at=None)
+                state, synced_at = "unsynced", None
                 outcome.unsynced += 1
-            values.append(state)
+            values.append(
+                {
+                    "account_id": self.account_id,
+                    "amocrm_id": contact.amocrm_id,
+                    "name": contact.name,
+                    "emails": contact.emails,
+                    "amocrm_updated_at": contact.updated_at,
+                    "updated_at": now,
+                    "seen_run_id": run_id,
+                    "state": state,
+                    "reason": reason,
+                    "detail": detail,
+                    "synced_at": synced_at,
+                }
+            )
         await self._store(session, values, listed_now, keep_seen=run_id is None)
         return outcome
 
