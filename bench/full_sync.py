@@ -74,6 +74,8 @@ async def _one(
             started = time.perf_counter()
             await FullSync(services, run_id).run()
             elapsed = time.perf_counter() - started
+            # Before the checks below, which fetch the whole list into this process.
+            peak_rss = peak_rss_mb()
             after = await amocrm.amocrm.account(ACCOUNT_ID)
             async with services.sessions() as session:
                 done = (
@@ -96,7 +98,7 @@ async def _one(
         "synced": done.synced,
         "unsynced": done.unsynced,
         "429s": after["rate_limited"] - before["rate_limited"],
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss,
     }
 
 

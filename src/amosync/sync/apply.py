@@ -266,11 +266,15 @@ class Applier:
         connection = await session.connection()
         upsert = _upsert_keeping_seen if keep_seen else _upsert_contacts
         await prepared(upsert, connection.dialect).run(connection, values)
+        # No ORM bookkeeping: the session holds no ListedEmail objects, and its default
+        # ("fetch" the deleted keys) cost more than the delete.
         await session.execute(
-            delete(ListedEmail).where(
+            delete(ListedEmail)
+            .where(
                 ListedEmail.account_id == self.account_id,
                 among(ListedEmail.amocrm_id, listed_now, dialect_name(session)),
             )
+            .execution_options(synchronize_session=False)
         )
         listed = [
             {"account_id": self.account_id, "email": email, "amocrm_id": amocrm_id}
