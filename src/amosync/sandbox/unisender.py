@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from amosync.sandbox.controls import CallLog, Fault, FaultPlan, RateWindow
@@ -223,12 +224,17 @@ class UnisenderSimulator:
             "log": [],
         }
         now = _timestamp()
+        lowered = [name.lower() for name in names]
+        # The columns stored as the subscriber's own fields (Name, phone, ...).
+        extra = [(i, name) for i, name in enumerate(names) if lowered[i] not in _RESERVED]
         for index, row in enumerate(rows):
-            record = {
-                name: str(row[i]) if i < len(row) and row[i] is not None else ""
-                for i, name in enumerate(names)
-            }
-            outcome = self._import_row(account, record, overwrite_lists, now)
+            cells = [
+                str(row[i]) if i < len(row) and row[i] is not None else ""
+                for i in range(len(names))
+            ]
+            values = dict(zip(lowered, cells, strict=True))
+            fields = {name: cells[i] for i, name in extra}
+            outcome = self._import_row(account, values, fields, overwrite_lists, now)
             if isinstance(outcome, tuple):
                 code, message = outcome
                 result["log"].append({"index": index, "code": code, "message": message})
@@ -241,10 +247,15 @@ class UnisenderSimulator:
         return result
 
     def _import_row(
-        self, account: KeyAccount, record: dict[str, str], overwrite_lists: bool, now: str
+        self,
+        account: KeyAccount,
+        values: dict[str, str],
+        fields: dict[str, str],
+        overwrite_lists: bool,
+        now: str,
     ) -> str | tuple[str, str]:
-        """One row: "inserted"/"updated"/"deleted", or a (code, message) log entry."""
-        values = {name.lower(): value for name, value in record.items()}
+        """One row (`values` by lower-case column name, `fields` the subscriber's own):
+        "inserted"/"updated"/"deleted", or a (code, message) log entry."""
         email = values.get("email", "").strip().lower()
         if not _EMAIL.match(email):
             return "invalid_email", f'Invalid e-mail address "{values.get("email", "")}"'
@@ -283,9 +294,7 @@ class UnisenderSimulator:
                 sub.lists[list_id] = Membership(initial, now)
             elif status in ("active", "unsubscribed"):
                 membership.status = status
-        for name, value in record.items():
-            if name.lower() not in ("email", "email_list_ids", "email_status", "delete"):
-                sub.fields[name] = value
+        sub.fields.update(fields)
         return outcome
 
     def _exclude(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
@@ -343,8 +352,13 @@ _METHODS = {
 }
 
 
-def _ids(value: str) -> list[int]:
-    return [int(part) for part in value.split(",") if part.strip()]
+@lru_cache(maxsize=1024)
+def _ids(value: str) -> tuple[int, ...]:
+    """List ids from "1,2": the same few strings on every row of an import, parsed once."""
+    return tuple(int(part) for part in value.split(",") if part.strip())
+
+
+_RESERVED = frozenset({"email", "email_list_ids", "email_status", "delete"})
 
 
 def _timestamp() -> str:
