@@ -134,7 +134,7 @@ _PREPARED: dict[tuple[str, str], PreparedInsert] = {}
 
 def prepared(build: Callable[[Dialect], PreparedInsert], dialect: Dialect) -> PreparedInsert:
     """`build(dialect)`, once per kind of database (the SQL is the same for every engine)."""
-    key = (build.__qualname__, dialect.name)
+    key = (f"{build.__module__}.{build.__qualname__}", dialect.name)
     found = _PREPARED.get(key)
     if found is None:
         found = _PREPARED[key] = build(dialect)
