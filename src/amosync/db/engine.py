@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import ARRAY, BigInteger, ColumnElement, Text, any_, event, func, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -69,6 +70,12 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """One unit of work: commits on success, rolls back on any exception."""
     async with sessions() as session, session.begin():
         yield session
+
+
+def insert_for(dialect: str) -> Any:
+    """The `insert` of `postgresql` or `sqlite`, for the statements that need its
+    ON CONFLICT clauses."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def dialect_name(session: AsyncSession) -> str:

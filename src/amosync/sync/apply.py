@@ -17,11 +17,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Table, delete, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from amosync.db.engine import PreparedInsert, among, dialect_name, prepared
+from amosync.db.engine import PreparedInsert, among, dialect_name, insert_for, prepared
 from amosync.db.models import Account, Contact, ListedEmail, utcnow
 from amosync.errors import PermanentUpstreamError
 from amosync.sync.mapping import normalize_email
@@ -301,8 +300,7 @@ CONTACT_COLUMNS = (
 
 def _contact_upsert(dialect: Dialect, *, keep_seen: bool) -> PreparedInsert:
     table: Table = Contact.__table__  # type: ignore[assignment]
-    upsert_into = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-    statement = upsert_into(table)
+    statement = insert_for(dialect.name)(table)
     updated = {
         name: statement.excluded[name]
         for name in CONTACT_COLUMNS[2:]

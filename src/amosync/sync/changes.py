@@ -18,14 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import Table, bindparam, delete, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange, WebhookPayload
-from amosync.db.engine import PreparedInsert, prepared, transaction
+from amosync.db.engine import PreparedInsert, insert_for, prepared, transaction
 from amosync.db.models import Account, Contact, PendingChange, WebhookEvent, utcnow
 from amosync.errors import Unauthorized
 from amosync.state import Services
@@ -98,7 +97,7 @@ EVENT_COLUMNS = ("account_id", "received_at", "contact_ids", "added", "updated",
 def _upsert_pending(dialect: Dialect) -> PreparedInsert:
     """Insert a contact's pending state, or replace an older one."""
     table: Table = PendingChange.__table__  # type: ignore[assignment]
-    statement = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
+    statement = insert_for(dialect.name)(table)
     new = statement.excluded
     upsert = statement.on_conflict_do_update(
         index_elements=["account_id", "amocrm_id"],
@@ -128,8 +127,7 @@ def _queue_changes(dialect: Dialect) -> PreparedInsert:
 
 def _insert_events(dialect: Dialect) -> PreparedInsert:
     table: Table = WebhookEvent.__table__  # type: ignore[assignment]
-    insert = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
-    return PreparedInsert(insert, dialect, EVENT_COLUMNS)
+    return PreparedInsert(insert(table), dialect, EVENT_COLUMNS)
 
 
 async def record_many(

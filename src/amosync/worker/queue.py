@@ -6,38 +6,33 @@ from __future__ import annotations
 import functools
 import random
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.db.engine import dialect_name
+from amosync.db.engine import dialect_name, insert_for
 from amosync.db.models import Job, utcnow
 
 PENDING_ONLY = text("status = 'pending'")
 
 
+class JobOptions(TypedDict, total=False):
+    """What a new job may set besides its kind and account (defaults in `job_values`)."""
+
+    payload: dict[str, Any] | None
+    dedupe_key: str | None
+    delay: float
+    max_attempts: int
+
+
 async def enqueue(
-    session: AsyncSession,
-    kind: str,
-    *,
-    account_id: int | None,
-    payload: dict[str, Any] | None = None,
-    dedupe_key: str | None = None,
-    delay: float = 0.0,
-    max_attempts: int = 8,
+    session: AsyncSession, kind: str, *, account_id: int | None, **options: Unpack[JobOptions]
 ) -> None:
     """Queue a job. With a `dedupe_key`, joins the pending job of that key if there is one."""
-    values = job_values(
-        kind,
-        account_id=account_id,
-        payload=payload,
-        dedupe_key=dedupe_key,
-        delay=delay,
-        max_attempts=max_attempts,
-    )
-    await session.execute(insert_job(dialect_name(session), dedupe_key is not None), values)
+    values = job_values(kind, account_id=account_id, **options)
+    deduplicated = values["dedupe_key"] is not None
+    await session.execute(insert_job(dialect_name(session), deduplicated), values)
 
 
 def job_values(
@@ -69,8 +64,7 @@ def job_values(
 def insert_job(dialect: str, deduplicated: bool) -> Any:
     """The job insert, built once (every webhook batch queues a job: building it anew
     cost more than running it)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Job)
+    statement = insert_for(dialect)(Job)
     if deduplicated:
         statement = statement.on_conflict_do_nothing(
             index_elements=["dedupe_key"], index_where=PENDING_ONLY
