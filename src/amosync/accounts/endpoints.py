@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from amosync.accounts import install, repository, service
 from amosync.accounts.disconnect import unregister_quietly
+from amosync.accounts.problems import ProblemCode, clear_problem
 from amosync.accounts.schemas import (
     AccountCreate,
     AccountOut,
@@ -73,6 +74,9 @@ async def update_account(
     """Change an account's name, subdomain, Unisender key, list or settings."""
     account = await service.require(session, account_id, for_update=True)
     service.apply_changes(account, services.cipher, body)
+    if "unisender_key" in body.model_fields_set:
+        # A new key: whatever Unisender said of the old one no longer holds.
+        await clear_problem(session, account_id, ProblemCode.unisender_key_invalid)
     await session.flush()
     return (await service.views(session, [account]))[0]
 

@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.problems import CLEARED_BY_INSTALL, clear_problem
 from amosync.accounts.tokens import amocrm_client
 from amosync.amocrm.client import AmoCRMClient, account_base_url, exchange_code
 from amosync.config import Settings
@@ -165,6 +166,8 @@ async def _store_account(services: Services, info: Any, host: str, payload: dict
         integration.token_version = (integration.token_version or 0) + 1
         integration.webhook_registered = False
         await session.flush()
+        # Installed again: amoCRM accepts this account's requests anew.
+        await clear_problem(session, info.id, *CLEARED_BY_INSTALL)
     return int(info.id)
 
 
@@ -260,6 +263,7 @@ async def exchange_private_code(
         account.webhook_token_hash = token_hash(token)
         account.webhook_token_enc = cipher.encrypt(token)
     await session.flush()
+    await clear_problem(session, account.id, *CLEARED_BY_INSTALL)
     await enqueue(session, "webhooks", account_id=account.id, dedupe_key=f"webhooks:{account.id}")
 
 

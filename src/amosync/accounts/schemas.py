@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from amosync.accounts.problems import Problem
 from amosync.ids import BIGINT_MAX
 
 
@@ -56,6 +57,8 @@ class AccountOut(BaseModel):
     settings: dict[str, Any]
     contacts: ContactCounts
     last_sync: SyncRunOut | None
+    # Conditions a person must act on; empty when all is well (SPEC §3).
+    problems: list[Problem]
     created_at: datetime
 
 

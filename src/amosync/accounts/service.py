@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts import repository
+from amosync.accounts.problems import problems_for
 from amosync.accounts.schemas import (
     AccountCreate,
     AccountOut,
@@ -44,6 +45,7 @@ async def views(session: AsyncSession, accounts: Sequence[Account]) -> list[Acco
     ids = [account.id for account in accounts]
     counts = await repository.contact_counts(session, ids)
     runs = await repository.last_runs(session, ids)
+    problems = await problems_for(session, ids)
     out = []
     for account in accounts:
         by_state = counts.get(account.id, {})
@@ -64,6 +66,7 @@ async def views(session: AsyncSession, accounts: Sequence[Account]) -> list[Acco
                     total=sum(by_state.values()),
                 ),
                 last_sync=run_view(run) if run else None,
+                problems=problems.get(account.id, []),
                 created_at=account.created_at,
             )
         )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.problems import ProblemCode, clear_problem
 from amosync.db.models import Account
 from amosync.errors import BadRequest, InvalidApiKey
 from amosync.metrics import observe_upstream
@@ -71,4 +72,5 @@ async def connect(
     account.unisender_valid = True
     account.unisender_checked_at = datetime.now(UTC)
     account.list_id = chosen
+    await clear_problem(session, account.id, ProblemCode.unisender_key_invalid)
     await session.flush()

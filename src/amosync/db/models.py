@@ -251,6 +251,23 @@ class PendingChange(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class AccountProblem(Base):
+    """A condition of an account a person must act on (`amosync.accounts.problems`)."""
+
+    __tablename__ = "account_problems"
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    detail: Mapped[str] = mapped_column(Text)
+    # When the condition was first seen; kept while it lasts, whatever the detail becomes.
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    # A condition known to end by itself (an amoCRM block) is not shown after this.
+    until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class WebhookEvent(Base):
     """A received webhook request, kept briefly for the dashboard."""
 

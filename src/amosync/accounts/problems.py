@@ -1,0 +1,182 @@
+"""An account's problems: conditions a person must act on (SPEC §3 `problems`).
+
+Two kinds, one view:
+
+- stored ones (table `account_problems`), set where the condition is found: a Unisender key
+  refused, an amoCRM block, a webhook amoCRM dropped or disabled, Unisender's hook stopped.
+  Each is cleared where its cause goes away (a new key, the block's end, the webhook
+  registered again), and the stored row alone never outlives its cause: a problem whose
+  cause the account row shows (the key) is checked against it, and one known to expire
+  (`until`) is not shown after it;
+- derived ones, read off the account itself: `reauth_required` from its status,
+  `unisender_key_missing` when no key is stored.
+
+A disconnected account shows none: its only remedy is installing again, which its status says.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import case, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amosync.db.engine import dialect_name, insert_for
+from amosync.db.models import Account, AccountProblem, utcnow
+
+
+class ProblemCode(StrEnum):
+    reauth_required = "reauth_required"
+    unisender_key_invalid = "unisender_key_invalid"
+    unisender_key_missing = "unisender_key_missing"
+    amocrm_blocked = "amocrm_blocked"
+    amocrm_webhook_missing = "amocrm_webhook_missing"
+    amocrm_webhook_disabled = "amocrm_webhook_disabled"
+    unisender_hook_stopped = "unisender_hook_stopped"
+    # amoCRM or Unisender refused a request for good (a 4xx other than the ones above).
+    request_refused = "request_refused"
+
+
+# Installing the widget again gives amoCRM's answer to this account a fresh start.
+CLEARED_BY_INSTALL = (ProblemCode.reauth_required, ProblemCode.request_refused)
+
+
+class Problem(BaseModel):
+    code: ProblemCode
+    detail: str
+    since: datetime
+
+
+REAUTH_DETAIL = "amoCRM refused this account's authorization; install the widget again"
+KEY_MISSING_DETAIL = "no Unisender API key is connected; connect one in the widget"
+
+
+async def set_problem(
+    session: AsyncSession,
+    account_id: int,
+    code: ProblemCode,
+    detail: str,
+    *,
+    until: datetime | None = None,
+) -> None:
+    """Record (or refresh the detail of) a problem; the first `since` is kept.
+
+    `until`: the problem ends by itself then (a block), even if nobody clears it.
+    """
+    now = utcnow()
+    insert = insert_for(dialect_name(session))
+    statement = insert(AccountProblem).values(
+        account_id=account_id,
+        code=str(code),
+        detail=detail[:2000],
+        since=now,
+        until=until,
+        updated_at=now,
+    )
+    # An expired row is a new occurrence: it starts a new `since`.
+    excluded = statement.excluded
+    expired = AccountProblem.until.is_not(None) & (AccountProblem.until < now)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["account_id", "code"],
+            set_={
+                "detail": excluded.detail,
+                "until": excluded.until,
+                "updated_at": excluded.updated_at,
+                "since": case((expired, excluded.since), else_=AccountProblem.since),
+            },
+        )
+    )
+
+
+async def clear_problem(session: AsyncSession, account_id: int, *codes: ProblemCode) -> None:
+    """The cause is gone: forget these problems (all stored ones when no code is named)."""
+    statement = delete(AccountProblem).where(AccountProblem.account_id == account_id)
+    if codes:
+        statement = statement.where(AccountProblem.code.in_([str(c) for c in codes]))
+    await session.execute(statement)
+
+
+def _cause_gone(code: str, account: Any) -> bool:
+    """Whether the account row shows that a stored problem's cause has gone away."""
+    if code == ProblemCode.unisender_key_invalid:
+        # The key was replaced (and accepted) or removed since Unisender refused it.
+        return not account.has_key or bool(account.unisender_valid)
+    if code == ProblemCode.unisender_key_missing:
+        return bool(account.has_key)
+    if code == ProblemCode.reauth_required:
+        return bool(account.status != "reauth_required")
+    return False
+
+
+async def problems_for(
+    session: AsyncSession, account_ids: Sequence[int]
+) -> dict[int, list[Problem]]:
+    """Every account's current problems, oldest first; an account without any maps to []."""
+    out: dict[int, list[Problem]] = defaultdict(list)
+    if not account_ids:
+        return out
+    accounts = {
+        row.id: row
+        for row in (
+            await session.execute(
+                select(
+                    Account.id,
+                    Account.status,
+                    Account.unisender_key_enc.is_not(None).label("has_key"),
+                    Account.unisender_valid,
+                    Account.created_at,
+                    Account.updated_at,
+                ).where(Account.id.in_(account_ids))
+            )
+        ).all()
+    }
+    now = utcnow()
+    stored = (
+        await session.execute(
+            select(AccountProblem)
+            .where(AccountProblem.account_id.in_(list(accounts)))
+            .order_by(AccountProblem.since, AccountProblem.code)
+        )
+    ).scalars()
+    for row in stored:
+        account = accounts[row.account_id]
+        if account.status == "disconnected":
+            continue
+        if row.until is not None and row.until <= now:
+            continue
+        if _cause_gone(row.code, account):
+            continue
+        try:
+            code = ProblemCode(row.code)
+        except ValueError:
+            continue  # a code a newer version wrote; nothing this one can say about it
+        out[row.account_id].append(Problem(code=code, detail=row.detail, since=row.since))
+    for account_id, account in accounts.items():
+        if account.status == "disconnected":
+            continue
+        derived = []
+        if account.status == "reauth_required":
+            derived.append(
+                Problem(
+                    code=ProblemCode.reauth_required,
+                    detail=REAUTH_DETAIL,
+                    since=account.updated_at,
+                )
+            )
+        if not account.has_key:
+            derived.append(
+                Problem(
+                    code=ProblemCode.unisender_key_missing,
+                    detail=KEY_MISSING_DETAIL,
+                    since=account.created_at,
+                )
+            )
+        known = {p.code for p in out[account_id]}
+        out[account_id] = [p for p in derived if p.code not in known] + out[account_id]
+    return out
