@@ -17,7 +17,9 @@ from amosync.accounts.schemas import (
     IntegrationOut,
     IntegrationUpdate,
 )
+from amosync.accounts.unisender import check_key
 from amosync.auth import AdminDep, CallerDep
+from amosync.db.models import utcnow
 from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import NotFound
 from amosync.ids import AccountIdPath, AccountIdQuery
@@ -71,8 +73,16 @@ async def update_account(
     services: ServicesDep,
     session: SessionDep,
 ) -> AccountOut:
-    """Change an account's name, subdomain, Unisender key, list or settings."""
+    """Change an account's name, subdomain, Unisender key, list or settings.
+
+    A new Unisender key is checked with Unisender first (400 `invalid_unisender_key`, or
+    `unknown_list` for a `list_id` sent with it that the key cannot see); nothing is
+    stored unless it passes.
+    """
     account = await service.require(session, account_id, for_update=True)
+    if body.unisender_key is not None:
+        await check_key(services, body.unisender_key, body.list_id)
+        account.unisender_checked_at = utcnow()
     service.apply_changes(account, services.cipher, body)
     if "unisender_key" in body.model_fields_set:
         # A new key: whatever Unisender said of the old one no longer holds.

@@ -52,6 +52,29 @@ async def resolve_list(client: UnisenderClient, list_id: int | None, title: str)
     return await client.create_list(title)
 
 
+def _refused() -> BadRequest:
+    return BadRequest(
+        "Unisender refused this API key; copy it again from Unisender → Settings → API",
+        code="invalid_unisender_key",
+    )
+
+
+async def check_key(services: Services, api_key: str, list_id: int | None) -> None:
+    """Ask Unisender (getLists) whether it accepts the key and, when given, knows the list.
+
+    Nothing is created at Unisender: a key set by hand keeps whatever list it names.
+    """
+    client = unisender_client(services, api_key)
+    try:
+        lists = await client.get_lists()
+    except InvalidApiKey as exc:
+        raise _refused() from exc
+    if list_id is not None and not any(item.id == list_id for item in lists):
+        raise BadRequest(
+            f"Unisender list {list_id} does not exist for this key", code="unknown_list"
+        )
+
+
 async def connect(
     services: Services,
     session: AsyncSession,
@@ -64,10 +87,7 @@ async def connect(
     try:
         chosen = await resolve_list(client, list_id, services.settings.unisender_list_title)
     except InvalidApiKey as exc:
-        raise BadRequest(
-            "Unisender refused this API key; copy it again from Unisender → Settings → API",
-            code="invalid_unisender_key",
-        ) from exc
+        raise _refused() from exc
     account.unisender_key_enc = services.cipher.encrypt(api_key)
     account.unisender_valid = True
     account.unisender_checked_at = datetime.now(UTC)
