@@ -104,15 +104,22 @@ def widget_build(
     backend_url: str | None = typer.Option(
         None, help="The service's public URL (default: AMOSYNC_PUBLIC_URL)."
     ),
+    support_email: str | None = typer.Option(
+        None, help="Support address shown in amoCRM and in the widget."
+    ),
+    support_url: str | None = typer.Option(
+        None, help="Support page shown in amoCRM and in the widget (not this service's URL)."
+    ),
 ) -> None:
     """Build the amoCRM widget archive (upload it in amoCRM's integration settings)."""
-    from amosync.widget.build import WidgetBuildError, build_widget
+    from amosync.widget.build import WidgetBuildError, build_widget, support_contacts
 
     url = backend_url or get_settings().webhook_base_url
     if not url:
         raise typer.BadParameter("pass --backend-url or set AMOSYNC_PUBLIC_URL")
     try:
-        path = build_widget(out, url)
+        support = support_contacts(support_email, support_url, url)
+        path = build_widget(out, url, support=support)
     except WidgetBuildError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"widget written to {path}")

@@ -1,226 +1,234 @@
-"""Real HTTP servers on loopback for the widget's browser tests.
+"""The real service for the widget's browser tests, and the amoCRM page the widget runs on.
 
-`FakeBackend` answers the widget routes of SPEC §3 the way the service does (shapes, status
-codes, {"error", "detail"} bodies, CORS for the page's origin) and records every call, so a
-test can check what the widget sent. `StandServer` serves the amoCRM stand page and the
-built widget's files from another origin, as amoCRM's pages would.
+`running_service()` starts `amosync sandbox` and `amosync serve` (inline worker, a SQLite
+database of its own) as processes on loopback ports, as an operator would run them, and
+drives the sandbox through its `/_sandbox` control routes: the widget talks to the real
+service over real HTTP, and the service to the sandbox's amoCRM and Unisender.
+
+`route_stand()` serves the stand page (harness/) and the built widget at
+`https://<subdomain>.amocrm.ru/` inside the browser (Playwright routing, no server and no
+certificate): the page has an amoCRM account's origin, which is what the service's CORS
+accepts, and the widget's calls cross origins to the service as they do in amoCRM.
 """
 
 from __future__ import annotations
 
-import json
-import threading
+import mimetypes
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-ACCOUNT_ID = 30896271
-TOKEN = "eyJhbGciOiJIUzI1NiJ9.disposable-token-for-the-widget-test.c2lnbmF0dXJl"
-GOOD_KEY = "6x4nk7tq8zbs3yg1fj5ooeoax9xyhdb8sa5mgpie"
+import httpx
 
-# What successive GET /sync/{run_id} calls answer for a run that succeeds.
-SUCCESS_STEPS: list[dict[str, Any]] = [
-    {"status": "running", "fetched": 250, "synced": 100, "unsynced": 20, "failed": 0},
-    {"status": "running", "fetched": 500, "synced": 400, "unsynced": 50, "failed": 0},
-    {"status": "done", "fetched": 500, "synced": 440, "unsynced": 60, "failed": 0},
-]
-FAILURE_STEPS: list[dict[str, Any]] = [
-    {"status": "running", "fetched": 250, "synced": 0, "unsynced": 0, "failed": 0},
-    {
-        "status": "failed",
-        "fetched": 250,
-        "synced": 0,
-        "unsynced": 0,
-        "failed": 250,
-        "error": "Unisender refused the API key (invalid_api_key)",
-    },
-]
+from amosync.amocrm.disposable import issue_disposable_token
+from amosync.config import Settings
+from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.worker.processes import env_for
+
+SUBDOMAIN = "acme"
+STAND_ORIGIN = f"https://{SUBDOMAIN}.amocrm.ru"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
-class Call:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    token: str | None
-    origin: str | None
-    content_type: str | None
-    body: Any
+class Service:
+    url: str
+    sandbox_url: str
+    settings: Settings
+    http: httpx.Client  # the service, with the admin token
+    control: httpx.Client  # the sandbox's /_sandbox routes
 
-
-@dataclass
-class BackendState:
-    allowed_origin: str = ""
-    connected: bool = False
-    steps: list[dict[str, Any]] = field(default_factory=lambda: list(SUCCESS_STEPS))
-    calls: list[Call] = field(default_factory=list)
-    preflights: int = 0
-    runs: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def reset(self) -> None:
-        with self.lock:
-            self.connected = False
-            self.steps = list(SUCCESS_STEPS)
-            self.calls.clear()
-            self.preflights = 0
-            self.runs.clear()
-
-    def calls_to(self, method: str, path: str) -> list[Call]:
-        with self.lock:
-            return [c for c in self.calls if c.method == method and c.path == path]
-
-
-class _BackendHandler(BaseHTTPRequestHandler):
-    state: BackendState
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 -- stdlib name
-        pass  # keep test output quiet
-
-    def _cors(self) -> None:
-        origin = self.headers.get("Origin")
-        if origin and origin == self.state.allowed_origin:
-            self.send_header("Access-Control-Allow-Origin", origin)
-            self.send_header("Vary", "Origin")
-
-    def _send(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self._cors()
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_OPTIONS(self) -> None:  # noqa: N802 -- http.server's naming
-        with self.state.lock:
-            self.state.preflights += 1
-        self.send_response(204)
-        self._cors()
-        self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-        self.send_header("Access-Control-Allow-Headers", "X-Auth-Token, Content-Type")
-        self.send_header("Access-Control-Max-Age", "600")
-        self.end_headers()
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._handle("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._handle("POST")
-
-    def _handle(self, method: str) -> None:
-        url = urlsplit(self.path)
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        call = Call(
-            method=method,
-            path=url.path,
-            query=parse_qs(url.query),
-            token=self.headers.get("X-Auth-Token"),
-            origin=self.headers.get("Origin"),
-            content_type=self.headers.get("Content-Type"),
-            body=body,
+    def token(self, account_id: int) -> str:
+        """An amoCRM disposable token for the widget (X-Auth-Token)."""
+        assert self.settings.amocrm_client_secret
+        assert self.settings.token_audience
+        return issue_disposable_token(
+            secret=self.settings.amocrm_client_secret,
+            audience=self.settings.token_audience,
+            account_id=account_id,
+            ttl=1800,
         )
-        with self.state.lock:
-            self.state.calls.append(call)
-        if call.token != TOKEN:
-            self._send(
-                401, {"error": "unauthorized", "detail": "X-Auth-Token is missing or invalid"}
+
+    def sandbox(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.control.request(method, path, **kwargs)
+        assert response.status_code < 400, f"{method} {path}: {response.text}"
+        return response.json() if response.content else None
+
+    def add_account(self, account_id: int, contacts: list[tuple[str, list[str]]]) -> None:
+        """The account at amoCRM (not installed on the service yet), with its contacts."""
+        self.sandbox(
+            "POST",
+            "/amocrm/accounts",
+            json={"account_id": account_id, "subdomain": SUBDOMAIN, "name": "Acme"},
+        )
+        for name, emails in contacts:
+            self.sandbox(
+                "POST",
+                f"/amocrm/accounts/{account_id}/contacts",
+                json={"name": name, "emails": emails},
             )
+
+    def install(self, account_id: int) -> None:
+        """amoCRM's install call (GET /vidget); its code exchange runs as a job."""
+        code = self.sandbox(
+            "POST",
+            f"/amocrm/accounts/{account_id}/codes",
+            json={"client_id": self.settings.amocrm_client_id},
+        )["code"]
+        response = self.http.get(
+            "/vidget",
+            params={
+                "code": code,
+                "referer": f"{SUBDOMAIN}.amocrm.ru",
+                "client_id": self.settings.amocrm_client_id,
+                "from_widget": "1",
+            },
+        )
+        assert response.status_code == 200, response.text
+
+    def wait_installed(self, account_id: int, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.http.get(f"/accounts/{account_id}")
+            if response.status_code == 200:
+                return dict(response.json())
+            time.sleep(0.1)
+        raise AssertionError(f"account {account_id} was never installed")
+
+    def add_key(self, key: str) -> None:
+        self.sandbox("POST", "/unisender/keys", json={"key": key})
+
+    def remove_key(self, key: str) -> None:
+        self.sandbox("DELETE", "/unisender/keys", params={"key": key})
+
+    def connect(self, account_id: int, key: str) -> int:
+        """The widget's key call, made here; returns the first sync's run id."""
+        response = self.http.post(
+            "/vidget/unisender",
+            json={"account_id": account_id, "unisender_key": key},
+            headers={"X-Auth-Token": self.token(account_id), "Authorization": ""},
+        )
+        assert response.status_code == 200, response.text
+        return int(response.json()["run_id"])
+
+    def wait_run(self, run_id: int, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.http.get(f"/sync/{run_id}").json()
+            if run["status"] in ("done", "failed"):
+                return dict(run)
+            time.sleep(0.1)
+        raise AssertionError(f"sync run {run_id} never finished")
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=1)
             return
-        self._route(call)
-
-    def _route(self, call: Call) -> None:
-        state = self.state
-        if call.method == "GET" and call.path == "/acchasuni":
-            account = call.query.get("account_id", [""])[0]
-            if account != str(ACCOUNT_ID):
-                self._send(403, {"error": "forbidden", "detail": "not your account"})
-                return
-            self._send(200, {"account_id": ACCOUNT_ID, "connected": state.connected})
-        elif call.method == "POST" and call.path == "/vidget/unisender":
-            if not isinstance(call.body, dict) or call.body.get("account_id") != ACCOUNT_ID:
-                self._send(400, {"error": "bad_request", "detail": "account_id is required"})
-            elif call.body.get("unisender_key") != GOOD_KEY:
-                self._send(
-                    400,
-                    {"error": "invalid_unisender_key", "detail": "Unisender: invalid_api_key"},
-                )
-            else:
-                state.connected = True
-                self._send(200, {"account_id": ACCOUNT_ID, "connected": True})
-        elif call.method == "POST" and call.path == "/sync":
-            if not isinstance(call.body, dict) or call.body.get("account_id") != ACCOUNT_ID:
-                self._send(400, {"error": "bad_request", "detail": "account_id is required"})
-                return
-            run_id = f"run-{len(state.runs) + 1}"
-            with state.lock:
-                state.runs[run_id] = 0
-            self._send(202, {"run_id": run_id, "status": "queued"})
-        elif call.method == "GET" and call.path.startswith("/sync/"):
-            run_id = call.path.removeprefix("/sync/")
-            with state.lock:
-                if run_id not in state.runs:
-                    self._send(404, {"error": "not_found", "detail": "no such sync run"})
-                    return
-                step = state.steps[min(state.runs[run_id], len(state.steps) - 1)]
-                state.runs[run_id] += 1
-            progress = {
-                "run_id": run_id,
-                "error": None,
-                "started_at": "2026-11-28T05:00:00Z",
-                "finished_at": "2026-11-28T05:00:09Z"
-                if step["status"] in ("done", "failed")
-                else None,
-                **step,
-            }
-            self._send(200, progress)
-        else:
-            self._send(404, {"error": "not_found", "detail": f"no route {call.method} {call.path}"})
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{url} never answered:\n{log.read_text(errors='replace')}"
+                ) from None
+            time.sleep(0.1)
 
 
 @contextmanager
-def serve(handler: Any) -> Iterator[str]:
-    """Run `handler` on a free loopback port in a thread; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "amosync.cli", *args],
+            env=env,
+            cwd=log.parent,  # no stray .env from the working directory
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 @contextmanager
-def fake_backend() -> Iterator[tuple[str, BackendState]]:
-    state = BackendState()
-    handler = type("BackendHandler", (_BackendHandler,), {"state": state})
-    with serve(handler) as url:
-        yield url, state
+def running_service(folder: Path) -> Iterator[Service]:
+    """`amosync sandbox` and `amosync serve` against it, both running until the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sandbox_port, port = free_port(), free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    settings = make_settings(
+        f"sqlite:///{folder / 'amosync.db'}",
+        amocrm_base_url=sandbox_url,
+        unisender_base_url=f"{sandbox_url}/ru/api",
+        amocrm_redirect_uri=f"http://127.0.0.1:{port}/vidget",
+        public_url=f"http://127.0.0.1:{port}",
+        worker="inline",
+    )
+    env = env_for(settings)
+    with ExitStack() as stack:
+        sandbox = stack.enter_context(
+            _process(
+                ["sandbox", "--port", str(sandbox_port), "--no-seed"], env, folder / "sandbox.log"
+            )
+        )
+        _wait_http(f"{sandbox_url}/_sandbox/health", sandbox, folder / "sandbox.log")
+        control = stack.enter_context(httpx.Client(base_url=f"{sandbox_url}/_sandbox", timeout=10))
+        response = control.post(
+            "/amocrm/integrations",
+            json={
+                "client_id": settings.amocrm_client_id,
+                "client_secret": settings.amocrm_client_secret,
+                "redirect_uri": settings.amocrm_redirect_uri,
+            },
+        )
+        assert response.status_code < 400, response.text
+        service = stack.enter_context(
+            _process(["serve", "--port", str(port)], env, folder / "service.log")
+        )
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/ready", service, folder / "service.log")
+        http = stack.enter_context(
+            httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+            )
+        )
+        yield Service(url, sandbox_url, settings, http, control)
 
 
-class _QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+def route_stand(context: Any, folder: Path, origin: str = STAND_ORIGIN) -> None:
+    """Serve `folder` (stand page, stub.js, widget/) at `origin` inside the browser."""
 
-    def end_headers(self) -> None:
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
+    def fulfil(route: Any) -> None:
+        path = urlsplit(route.request.url).path.lstrip("/") or "index.html"
+        file = (folder / path).resolve()
+        if not file.is_relative_to(folder.resolve()) or not file.is_file():
+            route.fulfill(status=404, body="not found")
+            return
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        if kind.startswith("text/") or kind in ("application/json", "application/javascript"):
+            kind += "; charset=utf-8"
+        route.fulfill(
+            status=200,
+            body=file.read_bytes(),
+            headers={"Content-Type": kind, "Cache-Control": "no-store"},
+        )
 
-
-@contextmanager
-def stand_server(folder: Path) -> Iterator[str]:
-    """Serve `folder` (the stand page, stub.js and widget/) over HTTP."""
-    with serve(partial(_QuietFiles, directory=str(folder))) as url:
-        yield url
+    context.route(f"{origin}/**", fulfil)

@@ -9,14 +9,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from amosync.cli import app as cli
 from amosync.widget.build import (
     SOURCE_DIR,
+    Support,
     WidgetBuildError,
     build_widget,
     normalize_backend_url,
     read_archive,
     render_files,
+    support_contacts,
     validate_widget,
 )
 from amosync.widget.logo import draw_logo, encode_png
@@ -77,7 +81,9 @@ def test_manifest_is_what_amocrm_reads(files: dict[str, bytes]) -> None:
     assert set(widget["locale"]) == {"ru", "en"}
     assert widget["installation"] is True
     assert widget["version"] == __import__("amosync").__version__
-    assert widget["support"]["link"] == BACKEND
+    # No support contacts asked for: no support section (never the service's own URL,
+    # whose pages are the admin's dashboard).
+    assert "support" not in widget
     assert "settings" in manifest["locations"]
     key_field = manifest["settings"]["unisender_key"]
     assert key_field["type"] == "pass"
@@ -238,3 +244,89 @@ def test_committed_logos_are_what_the_generator_draws() -> None:
     for name, (width, height) in (("logo_min.png", (84, 84)), ("logo_small.png", (108, 108))):
         committed = (SOURCE_DIR / "images" / name).read_bytes()
         assert committed == encode_png(width, height, draw_logo(width, height)), name
+
+
+def test_support_contacts_go_into_the_manifest_and_the_script(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "widget",
+            "build",
+            "--out",
+            str(tmp_path / "widget.zip"),
+            "--backend-url",
+            BACKEND,
+            "--support-email",
+            " Help@Example.COM ",
+            "--support-url",
+            "https://help.example.com/amosync?from=widget#start",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    files = read_archive(tmp_path / "widget.zip")
+    support = json.loads(files["manifest.json"])["widget"]["support"]
+    # amoCRM's manifest format: widget.support {link, email}.
+    assert support == {
+        "link": "https://help.example.com/amosync?from=widget#start",
+        "email": "Help@example.com",
+    }
+    script = files["script.js"].decode()
+    assert "email: 'Help@example.com'" in script
+    assert "link: 'https://help.example.com/amosync?from=widget#start'" in script
+    assert validate_widget(files) == []
+
+
+def test_an_email_alone_is_enough() -> None:
+    support = support_contacts("help@example.com", None, BACKEND)
+    files = render_files(BACKEND, support=support)
+    assert json.loads(files["manifest.json"])["widget"]["support"] == {"email": "help@example.com"}
+    assert "link: ''" in files["script.js"].decode()
+
+
+@pytest.mark.parametrize(
+    ("email", "url", "complaint"),
+    [
+        ("not an address", None, "not an address"),
+        ("help@", None, "not an address"),
+        (None, "help.example.com", "absolute"),
+        (None, "http://help.example.com", "use https"),
+        (None, "https://help.example.com/a'b", "quotes"),
+        # The service's own pages need the admin token: a user would land on its login.
+        (None, "https://amosync.example.com/", "the service itself"),
+        (None, "https://amosync.example.com:443/login", "the service itself"),
+    ],
+)
+def test_bad_support_contacts_are_refused(
+    email: str | None, url: str | None, complaint: str
+) -> None:
+    with pytest.raises(WidgetBuildError, match=complaint):
+        support_contacts(email, url, BACKEND)
+
+
+def test_the_cli_names_a_bad_support_address(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "widget",
+            "build",
+            "--out",
+            str(tmp_path / "w.zip"),
+            "--backend-url",
+            BACKEND,
+            "--support-email",
+            "nobody",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "support e-mail" in result.output
+    assert not (tmp_path / "w.zip").exists()
+
+
+def test_validation_refuses_a_broken_support_section() -> None:
+    files = render_files(BACKEND, support=Support(email="help@example.com"))
+    manifest = json.loads(files["manifest.json"])
+    manifest["widget"]["support"] = {"link": "javascript:alert(1)", "phone": "+7"}
+    files["manifest.json"] = json.dumps(manifest).encode()
+    problems = [str(p) for p in validate_widget(files)]
+    assert any("support.phone" in p for p in problems), problems
+    assert any("support.link must be a URL" in p for p in problems), problems

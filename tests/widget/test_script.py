@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from amosync.widget.build import render_files
+from tests.widget.codes import problem_codes, service_codes
 
 FILES = render_files("https://amosync.example.com")
 SCRIPT = FILES["script.js"].decode()
@@ -94,7 +95,8 @@ def test_every_text_the_script_shows_is_translated() -> None:
     # Keys the script builds at run time: run states, counters and error codes it explains.
     built = {f"panel.sync_{status}" for status in ("queued", "running", "done", "failed")}
     built |= {f"panel.{name}" for name in ("fetched", "synced", "unsynced", "failed")}
-    built |= {f"errors.{code}" for code in ("invalid_unisender_key", "unauthorized", "forbidden")}
+    built |= {f"errors.{code}" for code in service_codes()} | {"errors.unknown"}
+    built |= {f"problems.{code}" for code in problem_codes()}
     for locale, strings in LANGUAGES.items():
         missing = sorted(key for key in literal | built if not has_text(strings, key))
         assert missing == [], f"i18n/{locale}.json lacks {missing}"
@@ -103,3 +105,9 @@ def test_every_text_the_script_shows_is_translated() -> None:
 def test_script_loads_nothing_from_outside() -> None:
     urls = re.findall(r"https?://[^\s'\"]+", SCRIPT)
     assert urls == ["https://amosync.example.com"]
+
+
+def test_script_never_shows_the_services_detail() -> None:
+    # The service's `detail` is English; the widget shows texts by code (errors.<code>).
+    assert "detail" in SCRIPT  # it is read (kept in the rejection for debugging)
+    assert ".detail" not in SCRIPT.replace("detail: payload && payload.detail", "")

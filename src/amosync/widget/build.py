@@ -2,9 +2,12 @@
 
 The archive is what an amoCRM admin uploads to the integration: manifest.json, script.js,
 i18n/ and images/ at the root of the zip (amoCRM looks for manifest.json there, not in a
-folder). The service's base URL is written into script.js and the manifest at build time,
-because the widget runs on amoCRM's pages and has no other way to learn where the service is.
-The archive is byte-for-byte reproducible: fixed entry order, timestamps and permissions.
+folder). The service's base URL is written into script.js at build time, because the widget
+runs on amoCRM's pages and has no other way to learn where the service is. The operator's
+support contacts (`--support-email`, `--support-url`) go into the manifest's
+`widget.support` (`{"link", "email"}`, amoCRM's manifest format), where amoCRM shows them,
+and into script.js, whose panel shows them too. The archive is byte-for-byte reproducible:
+fixed entry order, timestamps and permissions.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import structlog
+from email_validator import EmailNotValidError, validate_email
 
 from amosync import __version__
 from amosync.widget.logo import LOGO_SIZES, png_size
@@ -27,6 +31,8 @@ log = structlog.get_logger()
 SOURCE_DIR = Path(__file__).parent / "src"
 BACKEND_PLACEHOLDER = "__AMOSYNC_BACKEND_URL__"
 VERSION_PLACEHOLDER = "__AMOSYNC_VERSION__"
+SUPPORT_EMAIL_PLACEHOLDER = "__AMOSYNC_SUPPORT_EMAIL__"
+SUPPORT_URL_PLACEHOLDER = "__AMOSYNC_SUPPORT_URL__"
 
 # Files copied as they are; manifest.json and script.js get the placeholders filled in.
 TEMPLATED = ("manifest.json", "script.js")
@@ -55,7 +61,56 @@ class ManifestProblem:
         return f"{self.where}: {self.problem}"
 
 
-def normalize_backend_url(url: str) -> str:
+@dataclass(frozen=True)
+class Support:
+    """Where the widget's users get help: an address and, optionally, a web page."""
+
+    email: str | None = None
+    link: str | None = None
+
+    def manifest(self) -> dict[str, str]:
+        """The manifest's `widget.support` object (empty: no support section)."""
+        return {key: value for key, value in (("link", self.link), ("email", self.email)) if value}
+
+
+def support_contacts(email: str | None, url: str | None, backend_url: str) -> Support:
+    """The support contacts, checked: a deliverable-looking address, an https page.
+
+    The page must not be the service itself: its pages are the operator's dashboard,
+    behind the admin token, and a widget user would land on its login.
+    """
+    address = None
+    if email is not None:
+        try:
+            address = validate_email(email.strip(), check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise WidgetBuildError(f"support e-mail {email!r} is not an address: {exc}") from exc
+    link = None
+    if url is not None:
+        # A help page may well have a query or an anchor; the rest is checked as for the
+        # backend (absolute, https, no credentials, nothing that breaks out of a string).
+        parts = urlsplit(url.strip())
+        base = normalize_backend_url(
+            parts._replace(query="", fragment="").geturl(), what="support URL"
+        )
+        link = urlsplit(base)._replace(query=parts.query, fragment=parts.fragment).geturl()
+        if _URL_FORBIDDEN.search(link):
+            raise WidgetBuildError(f"support URL {url!r} contains spaces or quotes")
+        if _origin(link) == _origin(normalize_backend_url(backend_url)):
+            raise WidgetBuildError(
+                f"support URL {url!r} is the service itself, whose pages need the admin token; "
+                "give a page of your own (or only --support-email)"
+            )
+    return Support(email=address, link=link)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def normalize_backend_url(url: str, *, what: str = "backend URL") -> str:
     """The service base URL as the widget uses it: checked, without a trailing slash.
 
     https is required because amoCRM pages are served over https and browsers block calls
@@ -63,23 +118,23 @@ def normalize_backend_url(url: str) -> str:
     """
     candidate = url.strip()
     if not candidate or _URL_FORBIDDEN.search(candidate):
-        raise WidgetBuildError(f"backend URL {url!r} is empty or contains spaces or quotes")
+        raise WidgetBuildError(f"{what} {url!r} is empty or contains spaces or quotes")
     parts = urlsplit(candidate)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WidgetBuildError(
-            f"backend URL {url!r} must be an absolute http(s) URL, e.g. https://amosync.example.com"
+            f"{what} {url!r} must be an absolute http(s) URL, e.g. https://amosync.example.com"
         )
     if parts.query or parts.fragment:
-        raise WidgetBuildError(f"backend URL {url!r} must not have a query or a fragment")
+        raise WidgetBuildError(f"{what} {url!r} must not have a query or a fragment")
     if parts.username or parts.password:
-        raise WidgetBuildError("backend URL must not contain credentials")
+        raise WidgetBuildError(f"{what} must not contain credentials")
     try:
         parts.port  # noqa: B018 -- raises ValueError on a malformed port
     except ValueError as error:
-        raise WidgetBuildError(f"backend URL {url!r} has an invalid port") from error
+        raise WidgetBuildError(f"{what} {url!r} has an invalid port") from error
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise WidgetBuildError(
-            f"backend URL {url!r} uses http: amoCRM pages are https and browsers block calls "
+            f"{what} {url!r} uses http: amoCRM pages are https and browsers block calls "
             "from them to http hosts; use https (an ngrok or reverse-proxy URL)"
         )
     path = parts.path.rstrip("/")
@@ -95,13 +150,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def render_files(backend_url: str, source_dir: Path = SOURCE_DIR) -> dict[str, bytes]:
+def render_files(
+    backend_url: str, source_dir: Path = SOURCE_DIR, *, support: Support | None = None
+) -> dict[str, bytes]:
     """Every file of the widget by its archive path, placeholders filled in.
 
     Raises WidgetBuildError for a backend URL the widget could not call, or sources that
     break amoCRM's rules.
     """
     url = normalize_backend_url(backend_url)
+    support = support or Support()
+    # json.dumps()[1:-1] escapes a value for both a JSON and a JS string literal.
+    values = {
+        BACKEND_PLACEHOLDER: url,
+        VERSION_PLACEHOLDER: __version__,
+        SUPPORT_EMAIL_PLACEHOLDER: support.email or "",
+        SUPPORT_URL_PLACEHOLDER: support.link or "",
+    }
     files: dict[str, bytes] = {}
     for path in sorted(source_dir.rglob("*")):
         if not path.is_file() or path.name.startswith("."):
@@ -112,9 +177,10 @@ def render_files(backend_url: str, source_dir: Path = SOURCE_DIR) -> dict[str, b
             text = data.decode("utf-8")
             if BACKEND_PLACEHOLDER not in text and name == "script.js":
                 raise WidgetBuildError(f"{name} has no {BACKEND_PLACEHOLDER} placeholder")
-            # json.dumps()[1:-1] escapes the URL for both a JSON and a JS string literal.
-            text = text.replace(BACKEND_PLACEHOLDER, json.dumps(url)[1:-1])
-            text = text.replace(VERSION_PLACEHOLDER, __version__)
+            for placeholder, value in values.items():
+                text = text.replace(placeholder, json.dumps(value)[1:-1])
+            if name == "manifest.json":
+                text = _with_support(text, support)
             data = text.encode("utf-8")
         files[name] = data
     problems = validate_widget(files)
@@ -123,14 +189,29 @@ def render_files(backend_url: str, source_dir: Path = SOURCE_DIR) -> dict[str, b
     return files
 
 
-def build_widget(out: Path, backend_url: str) -> Path:
+def _with_support(manifest: str, support: Support) -> str:
+    """The manifest with `widget.support` set to the operator's contacts (or left out)."""
+    try:
+        data = json.loads(manifest)
+    except json.JSONDecodeError:
+        return manifest  # validate_widget() says what is wrong with it
+    widget = data.get("widget") if isinstance(data, dict) else None
+    if not isinstance(widget, dict):
+        return manifest
+    widget.pop("support", None)
+    if support.manifest():
+        widget["support"] = support.manifest()
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def build_widget(out: Path, backend_url: str, *, support: Support | None = None) -> Path:
     """Write the widget archive to `out` and return its path.
 
     Raises WidgetBuildError for a backend URL the widget could not call, or sources that
     break amoCRM's rules.
     """
     url = normalize_backend_url(backend_url)
-    files = render_files(url)
+    files = render_files(url, support=support)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed, so a failed build never leaves half an archive.
     partial = out.with_name(out.name + ".partial")
@@ -145,13 +226,22 @@ def build_widget(out: Path, backend_url: str) -> Path:
         partial.replace(out)
     finally:
         partial.unlink(missing_ok=True)
-    log.info("widget.built", path=str(out), files=len(files), backend_url=url)
+    log.info(
+        "widget.built",
+        path=str(out),
+        files=len(files),
+        backend_url=url,
+        support=(support or Support()).manifest(),
+    )
     return out
 
 
-def main(out: Path, backend_url: str) -> None:
+def main(
+    out: Path, backend_url: str, support_email: str | None = None, support_url: str | None = None
+) -> Path:
     """CLI entry: build the archive (errors surface as WidgetBuildError with a readable message)."""
-    build_widget(out, backend_url)
+    support = support_contacts(support_email, support_url, backend_url)
+    return build_widget(out, backend_url, support=support)
 
 
 # --- validation -------------------------------------------------------------------------
@@ -174,6 +264,7 @@ def validate_widget(files: dict[str, bytes]) -> list[ManifestProblem]:
         for locale, strings in languages.items():
             if isinstance(strings, dict) and not isinstance(_lookup(strings, key), str):
                 problems.append(ManifestProblem(f"i18n/{locale}.json", f"missing text for {key!r}"))
+    _check_support(manifest, problems)
     _check_locations(manifest, problems)
     _check_settings(manifest, problems)
     _check_images(files, problems)
@@ -217,6 +308,24 @@ def _check_widget_block(manifest: dict[str, object], problems: list[ManifestProb
         if required not in locale:
             problems.append(ManifestProblem("manifest.json", f"widget.locale lacks {required!r}"))
     return list(locale)
+
+
+def _check_support(manifest: dict[str, object], problems: list[ManifestProblem]) -> None:
+    widget = manifest.get("widget")
+    support = widget.get("support") if isinstance(widget, dict) else None
+    if support is None:
+        return
+    if not isinstance(support, dict) or not support:
+        problems.append(ManifestProblem("manifest.json", "widget.support must be an object"))
+        return
+    for key, value in support.items():
+        if key not in ("link", "email") or not isinstance(value, str) or not value:
+            problems.append(
+                ManifestProblem("manifest.json", f"widget.support.{key} is not a link or e-mail")
+            )
+    link = support.get("link")
+    if isinstance(link, str) and not link.startswith(("https://", "http://")):
+        problems.append(ManifestProblem("manifest.json", "widget.support.link must be a URL"))
 
 
 def _i18n_keys(manifest: dict[str, object]) -> list[str]:

@@ -18,7 +18,9 @@
   var code = 'amosync_test';
   var root = '/widget/';
 
-  window.__stand = { notifications: [], statuses: [], ready: false, widget: null };
+  // saves: the settings amoCRM stored (onSave returned true); onSave: every return value.
+  window.__stand = { notifications: [], statuses: [], saves: [], onSave: [], ready: false, widget: null };
+  document.documentElement.lang = lang;
 
   var loaded = null;
   window.define = function (deps, factory) {
@@ -145,8 +147,9 @@
     modal.appendChild(body);
     var save = document.createElement('button');
     save.id = 'save';
+    save.className = 'js-widget-save'; // amoCRM's save button class
     save.type = 'button';
-    save.textContent = 'Save';
+    save.textContent = lang === 'ru' ? 'Сохранить' : 'Save';
     modal.appendChild(save);
     stand.appendChild(modal);
     return { body: body, block: block, save: save };
@@ -196,13 +199,20 @@
     } else {
       var modal = renderModal(manifest, langs);
       widget.callbacks.settings($(modal.body));
+      // amoCRM stores the fields only when onSave returns true.
       modal.save.addEventListener('click', function () {
         var fields = {};
         Array.prototype.forEach.call(modal.block.querySelectorAll('input'), function (input) {
           fields[input.name] = input.value;
-          settings[input.name] = input.value;
         });
-        widget.callbacks.onSave({ active: 'Y', fields: fields });
+        var result = widget.callbacks.onSave({ active: 'Y', fields: fields });
+        window.__stand.onSave.push(result);
+        if (result === true) {
+          Object.keys(fields).forEach(function (name) {
+            settings[name] = fields[name];
+          });
+          window.__stand.saves.push(fields);
+        }
       });
     }
     window.__stand.ready = true;

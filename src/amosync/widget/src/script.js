@@ -2,21 +2,32 @@
  * amosync widget for amoCRM: connects the account to Unisender and shows the sync.
  *
  * - Settings modal (location "settings"): amoCRM renders the manifest's fields (Unisender API
- *   key, optional list ID); below them this script shows whether Unisender is connected, a
- *   "sync now" button and the progress of the running sync. Saving the settings sends the key
- *   to the amosync service, which checks it with Unisender and starts the first full sync.
+ *   key, optional list ID); below them this script shows whether Unisender is connected, what
+ *   the account needs (its `problems`), a "sync now" button and the progress of the running
+ *   sync. Saving the settings sends the key to the amosync service, which checks it with
+ *   Unisender; amoCRM saves it only once the service has accepted it (see onSave).
  * - Advanced settings page (location "advanced_settings"): the same panel, full page.
+ *
+ * Every message is the user's language (i18n/ru.json, i18n/en.json): the service's errors are
+ * shown by their `error` code (errors.<code>), never by the service's English `detail`.
+ * Right after the install the account does not exist on the service yet (its code exchange
+ * runs as a job): the panel says it is being connected and asks again until it does.
  *
  * Every call goes through self.$authorizedAjax, which adds amoCRM's disposable token in the
  * X-Auth-Token header; the service trusts the account id in that token, not the one sent.
  * Only DOM APIs are used (no jQuery plugins, no CDN), and all text comes from i18n/.
- * BACKEND_URL below is filled in by the builder (amosync widget build --backend-url).
+ * BACKEND_URL and SUPPORT below are filled in by the builder (amosync widget build
+ * --backend-url --support-email --support-url).
  */
 define([], function () {
   'use strict';
 
   var BACKEND_URL = '__AMOSYNC_BACKEND_URL__';
+  var SUPPORT = { email: '__AMOSYNC_SUPPORT_EMAIL__', link: '__AMOSYNC_SUPPORT_URL__' };
   var POLL_MS = 1000;
+  // While the install's code exchange runs: ask this often, and after this long say so.
+  var CONNECTING_POLL_MS = 2000;
+  var CONNECTING_SLOW_MS = 60000;
   var MAX_POLL_ERRORS = 3;
   var STYLE_ID = 'amosync-widget-style';
   var FINAL = { done: true, failed: true };
@@ -31,8 +42,12 @@ define([], function () {
     '.amosync__connection[data-state=connected]::before{background:#27ae60}',
     '.amosync__connection[data-state=not_connected]::before{background:#e67e22}',
     '.amosync__connection[data-state=error]::before{background:#c0392b}',
+    '.amosync__connection[data-state=connecting]::before{background:#1e6fd9;',
+    'animation:amosync-pulse 1.2s ease-in-out infinite}',
+    '@keyframes amosync-pulse{50%{opacity:.25}}',
     '.amosync__hint{color:#6b7785;font-size:13px;margin-bottom:8px}',
-    '.amosync__message{margin:8px 0;padding:8px 10px;border-radius:4px;font-size:13px}',
+    '.amosync__message{margin:8px 0;padding:8px 10px;border-radius:4px;font-size:13px;',
+    'overflow-wrap:anywhere}',
     '.amosync__message:empty{display:none}',
     '.amosync__message[data-kind=info]{background:#eef4fc;color:#1d4f91}',
     '.amosync__message[data-kind=success]{background:#e7f6ec;color:#1e7a43}',
@@ -49,7 +64,17 @@ define([], function () {
     '.amosync__run-status{margin-top:6px;font-weight:600}',
     '.amosync__counts{display:grid;grid-template-columns:auto auto;gap:2px 16px;margin:8px 0 0;',
     'justify-content:start;font-size:13px}',
-    '.amosync__counts dt{color:#6b7785}.amosync__counts dd{margin:0;font-weight:600}'
+    '.amosync__counts dt{color:#6b7785}.amosync__counts dd{margin:0;font-weight:600}',
+    '.amosync__problems{margin:8px 0;padding:0;list-style:none}',
+    '.amosync__problems:empty{display:none}',
+    '.amosync__problems li{margin:4px 0;padding:8px 10px;border-radius:4px;background:#fff4e5;',
+    'color:#8a4b00;font-size:13px;overflow-wrap:anywhere}',
+    '.amosync__support{margin-top:14px;padding-top:10px;border-top:1px solid #dfe4ea;',
+    'font-size:13px;color:#6b7785;overflow-wrap:anywhere}',
+    '.amosync__support[hidden]{display:none}',
+    '.amosync__support a{color:#1e6fd9;margin-right:12px}',
+    '@media (max-width:480px){.amosync{padding:12px;margin:12px 0}',
+    '.amosync__button{width:100%}.amosync__counts{grid-template-columns:1fr auto}}'
   ].join('');
 
   function amocrm() {
@@ -104,29 +129,9 @@ define([], function () {
     }
   }
 
-  function runStorageKey(accountId) {
-    return 'amosync.run.' + accountId;
-  }
-
-  // sessionStorage may be unavailable (privacy settings); remembering the run is a nicety.
-  function remember(key, value) {
-    try {
-      if (value === null) {
-        window.sessionStorage.removeItem(key);
-      } else {
-        window.sessionStorage.setItem(key, value);
-      }
-    } catch (e) {
-      /* ignored */
-    }
-  }
-
-  function recall(key) {
-    try {
-      return window.sessionStorage.getItem(key);
-    } catch (e) {
-      return null;
-    }
+  // The list ID field as the service takes it: '' (none) or the text the user typed.
+  function listField(value) {
+    return String(value === undefined || value === null ? '' : value).trim();
   }
 
   return function () {
@@ -134,6 +139,10 @@ define([], function () {
     var view = null;
     var pollTimer = null;
     var watchedRun = null;
+    var accountTimer = null;
+    var connectingSince = null;
+    var checking = false; // a key check started by onSave is under way
+    var approved = null; // {key, list} the service has just accepted: amoCRM may save them
 
     // 'panel.connected' → the string at langs.panel.connected, or null when there is none.
     function lookup(path) {
@@ -178,25 +187,28 @@ define([], function () {
             }
             reject({
               status: status,
-              code: payload && payload.error,
+              code: payload && typeof payload.error === 'string' ? payload.error : null,
               detail: payload && payload.detail
             });
           });
       });
     }
 
+    // A code this widget has no text for (a newer service) gets the general text, with the
+    // code for support; the service's English detail is never shown.
+    function byCode(group, code) {
+      var known = code && lookup(group + '.' + code);
+      if (known) {
+        return known;
+      }
+      return t('errors.unknown') + (code ? ' (' + code + ')' : '');
+    }
+
     function errorMessage(error) {
       if (!error || !error.status) {
         return t('errors.network');
       }
-      var known = error.code && lookup('errors.' + error.code);
-      if (known) {
-        return known;
-      }
-      if (error.detail) {
-        return String(error.detail);
-      }
-      return t('errors.unknown');
+      return byCode('errors', error.code);
     }
 
     function notify(text) {
@@ -224,15 +236,34 @@ define([], function () {
       }
       var text = {
         checking: t('panel.checking'),
+        connecting: t('panel.connecting'),
         connected: t('panel.connected'),
         not_connected: t('panel.not_connected'),
         error: t('panel.not_connected')
       }[state];
+      // The key field is "above" only in the settings modal, not on the advanced page.
+      var hint = {
+        not_connected: t(view.hasFields ? 'panel.connect_hint' : 'panel.connect_hint_settings'),
+        connecting: t('panel.connecting_hint')
+      };
+      view.state = state;
       view.connection.textContent = text;
       view.connection.setAttribute('data-state', state);
-      view.hint.textContent = state === 'not_connected' ? t('panel.connect_hint') : '';
+      view.hint.textContent = hint[state] || '';
       view.connected = state === 'connected';
       updateButton();
+    }
+
+    function showProblems(problems) {
+      if (!view) {
+        return;
+      }
+      view.problems.textContent = '';
+      problems.forEach(function (problem) {
+        var item = element('li', null, byCode('problems', problem && problem.code));
+        item.setAttribute('data-problem', (problem && problem.code) || '');
+        view.problems.appendChild(item);
+      });
     }
 
     function updateButton() {
@@ -263,11 +294,11 @@ define([], function () {
       view.progress.setAttribute('data-status', status);
       view.bar.setAttribute('aria-valuenow', String(value));
       view.fill.style.width = value + '%';
-      var text = t('panel.sync_' + status);
-      if (status === 'failed' && progress.error) {
-        text += ': ' + progress.error;
-      }
-      view.runStatus.textContent = text;
+      // Why a run failed is said by the account's problems, in the user's language; the
+      // service's own words stay in a tooltip for support.
+      view.runStatus.textContent = lookup('panel.sync_' + status) || status;
+      view.runStatus.title = status === 'failed' && progress.error ? String(progress.error) : '';
+      view.runHint.textContent = status === 'failed' ? t('panel.sync_failed_hint') : '';
       COUNTS.forEach(function (name) {
         view.counts[name].textContent = String(Number(progress[name]) || 0);
       });
@@ -283,11 +314,9 @@ define([], function () {
     }
 
     function watchRun(runId, initial) {
-      var accountId = currentAccountId();
       var errors = 0;
       stopWatching();
       watchedRun = String(runId);
-      remember(runStorageKey(accountId), watchedRun);
       updateButton();
       showProgress(initial || { status: 'queued' });
 
@@ -302,11 +331,8 @@ define([], function () {
             progress = progress || {};
             showProgress(progress);
             if (FINAL[progress.status]) {
-              remember(runStorageKey(accountId), null);
               stopWatching();
-              if (progress.status === 'done') {
-                refreshConnection();
-              }
+              refreshAccount(); // connection and problems after the run
               return;
             }
             pollTimer = setTimeout(poll, POLL_MS);
@@ -318,7 +344,6 @@ define([], function () {
             errors += 1;
             // A run the service no longer knows will never finish: stop asking.
             if (error.status === 404 || errors >= MAX_POLL_ERRORS) {
-              remember(runStorageKey(accountId), null);
               setMessage(errorMessage(error), 'error');
               stopWatching();
               return;
@@ -331,24 +356,78 @@ define([], function () {
       poll();
     }
 
-    function refreshConnection() {
+    function clearAccountTimer() {
+      if (accountTimer !== null) {
+        clearTimeout(accountTimer);
+        accountTimer = null;
+      }
+    }
+
+    // The account as the service sees it: connection, problems, the last or running sync.
+    function showAccount(account) {
+      var wasConnecting = view && view.state === 'connecting';
+      connectingSince = null;
+      if (wasConnecting) {
+        setMessage('', 'info');
+      }
+      if (account.status === 'disconnected') {
+        setConnection('error');
+        setMessage(t('errors.account_disconnected'), 'error');
+        showProblems([]);
+        return;
+      }
+      setConnection(account.unisender_connected ? 'connected' : 'not_connected');
+      // A missing key is what the hint under the connection already asks for.
+      showProblems(
+        (account.problems || []).filter(function (problem) {
+          return problem && problem.code !== 'unisender_key_missing';
+        })
+      );
+      var run = account.last_sync;
+      if (run && run.run_id !== undefined && watchedRun === null) {
+        if (FINAL[run.status]) {
+          showProgress(run);
+        } else {
+          watchRun(run.run_id, run);
+        }
+      }
+    }
+
+    function refreshAccount() {
+      clearAccountTimer();
       var accountId = currentAccountId();
       if (!accountId) {
         setConnection('error');
         setMessage(t('errors.no_account'), 'error');
-        return Promise.resolve(false);
+        return Promise.resolve(null);
       }
-      setConnection('checking');
-      return request('GET', '/acchasuni?account_id=' + accountId).then(
-        function (answer) {
-          var connected = Boolean(answer && answer.connected);
-          setConnection(connected ? 'connected' : 'not_connected');
-          return connected;
+      if (!view || view.state !== 'connecting') {
+        setConnection('checking');
+      }
+      return request('GET', '/accounts/' + accountId).then(
+        function (account) {
+          showAccount(account || {});
+          return account;
         },
         function (error) {
+          if (error.status === 404 && error.code === 'account_not_found') {
+            // Right after the install the service is still exchanging amoCRM's code for
+            // tokens (a job): not an error yet. Say so, and ask again.
+            if (connectingSince === null) {
+              connectingSince = Date.now();
+            }
+            setConnection('connecting');
+            if (Date.now() - connectingSince >= CONNECTING_SLOW_MS) {
+              setMessage(t('panel.connecting_slow'), 'info');
+            }
+            if (view) {
+              accountTimer = setTimeout(refreshAccount, CONNECTING_POLL_MS);
+            }
+            return null;
+          }
           setConnection('error');
           setMessage(errorMessage(error), 'error');
-          return false;
+          return null;
         }
       );
     }
@@ -372,15 +451,15 @@ define([], function () {
       );
     }
 
-    // Sends the key to the service, which checks it with Unisender before storing it.
-    function connect(key, listId) {
+    // Sends the key to the service, which checks it with Unisender before storing it;
+    // resolves true when it was accepted.
+    function connect(key, list) {
       var accountId = currentAccountId();
       if (!accountId) {
         setMessage(t('errors.no_account'), 'error');
         return Promise.resolve(false);
       }
       var body = { account_id: accountId, unisender_key: key };
-      var list = String(listId === undefined || listId === null ? '' : listId).trim();
       if (list) {
         body.list_id = /^\d+$/.test(list) ? Number(list) : list;
       }
@@ -388,9 +467,10 @@ define([], function () {
       return request('POST', '/vidget/unisender', body).then(
         function (answer) {
           setMessage(t('panel.key_saved'), 'success');
-          refreshConnection();
-          if (answer && answer.run_id) {
-            watchRun(answer.run_id, { status: answer.status || 'queued' });
+          clearAccountTimer();
+          setConnection('connected');
+          if (answer && answer.run_id !== undefined && answer.run_id !== null) {
+            watchRun(answer.run_id, { status: 'queued' });
           }
           return true;
         },
@@ -398,13 +478,45 @@ define([], function () {
           setMessage(errorMessage(error), 'error');
           if (error.code === 'invalid_unisender_key') {
             setConnection('not_connected');
-            if (typeof self.set_status === 'function') {
-              self.set_status('error');
-            }
+          }
+          if (typeof self.set_status === 'function') {
+            self.set_status('error');
           }
           return false;
         }
       );
+    }
+
+    // amoCRM's own save button, pressed again once the service accepted the key (the
+    // pattern of amoCRM's documentation for settings checked asynchronously).
+    function saveAgain() {
+      var button = document.querySelector('.js-widget-save');
+      if (button) {
+        button.click();
+      }
+    }
+
+    function buildSupport() {
+      var box = element('div', 'amosync__support');
+      box.setAttribute('data-amosync', 'support');
+      if (!SUPPORT.email && !SUPPORT.link) {
+        box.hidden = true;
+        return box;
+      }
+      box.appendChild(element('span', null, t('panel.support') + ' '));
+      if (SUPPORT.link) {
+        var link = element('a', null, t('panel.support_link'));
+        link.href = SUPPORT.link;
+        link.target = '_blank';
+        link.rel = 'noopener noreferrer';
+        box.appendChild(link);
+      }
+      if (SUPPORT.email) {
+        var mail = element('a', null, SUPPORT.email);
+        mail.href = 'mailto:' + SUPPORT.email;
+        box.appendChild(mail);
+      }
+      return box;
     }
 
     function buildPanel() {
@@ -412,15 +524,19 @@ define([], function () {
       root.setAttribute('data-amosync', 'panel');
       var panel = {
         root: root,
+        state: null,
         connected: false,
         connection: element('div', 'amosync__connection'),
         hint: element('div', 'amosync__hint'),
         message: element('div', 'amosync__message'),
+        problems: element('ul', 'amosync__problems'),
         button: element('button', 'amosync__button', t('panel.sync_now')),
         progress: element('div', 'amosync__progress'),
         bar: element('div', 'amosync__bar'),
         fill: element('div', 'amosync__bar-fill'),
         runStatus: element('div', 'amosync__run-status'),
+        runHint: element('div', 'amosync__hint'),
+        hasFields: false,
         counts: {}
       };
       panel.button.type = 'button';
@@ -442,13 +558,16 @@ define([], function () {
       });
       panel.progress.appendChild(panel.bar);
       panel.progress.appendChild(panel.runStatus);
+      panel.progress.appendChild(panel.runHint);
       panel.progress.appendChild(list);
       root.appendChild(element('div', 'amosync__title', t('panel.title')));
       root.appendChild(panel.connection);
       root.appendChild(panel.hint);
       root.appendChild(panel.message);
+      root.appendChild(panel.problems);
       root.appendChild(panel.button);
       root.appendChild(panel.progress);
+      root.appendChild(buildSupport());
       return panel;
     }
 
@@ -462,19 +581,17 @@ define([], function () {
       view = buildPanel();
       var fields = container.querySelector('.widget_settings_block');
       if (fields && fields.parentNode) {
+        view.hasFields = true;
         fields.parentNode.insertBefore(view.root, fields.nextSibling);
       } else {
         container.appendChild(view.root);
       }
-      refreshConnection();
-      var pending = recall(runStorageKey(currentAccountId()));
-      if (pending) {
-        watchRun(pending);
-      }
+      refreshAccount();
     }
 
     function unmount() {
       stopWatching();
+      clearAccountTimer();
       if (view && view.root.parentNode) {
         view.root.parentNode.removeChild(view.root);
       }
@@ -499,20 +616,44 @@ define([], function () {
         mount(document.getElementById('work-area-' + widgetCode()));
         return true;
       },
-      // data: {active: 'Y' | 'N', fields: {unisender_key, list_id}}. The key is checked by the
-      // service asynchronously; amoCRM keeps its copy of the settings either way.
+      // data: {active: 'Y' | 'N', fields: {unisender_key, list_id}}. amoCRM saves the
+      // settings only when this returns true, and waits for no promise: so a new key is
+      // sent to the service and false returned; once the service has accepted it, the save
+      // button is pressed again and this time the checked key is let through. A key
+      // Unisender refuses is reported at once and never saved in amoCRM.
       onSave: function (data) {
         var fields = (data && data.fields) || {};
         if (data && data.active === 'N') {
           return true; // the widget is being switched off: nothing to connect
         }
         var key = String(fields.unisender_key || '').trim();
+        var list = listField(fields.list_id);
         if (!key) {
           setMessage(t('errors.no_key'), 'error');
+          return false;
+        }
+        if (approved && approved.key === key && approved.list === list) {
+          approved = null;
           return true;
         }
-        connect(key, fields.list_id);
-        return true;
+        var saved = (self.get_settings && self.get_settings()) || {};
+        var unchanged =
+          key === String(saved.unisender_key || '').trim() && list === listField(saved.list_id);
+        if (unchanged && view && view.connected) {
+          return true; // the key amoCRM holds is the one the service has: nothing to check
+        }
+        if (checking) {
+          return false; // this key's check is still running
+        }
+        checking = true;
+        connect(key, list).then(function (accepted) {
+          checking = false;
+          if (accepted) {
+            approved = { key: key, list: list };
+            saveAgain();
+          }
+        });
+        return false;
       },
       destroy: function () {
         unmount();
