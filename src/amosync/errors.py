@@ -8,12 +8,18 @@
     └── Forbidden               403
     UpstreamError               a call to amoCRM or Unisender failed
     ├── TransientUpstreamError  worth retrying later: 5xx, timeouts, 429, rate-limit codes
+    ├── AmoCRMBlocked           amoCRM blocked the integration for a while (403 after 429s):
+    │                           not retried in place; the worker pauses the account, resumes
     └── PermanentUpstreamError  retrying will not help: bad key, invalid argument, other 4xx
         ├── AuthorizationRevoked    amoCRM refused the refresh token: the account needs re-auth
         └── InvalidApiKey           Unisender refused the API key
 
 An `UpstreamError` carries the API name, the HTTP status and the (secret-free) body, so a
 log line or a failed job can say what happened without anyone re-running the call.
+
+Work that runs in a TaskGroup fails with an `ExceptionGroup`; `root_cause` picks the error
+that decides what happens next (a permanent one over a block over a transient one), so no
+`except` has to know about groups.
 """
 
 from __future__ import annotations
@@ -103,3 +109,32 @@ class AuthorizationRevoked(PermanentUpstreamError):
 
 class InvalidApiKey(PermanentUpstreamError):
     """Unisender refused the API key."""
+
+
+class AmoCRMBlocked(UpstreamError):
+    """amoCRM answered 403 after rate-limit errors: it blocks an integration that keeps
+    exceeding its limit for a while. Neither transient (retrying now prolongs the block) nor
+    permanent (the block ends by itself): the account waits a long pause, then resumes."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error behind `exc`: itself, or for an exception group the leaf that matters most
+    (permanent, then a block, then transient, then anything else; the first of a rank)."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = [root_cause(inner) for inner in exc.exceptions]
+    return min(leaves, key=_rank) if leaves else exc
+
+
+def _rank(exc: BaseException) -> int:
+    if isinstance(exc, AuthorizationRevoked):
+        return 0
+    if isinstance(exc, InvalidApiKey):
+        return 1
+    if isinstance(exc, PermanentUpstreamError):
+        return 2
+    if isinstance(exc, AmoCRMBlocked):
+        return 3
+    if isinstance(exc, TransientUpstreamError):
+        return 4
+    return 5

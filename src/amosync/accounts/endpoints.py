@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Response, status
 
 from amosync.accounts import install, repository, service
 from amosync.accounts.disconnect import unregister_quietly
-from amosync.accounts.problems import ProblemCode, clear_problem
 from amosync.accounts.schemas import (
     AccountCreate,
     AccountOut,
@@ -17,7 +16,7 @@ from amosync.accounts.schemas import (
     IntegrationOut,
     IntegrationUpdate,
 )
-from amosync.accounts.unisender import check_key
+from amosync.accounts.unisender import check_key, key_changed
 from amosync.auth import AdminDep, CallerDep
 from amosync.db.models import utcnow
 from amosync.deps import ServicesDep, SessionDep
@@ -84,10 +83,9 @@ async def update_account(
         await check_key(services, body.unisender_key, body.list_id)
         account.unisender_checked_at = utcnow()
     service.apply_changes(account, services.cipher, body)
-    if "unisender_key" in body.model_fields_set:
-        # A new key: whatever Unisender said of the old one no longer holds.
-        await clear_problem(session, account_id, ProblemCode.unisender_key_invalid)
     await session.flush()
+    if "unisender_key" in body.model_fields_set:
+        await key_changed(session, account_id)
     return (await service.views(session, [account]))[0]
 
 

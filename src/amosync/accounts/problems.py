@@ -23,11 +23,18 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.engine import dialect_name, insert_for
 from amosync.db.models import Account, AccountProblem, utcnow
+from amosync.errors import (
+    AmoCRMBlocked,
+    AuthorizationRevoked,
+    InvalidApiKey,
+    PermanentUpstreamError,
+    UpstreamError,
+)
 
 
 class ProblemCode(StrEnum):
@@ -42,8 +49,11 @@ class ProblemCode(StrEnum):
     request_refused = "request_refused"
 
 
-# Installing the widget again gives amoCRM's answer to this account a fresh start.
+# Installing the widget again gives amoCRM's answer to this account a fresh start; a new
+# Unisender key, Unisender's. A sync that finishes proves both work.
 CLEARED_BY_INSTALL = (ProblemCode.reauth_required, ProblemCode.request_refused)
+CLEARED_BY_KEY = (ProblemCode.unisender_key_invalid, ProblemCode.request_refused)
+CLEARED_BY_SYNC = (ProblemCode.unisender_key_invalid, ProblemCode.request_refused)
 
 
 class Problem(BaseModel):
@@ -54,6 +64,63 @@ class Problem(BaseModel):
 
 REAUTH_DETAIL = "amoCRM refused this account's authorization; install the widget again"
 KEY_MISSING_DETAIL = "no Unisender API key is connected; connect one in the widget"
+
+
+API_NAMES = {"amocrm": "amoCRM", "unisender": "Unisender"}
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong and what a person can do about it, for a run's or a job's `error`."""
+    if isinstance(exc, AuthorizationRevoked):
+        return (
+            f"amoCRM refused this account's authorization ({_said(exc)}); "
+            "install the widget again in amoCRM, then retry the sync"
+        )
+    if isinstance(exc, InvalidApiKey):
+        return (
+            f"Unisender refused the API key ({_said(exc)}); copy the key again from "
+            "Unisender → Settings → API, connect it in the widget, then retry the sync"
+        )
+    if isinstance(exc, AmoCRMBlocked):
+        return (
+            "amoCRM blocked this integration's requests for a while after too many of them "
+            f"({_said(exc)}); amosync pauses the account and resumes by itself"
+        )
+    if isinstance(exc, PermanentUpstreamError) and exc.api in API_NAMES:
+        return (
+            f"{API_NAMES[exc.api]} refused a request ({_said(exc)}); retrying it will not "
+            "help: fix what it names, then retry the sync"
+        )
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def _said(exc: UpstreamError) -> str:
+    parts = [exc.message]
+    if exc.status is not None and exc.status >= 400:  # Unisender says errors with a 200
+        parts.append(f"HTTP {exc.status}")
+    if exc.code:
+        parts.append(exc.code)
+    return ", ".join(parts)[:500]
+
+
+async def note_failure(session: AsyncSession, account_id: int, exc: BaseException) -> None:
+    """Mark the account with what a permanent failure means for it (SPEC §4)."""
+    if isinstance(exc, AuthorizationRevoked):
+        # Shown as `reauth_required` (derived from the status).
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.status == "active")
+            .values(status="reauth_required")
+        )
+    elif isinstance(exc, InvalidApiKey):
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(unisender_valid=False, unisender_checked_at=utcnow())
+        )
+        await set_problem(session, account_id, ProblemCode.unisender_key_invalid, describe(exc))
+    elif isinstance(exc, PermanentUpstreamError):
+        await set_problem(session, account_id, ProblemCode.request_refused, describe(exc))
 
 
 async def set_problem(

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.accounts.problems import ProblemCode, clear_problem
-from amosync.db.models import Account
+from amosync.accounts.problems import CLEARED_BY_KEY, clear_problem
+from amosync.db.models import Account, PendingChange
 from amosync.errors import BadRequest, InvalidApiKey
 from amosync.metrics import observe_upstream
 from amosync.ratelimit import secret_key
 from amosync.state import Services
 from amosync.unisender.client import UnisenderClient
+from amosync.worker.queue import enqueue
 
 
 def unisender_client(services: Services, api_key: str) -> UnisenderClient:
@@ -92,5 +94,16 @@ async def connect(
     account.unisender_valid = True
     account.unisender_checked_at = datetime.now(UTC)
     account.list_id = chosen
-    await clear_problem(session, account.id, ProblemCode.unisender_key_invalid)
     await session.flush()
+    await key_changed(session, account.id)
+
+
+async def key_changed(session: AsyncSession, account_id: int) -> None:
+    """A new key is stored: what Unisender said of the old one no longer holds, and the
+    webhook changes kept while it was refused go out now."""
+    await clear_problem(session, account_id, *CLEARED_BY_KEY)
+    kept = await session.scalar(
+        select(PendingChange.amocrm_id).where(PendingChange.account_id == account_id).limit(1)
+    )
+    if kept is not None:
+        await enqueue(session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}")

@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.problems import CLEARED_BY_SYNC, clear_problem, describe, note_failure
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.client import AmoCRMClient
@@ -27,7 +28,7 @@ from amosync.amocrm.models import Contact as AmoContact
 from amosync.amocrm.models import ContactsPage
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, SyncRun, utcnow
-from amosync.errors import AuthorizationRevoked, InvalidApiKey, PermanentUpstreamError
+from amosync.errors import PermanentUpstreamError, root_cause
 from amosync.metrics import contacts_synced
 from amosync.state import Services
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
@@ -91,18 +92,23 @@ class FullSync:
         self._analyze_at = ANALYZE_FIRST
 
     async def run(self, *, final_attempt: bool = True) -> None:
-        """Run (or resume) the sync. Marks the run failed when it cannot go on."""
+        """Run (or resume) the sync. Marks the run failed when it cannot go on.
+
+        The stages run in a TaskGroup, so a failure arrives as an ExceptionGroup: its root
+        cause is what decides (a permanent error fails the run now) and what is raised, so
+        the worker sees the real error too.
+        """
         try:
             await self._run()
-        except (InvalidApiKey, AuthorizationRevoked, PermanentUpstreamError) as exc:
-            await self._fail(exc)
-            raise
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if final_attempt:
-                await self._fail(exc)
-            raise
+            cause = root_cause(exc)
+            if isinstance(cause, PermanentUpstreamError) or final_attempt:
+                await self._fail(cause)
+            if cause is exc or not isinstance(cause, Exception):
+                raise
+            raise cause from exc
 
     async def _run(self) -> None:
         services = self.services
@@ -303,6 +309,7 @@ class FullSync:
                 .where(Account.id == account_id)
                 .values(unisender_valid=True, unisender_checked_at=utcnow(), reconciled_at=utcnow())
             )
+            await clear_problem(session, account_id, *CLEARED_BY_SYNC)
             await enqueue(
                 session,
                 "reconcile",
@@ -312,24 +319,11 @@ class FullSync:
             )
 
     async def _fail(self, exc: BaseException) -> None:
-        message = _describe(exc)
+        message = describe(exc)
         async with transaction(self.services.sessions) as session:
             run = await session.get(SyncRun, self.run_id)
             if run is None:
                 return
             run.status, run.error, run.finished_at = "failed", message, utcnow()
-            if isinstance(exc, InvalidApiKey):
-                await session.execute(
-                    update(Account)
-                    .where(Account.id == run.account_id)
-                    .values(unisender_valid=False, unisender_checked_at=utcnow())
-                )
+            await note_failure(session, run.account_id, exc)
         log.warning("sync.failed", run_id=self.run_id, error=message)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, InvalidApiKey):
-        return "Unisender refused the API key; connect a valid key and sync again"
-    if isinstance(exc, AuthorizationRevoked):
-        return "amoCRM authorization was revoked; install the widget again"
-    return f"{type(exc).__name__}: {exc}"[:1000]

@@ -22,6 +22,14 @@ async def active_run(session: AsyncSession, account_id: int) -> SyncRun | None:
 
 async def start_full_sync(session: AsyncSession, account_id: int) -> tuple[SyncRun, bool]:
     """Queue a full sync, or return the active one. Returns (run, created)."""
+    return await start_run(session, account_id)
+
+
+async def start_run(
+    session: AsyncSession, account_id: int, *, queue: bool = True
+) -> tuple[SyncRun, bool]:
+    """A new run (queued with its job unless `queue` is false: the caller's job runs it), or
+    the active one. Returns (run, created)."""
     existing = await active_run(session, account_id)
     if existing is not None:
         return existing, False
@@ -39,6 +47,8 @@ async def start_full_sync(session: AsyncSession, account_id: int) -> tuple[SyncR
         if existing is None:
             raise
         return existing, False
+    if not queue:
+        return run, True
     await enqueue(
         session,
         "full_sync",

@@ -13,19 +13,48 @@ from amosync.errors import PermanentUpstreamError
 from amosync.sync.changes import apply_pending
 from amosync.sync.fullsync import RECONCILE_EVERY, FullSync
 from amosync.sync.reconcile import reconcile
+from amosync.sync.service import start_run
 from amosync.worker.queue import enqueue
 from amosync.worker.runner import Handler, JobContext
 
 
 async def full_sync(ctx: JobContext) -> None:
-    await FullSync(ctx.services, int(ctx.payload["run_id"])).run(
-        final_attempt=ctx.attempts >= ctx.max_attempts
-    )
+    run_id = int(ctx.payload["run_id"])
+    if ctx.account_id is not None and await _run_failed(ctx, run_id):
+        # The job of a failed run was retried (the dashboard's "Retry"): sync again, as a
+        # new run, rather than skip the failed one.
+        async with transaction(ctx.services.sessions) as session:
+            run, _ = await start_run(session, ctx.account_id, queue=False)
+        run_id = run.id
+        await ctx.save_payload({**ctx.payload, "run_id": run_id})
+    await FullSync(ctx.services, run_id).run(final_attempt=ctx.attempts >= ctx.max_attempts)
+
+
+async def _run_failed(ctx: JobContext, run_id: int) -> bool:
+    async with ctx.services.sessions() as session:
+        status = await session.scalar(select(SyncRun.status).where(SyncRun.id == run_id))
+    return status == "failed"
 
 
 async def changes(ctx: JobContext) -> None:
     assert ctx.account_id is not None
+    if await _key_refused(ctx, ctx.account_id):
+        # Unisender refused the key: the changes wait (kept) until a key is connected,
+        # which queues this job again.
+        return
     await apply_pending(ctx.services, ctx.account_id)
+
+
+async def _key_refused(ctx: JobContext, account_id: int) -> bool:
+    async with ctx.services.sessions() as session:
+        row = (
+            await session.execute(
+                select(Account.unisender_key_enc.is_not(None), Account.unisender_valid).where(
+                    Account.id == account_id
+                )
+            )
+        ).first()
+    return row is not None and bool(row[0]) and not row[1]
 
 
 async def reconcile_account(ctx: JobContext) -> None:
@@ -52,7 +81,13 @@ async def _reconcile_once(ctx: JobContext, account_id: int) -> None:
                 SyncRun.account_id == account_id, SyncRun.status.in_(("queued", "running"))
             )
         )
-    if account is None or account.status != "active" or account.unisender_key_enc is None:
+    if (
+        account is None
+        or account.status != "active"
+        or account.unisender_key_enc is None
+        # Unisender refused the key: nothing to do with it until a new one is connected.
+        or not account.unisender_valid
+    ):
         return
     if running is None:
         started = utcnow()

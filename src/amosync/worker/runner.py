@@ -10,9 +10,13 @@ another slot holds are left out of the candidates in SQL, so a few busy accounts
 the rest of the queue. On PostgreSQL the candidate rows are read with FOR UPDATE SKIP LOCKED
 so workers don't queue behind each other.
 
-Failures: a `PermanentUpstreamError` fails the job at once; anything else is retried with
-exponential backoff and jitter until `max_attempts`, then the job is left `failed` with its
-last error (visible in the API and retryable).
+Failures: the root cause counts (a TaskGroup's ExceptionGroup is unwrapped). A
+`PermanentUpstreamError` fails the job at once, with an error a person can act on, and marks
+the account (`amosync.accounts.problems`); an `AmoCRMBlocked` pauses the whole account for
+`block_pause` seconds (its jobs are not claimed meanwhile, `amocrm_blocked` is shown), then
+the job resumes; anything else is retried with exponential backoff and jitter until
+`max_attempts`, then the job is left `failed` with its last error (visible in the API and
+retryable).
 
 Stopping (SIGTERM, the app shutting down): slots stop claiming, running jobs get `grace`
 seconds to finish, then they are cancelled and handed back to the queue untouched (the
@@ -36,9 +40,16 @@ import structlog
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.problems import (
+    ProblemCode,
+    clear_problem,
+    describe,
+    note_failure,
+    set_problem,
+)
 from amosync.db.engine import dialect_name, transaction
-from amosync.db.models import Account, Job, utcnow
-from amosync.errors import PermanentUpstreamError
+from amosync.db.models import Account, AccountProblem, Job, utcnow
+from amosync.errors import AmoCRMBlocked, PermanentUpstreamError, root_cause
 from amosync.state import Services
 from amosync.worker.queue import backoff
 
@@ -47,6 +58,10 @@ log = structlog.get_logger()
 LEASE_SECONDS = 60.0
 # How many due jobs one claim looks at; the first whose account it can lease wins.
 CANDIDATES = 20
+# How long an account blocked by amoCRM (403 after 429s) is left alone. amoCRM's
+# documentation says requests are restricted after repeated excess, not for how long;
+# minutes keep us from prolonging the block. Tests shorten it (`Worker(block_pause=...)`).
+BLOCK_PAUSE = 10 * 60.0
 
 Outcome = Literal["done", "retry", "failed", "released"]
 
@@ -93,6 +108,8 @@ class Worker:
     retry_delay: Callable[[int], float] = backoff
     # Seconds running jobs get to finish once `stop()` is called, before they are handed back.
     grace: float = 5.0
+    # Seconds an account blocked by amoCRM waits before its jobs run again.
+    block_pause: float = BLOCK_PAUSE
     worker_id: str = field(default_factory=_default_worker_id)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -187,10 +204,16 @@ class Worker:
             Account.lease_owner != owner,
             Account.lease_until >= now,
         )
+        # amoCRM blocked the account: nothing of it runs until the pause is over.
+        blocked = exists().where(
+            AccountProblem.account_id == Job.account_id,
+            AccountProblem.code == str(ProblemCode.amocrm_blocked),
+            AccountProblem.until > now,
+        )
         async with transaction(self.services.sessions) as session:
             query = (
                 select(Job.id, Job.account_id)
-                .where(claimable, ~held_by_another)
+                .where(claimable, ~held_by_another, ~blocked)
                 .order_by(Job.run_after, Job.id)
                 .limit(CANDIDATES)
             )
@@ -286,19 +309,45 @@ class Worker:
         return "done"
 
     async def _failed(self, job: JobContext, exc: Exception, bound: Any) -> Outcome:
-        permanent = isinstance(exc, PermanentUpstreamError)
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        cause = root_cause(exc)
+        permanent = isinstance(cause, PermanentUpstreamError)
+        error = describe(cause)[:2000]
+        if isinstance(cause, AmoCRMBlocked) and job.account_id is not None:
+            return await self._blocked(job, error, bound)
         if permanent or job.attempts >= job.max_attempts:
             bound.error("job.failed", attempts=job.attempts, error=error)
+            if permanent and job.account_id is not None:
+                await _settled(self._note(job.account_id, cause))
             await _settled(self._finish(job, status="failed", error=error))
             return "failed"
         delay = self.retry_delay(job.attempts)
-        retry_after = getattr(exc, "retry_after", None)
+        retry_after = getattr(cause, "retry_after", None)
         if retry_after:
             delay = max(delay, float(retry_after))
         bound.warning("job.retry", attempts=job.attempts, delay=round(delay, 1), error=error)
         await _settled(self._finish(job, status="pending", error=error, delay=delay))
         return "retry"
+
+    async def _blocked(self, job: JobContext, error: str, bound: Any) -> Outcome:
+        """Leave the account alone for `block_pause`; the job resumes after it. The attempt
+        counts, so an account amoCRM never unblocks ends `failed` after `max_attempts`."""
+        assert job.account_id is not None
+        if job.attempts >= job.max_attempts:
+            bound.error("job.failed", attempts=job.attempts, error=error)
+            await _settled(self._finish(job, status="failed", error=error))
+            return "failed"
+        until = utcnow() + timedelta(seconds=self.block_pause)
+        bound.warning("job.blocked", attempts=job.attempts, pause=self.block_pause, error=error)
+        async with transaction(self.services.sessions) as session:
+            await set_problem(
+                session, job.account_id, ProblemCode.amocrm_blocked, error, until=until
+            )
+        await _settled(self._finish(job, status="pending", error=error, delay=self.block_pause))
+        return "retry"
+
+    async def _note(self, account_id: int, cause: BaseException) -> None:
+        async with transaction(self.services.sessions) as session:
+            await note_failure(session, account_id, cause)
 
     async def _renew(self, job: JobContext) -> None:
         while True:
@@ -353,6 +402,9 @@ class Worker:
                 .values(**values)
             )
             if job.account_id is not None:
+                if status == "done":
+                    # The job ran to the end after the pause: amoCRM answers again.
+                    await clear_problem(session, job.account_id, ProblemCode.amocrm_blocked)
                 await _release_account(session, job.account_id, job.worker_id)
         # Work of this account queued while the job ran can be claimed now, not next poll.
         self.services.notify_work()
