@@ -48,10 +48,17 @@ async def test_no_key_and_revoked_tokens_are_derived(
         "unisender_key_missing",
     ]
 
-    # Connecting a key and installing again: both gone without anyone clearing them.
+    # A key stored and installed again: both gone without anyone clearing them.
     async with transaction(services.sessions) as session:
-        await session.execute(update(Account).where(Account.id == 302).values(status="active"))
-    assert (await client.put("/accounts/302", json={"unisender_key": KEY})).status_code == 200
+        await session.execute(
+            update(Account)
+            .where(Account.id == 302)
+            .values(
+                status="active",
+                unisender_key_enc=services.cipher.encrypt(KEY),
+                unisender_valid=True,
+            )
+        )
     assert (await client.get("/accounts/302")).json()["problems"] == []
 
 
@@ -111,7 +118,13 @@ async def test_a_refused_key_shows_until_a_new_key_is_connected(
     assert body["unisender_connected"] is False
     assert (await client.get("/acchasuni", params={"account_id": 305})).json()["connected"] is False
 
-    assert (await client.put("/accounts/305", json={"unisender_key": KEY + "2"})).status_code == 200
+    # The key replaced (PUT /accounts and POST /vidget/unisender store it valid): gone.
+    async with transaction(services.sessions) as session:
+        await session.execute(
+            update(Account)
+            .where(Account.id == 305)
+            .values(unisender_key_enc=services.cipher.encrypt(KEY + "2"), unisender_valid=True)
+        )
     assert (await client.get("/accounts/305")).json()["problems"] == []
     async with services.sessions() as session:
         assert (await problems_for(session, [305]))[305] == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from amosync.db.engine import transaction
@@ -95,8 +96,9 @@ async def test_a_revoked_token_fails_the_run_at_once_until_installed_again(
         assert s.members() == {"ann@example.com", "bob@example.com", "cy@example.com"}
 
 
+@pytest.mark.parametrize("connect", ["widget", "admin"])
 async def test_a_dead_unisender_key_fails_at_once_and_a_new_key_clears_it(
-    database_url: str,
+    database_url: str, connect: str
 ) -> None:
     async with stack(database_url) as s:
         await installed(s)
@@ -127,7 +129,17 @@ async def test_a_dead_unisender_key_fails_at_once_and_a_new_key_clears_it(
         assert [p["code"] for p in (await account(s))["problems"]] == ["unisender_key_invalid"]
 
         # A new key: the problem is gone, the kept change and a new full sync go through.
-        await s.connect_unisender(key=NEW_KEY)
+        if connect == "widget":
+            await s.connect_unisender(key=NEW_KEY)
+        else:
+            s.sandbox.unisender.add_key(NEW_KEY)
+            list_id = s.sandbox.unisender.create_list(NEW_KEY, "amoCRM contacts")
+            put = await s.http.put(
+                f"/accounts/{ACCOUNT_ID}", json={"unisender_key": NEW_KEY, "list_id": list_id}
+            )
+            assert put.status_code == 200, put.text
+            assert put.json()["problems"] == []
+            assert (await s.http.post("/sync", json={"account_id": ACCOUNT_ID})).status_code == 202
         assert (await account(s))["problems"] == []
         assert await connected(s) is True
         await s.settle()
