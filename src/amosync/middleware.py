@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from amosync.hosts import is_host_name
+
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -201,25 +203,14 @@ class SecurityHeadersMiddleware:
 
 
 def allowed_origin(origin: str, suffixes: Iterable[str]) -> bool:
-    """`https://<sub>.amocrm.ru` and the like: https, a subdomain, an exact suffix, no port."""
+    """`https://<sub>.amocrm.ru` and the like: https, a subdomain, an exact suffix, no port.
+
+    The host is read by the same check as the install's referer (`amosync.hosts`).
+    """
     scheme, sep, host = origin.lower().partition("://")
-    if scheme != "https" or not sep or not host:
-        return False
-    labels = host.split(".")
-    if not all(_label(label) for label in labels):
+    if scheme != "https" or not sep or not is_host_name(host):
         return False
     return any(host.endswith(suffix) and len(host) > len(suffix) for suffix in suffixes)
-
-
-def _label(label: str) -> bool:
-    """A DNS label: letters, digits and inner hyphens (IDNs come as punycode)."""
-    return (
-        0 < len(label) <= 63
-        and label.isascii()
-        and label.replace("-", "").isalnum()
-        and not label.startswith("-")
-        and not label.endswith("-")
-    )
 
 
 ANY_METHOD = ("GET", "POST", "PUT", "DELETE")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from urllib.parse import parse_qsl
 
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Select, delete, select
 
-from amosync.db.models import Account, Integration
-from tests.stack import ACCOUNT_ID, UNISENDER_KEY, stack
+from amosync.db.models import Account, Integration, Job
+from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
+
+# amoCRM's widget install call as its documentation describes it (SOURCES.md beside it).
+INSTALL_QUERY = Path(__file__).parents[1] / "fixtures" / "install" / "widget_install.query"
 
 
 async def test_install_stores_encrypted_tokens_fetches_account_and_registers_webhooks(
@@ -192,3 +197,201 @@ async def test_deleting_an_account_unregisters_its_webhooks(database_url: str) -
         assert (await s.http.delete(f"/accounts/{ACCOUNT_ID}")).status_code == 204
         assert s.sandbox.amocrm.webhooks(ACCOUNT_ID) == []
         assert (await s.http.get(f"/accounts/{ACCOUNT_ID}")).status_code == 404
+
+
+def documented_install_query(code: str) -> dict[str, str]:
+    """The documented query string (code, referer, from_widget), with a sandbox code."""
+    query = dict(parse_qsl(INSTALL_QUERY.read_text().strip(), strict_parsing=True))
+    assert set(query) == {"code", "referer", "from_widget"}
+    return {**query, "code": code}
+
+
+async def test_the_documented_install_call_without_client_id_installs(database_url: str) -> None:
+    async with stack(database_url) as s:
+        s.sandbox.amocrm.add_account(account_id=ACCOUNT_ID, subdomain="acme", name="Acme")
+        assert s.settings.amocrm_client_id
+        code = s.sandbox.amocrm.issue_code(ACCOUNT_ID, s.settings.amocrm_client_id)
+        response = await s.http.get("/vidget", params=documented_install_query(code))
+        assert response.status_code == 200, response.text
+        await s.settle()
+        async with s.services.sessions() as session:
+            account = await session.get(Account, ACCOUNT_ID)
+            integration = (await session.execute(select(Integration))).scalar_one()
+        assert account is not None
+        assert account.status == "active"
+        # The integration is ours: a call without client_id is for this service.
+        assert integration.client_id == s.settings.amocrm_client_id
+        assert integration.base_url == "https://acme.amocrm.ru"
+        assert len(s.sandbox.amocrm.webhooks(ACCOUNT_ID)) == 1
+
+
+HOSTILE_REFERERS = [
+    "evil.com\\.amocrm.ru",  # browsers read a backslash as "/": evil.com
+    "evil.com\\@acme.amocrm.ru",
+    "a..amocrm.ru",
+    ".amocrm.ru",
+    "amocrm.ru",  # the bare allowed domain is amoCRM itself, not an account
+    "https://amocrm.ru",
+    "KOMMO.COM",
+    "-a.amocrm.ru",
+    "a-.amocrm.ru",
+    "a_b.amocrm.ru",
+    "acme.amocrm.ru.",
+    "acme.amocrm.ru..",
+    "acme.amocrm.ru:8443",
+    "acme.amocrm.ru:",
+    "https://acme.amocrm.ru:443/",
+    "x@evil.com",
+    "x@acme.amocrm.ru",
+    "https://evil.com@acme.amocrm.ru",
+    "https://acme.amocrm.ru@evil.com",
+    "acme.amocrm.ru@evil.com",
+    "evil.com/.amocrm.ru",
+    "evil.com?.amocrm.ru",
+    "evil.com#.amocrm.ru",
+    "evil.com%2F.amocrm.ru",  # a literal percent escape, not a host name
+    "acme%2eamocrm.ru",
+    "evil.com%00.amocrm.ru",
+    "evil.com\x00.amocrm.ru",
+    " acme.amocrm.ru",
+    "acme.amocrm.ru ",
+    "ac me.amocrm.ru",
+    "acme.amocrm.ru\t",
+    "\u0430cme.amocrm.ru",  # Cyrillic a
+    "\uff41cme.amocrm.ru",  # fullwidth a
+    "\u200bacme.amocrm.ru",  # zero-width space
+    "acme\u3002amocrm.ru",  # ideographic full stop
+    "acme.amocrm\uff0eru",  # fullwidth full stop
+    "b\u00fccher.amocrm.ru",  # an IDN not in punycode
+    "a" * 64 + ".amocrm.ru",  # a label over 63 characters
+    ".".join(["a"] * 130) + ".amocrm.ru",  # a name over 253 characters
+    "[::1]",
+    "http://[::1].amocrm.ru",
+    "127.0.0.1",
+    "javascript://acme.amocrm.ru",
+    "ftp://acme.amocrm.ru",
+    "https:/acme.amocrm.ru",
+    "//acme.amocrm.ru",
+    "https://",
+    "",
+    "acme",
+    "acme.evil.ru",
+    "evilamocrm.ru",
+    "acme.amocrm.ru.evil.com",
+]
+
+
+async def _refused_without_a_call(s: Stack, query: dict[str, str], error: str) -> None:
+    response = await s.http.get("/vidget", params=query)
+    assert response.status_code == 400, (query, response.text)
+    assert response.json()["error"] == error, query
+    await s.settle()
+    assert s.sandbox.calls == [], query
+    assert await s.count(Job) == 0, query
+
+
+async def test_hostile_referers_are_refused_and_nothing_is_called(database_url: str) -> None:
+    async with stack(database_url) as s:
+        s.sandbox.amocrm.add_account(account_id=ACCOUNT_ID, subdomain="acme", name="Acme")
+        assert s.settings.amocrm_client_id
+        code = s.sandbox.amocrm.issue_code(ACCOUNT_ID, s.settings.amocrm_client_id)
+        for referer in HOSTILE_REFERERS:
+            query = {**documented_install_query(code), "referer": referer}
+            await _refused_without_a_call(s, query, "invalid_referer")
+
+
+@pytest.mark.parametrize(
+    "referer",
+    ["acme.amocrm.ru", "ACME.AmoCRM.ru", "https://acme.amocrm.ru", "https://acme.amocrm.ru/"],
+)
+async def test_an_account_host_is_accepted_in_the_forms_amocrm_may_send(
+    database_url: str, referer: str
+) -> None:
+    async with stack(database_url) as s:
+        s.sandbox.amocrm.add_account(account_id=ACCOUNT_ID, subdomain="acme", name="Acme")
+        assert s.settings.amocrm_client_id
+        code = s.sandbox.amocrm.issue_code(ACCOUNT_ID, s.settings.amocrm_client_id)
+        query = {**documented_install_query(code), "referer": referer}
+        assert (await s.http.get("/vidget", params=query)).status_code == 200
+        await s.settle()
+        async with s.services.sessions() as session:
+            integration = (await session.execute(select(Integration))).scalar_one()
+        assert integration.base_url == "https://acme.amocrm.ru"
+
+
+async def test_a_foreign_client_id_is_refused_while_a_missing_one_is_ours(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        s.sandbox.amocrm.add_account(account_id=ACCOUNT_ID, subdomain="acme", name="Acme")
+        assert s.settings.amocrm_client_id
+        code = s.sandbox.amocrm.issue_code(ACCOUNT_ID, s.settings.amocrm_client_id)
+        query = {**documented_install_query(code), "client_id": "someone-elses-integration"}
+        await _refused_without_a_call(s, query, "invalid_client_id")
+
+
+def _install_jobs_query() -> Select[str, int, str | None]:
+    return select(Job.status, Job.attempts, Job.last_error).where(Job.kind == "install")
+
+
+@pytest.mark.parametrize("refusal", ["spent_code", "unknown_code", "wrong_secret"])
+async def test_a_permanently_refused_install_fails_at_once(database_url: str, refusal: str) -> None:
+    async with stack(database_url) as s:
+        s.sandbox.amocrm.add_account(account_id=ACCOUNT_ID, subdomain="acme", name="Acme")
+        client_id = s.settings.amocrm_client_id
+        assert client_id
+        assert s.settings.amocrm_redirect_uri
+        code = s.sandbox.amocrm.issue_code(ACCOUNT_ID, client_id)
+        if refusal == "spent_code":
+            # Spend it first, as a second install call with the same code would.
+            await s.http.get("/vidget", params=documented_install_query(code))
+            await s.settle()
+            async with s.services.engine.begin() as connection:
+                await connection.execute(delete(Job))
+        elif refusal == "unknown_code":
+            code = "def50200" + "0" * 64
+        else:  # amoCRM answers 401 when the secret is not the integration's
+            s.sandbox.amocrm.add_integration(
+                client_id, "another-secret-" + "x" * 40, s.settings.amocrm_redirect_uri
+            )
+        s.sandbox.calls.clear()
+        response = await s.http.get("/vidget", params=documented_install_query(code))
+        assert response.status_code == 200
+        await s.settle()
+        async with s.services.sessions() as session:
+            jobs = (await session.execute(_install_jobs_query())).all()
+        assert len(jobs) == 1
+        status, attempts, error = jobs[0]
+        assert (status, attempts) == ("failed", 1), error
+        assert error is not None
+        assert "authorization_code" in error
+        oauth_calls = s.sandbox.calls.count_where(path="/oauth2/access_token")
+        assert oauth_calls == 1
+
+
+async def test_a_queued_install_with_a_host_we_now_refuse_fails_at_once(database_url: str) -> None:
+    """A job an older version queued for a referer it let through: one attempt, no call."""
+    from amosync.db.engine import transaction
+    from amosync.worker.queue import enqueue
+
+    async with stack(database_url) as s:
+        async with transaction(s.services.sessions) as session:
+            await enqueue(
+                session,
+                "install",
+                account_id=None,
+                payload={
+                    "code": s.services.cipher.encrypt("def50200" + "0" * 64),
+                    "host": "evil.com\\.amocrm.ru",
+                    "client_id": s.settings.amocrm_client_id,
+                },
+                max_attempts=10,
+            )
+        await s.settle()
+        async with s.services.sessions() as session:
+            jobs = (await session.execute(_install_jobs_query())).all()
+        status, attempts, error = jobs[0]
+        assert (status, attempts) == ("failed", 1), error
+        assert error is not None
+        assert "not an account host name" in error
+        assert s.sandbox.calls == []

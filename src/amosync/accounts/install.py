@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy import select, update
@@ -25,6 +24,7 @@ from amosync.crypto import new_token, same, token_hash
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Integration
 from amosync.errors import AppError, BadRequest, PermanentUpstreamError, TransientUpstreamError
+from amosync.hosts import InvalidHost, account_host
 from amosync.state import Services
 from amosync.worker.queue import enqueue
 from amosync.worker.runner import JobContext
@@ -34,42 +34,42 @@ log = structlog.get_logger()
 WEBHOOK_EVENTS = ["add_contact", "update_contact", "delete_contact", "restore_contact"]
 
 
-def referer_host(referer: str) -> str:
-    """`acme.amocrm.ru` from `acme.amocrm.ru`, `https://acme.amocrm.ru/…` or similar."""
-    value = referer.strip()
-    host = urlsplit(value if "//" in value else f"//{value}").hostname or ""
-    return host.lower().rstrip(".")
-
-
 def check_referer(settings: Settings, referer: str | None) -> str:
-    host = referer_host(referer or "")
-    for domain in settings.allowed_domains:
-        if host == domain or host.endswith("." + domain):
-            return host
-    raise BadRequest(
-        "the referer is not an amoCRM or Kommo account domain "
-        f"(allowed: {', '.join(settings.allowed_domains)})",
-        code="invalid_referer",
-    )
+    """The account's host name (`acme.amocrm.ru`) the referer names, or 400.
+
+    The same check (`hosts.account_host`) decides the base URL of the exchange, so a
+    referer accepted here can always be called, and one that could not is refused here.
+    """
+    try:
+        return account_host(referer or "", settings.allowed_domains)
+    except InvalidHost as exc:
+        raise BadRequest(
+            "the referer is not the host name of an amoCRM or Kommo account, such as "
+            f"acme.amocrm.ru (allowed: subdomains of {', '.join(settings.allowed_domains)})",
+            code="invalid_referer",
+        ) from exc
 
 
-def check_client_id(settings: Settings, client_id: str | None) -> None:
+def check_client_id(settings: Settings, client_id: str | None) -> str:
+    """Our client_id, or 400. A call without one is for us: amoCRM's documentation of the
+    widget install lists only `code`, `referer` and `from_widget`."""
     if not settings.amocrm_client_id or not settings.amocrm_client_secret:
         raise BadRequest(
             "installs are not configured: set AMOSYNC_AMOCRM_CLIENT_ID, "
             "AMOSYNC_AMOCRM_CLIENT_SECRET and AMOSYNC_AMOCRM_REDIRECT_URI",
             code="install_not_configured",
         )
-    if not client_id or not same(client_id, settings.amocrm_client_id):
+    if client_id and not same(client_id, settings.amocrm_client_id):
         raise BadRequest("client_id is not this service's integration", code="invalid_client_id")
+    return settings.amocrm_client_id
 
 
 async def accept_install(
-    services: Services, session: AsyncSession, *, code: str, referer: str, client_id: str
+    services: Services, session: AsyncSession, *, code: str, referer: str, client_id: str | None
 ) -> None:
     """Validate amoCRM's install call and queue the exchange."""
     host = check_referer(services.settings, referer)
-    check_client_id(services.settings, client_id)
+    client_id = check_client_id(services.settings, client_id)
     await enqueue(
         session,
         "install",
@@ -95,7 +95,13 @@ class _StaticTokens:
 async def run_install(ctx: JobContext) -> None:
     services, settings, cipher = ctx.services, ctx.services.settings, ctx.services.cipher
     payload = dict(ctx.payload)
-    host = payload["host"]
+    try:
+        # Checked again: a job queued by an older version may hold a host it let through.
+        host = account_host(payload["host"], settings.allowed_domains)
+    except InvalidHost as exc:
+        raise PermanentUpstreamError(
+            f"the install's referer is not an account host name: {exc}", api="amocrm"
+        ) from exc
     base_url = account_base_url(settings.amocrm_base_url, host)
     assert settings.amocrm_client_secret
     assert settings.amocrm_redirect_uri

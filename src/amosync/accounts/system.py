@@ -47,7 +47,7 @@ async def install_call(
     if not code:
         raise BadRequest("the install call carries no code", code="missing_code")
     await install.accept_install(
-        services, session, code=code, referer=referer or "", client_id=client_id or ""
+        services, session, code=code, referer=referer or "", client_id=client_id
     )
     services.notify_work()
     if "text/html" in request.headers.get("accept", ""):

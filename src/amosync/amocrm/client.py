@@ -19,7 +19,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, Self, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -34,6 +33,7 @@ from amosync.errors import (
     TransientUpstreamError,
     UpstreamError,
 )
+from amosync.hosts import InvalidHost, host_name
 from amosync.retry import (
     DEFAULT_POLICY,
     CallObserver,
@@ -51,7 +51,6 @@ MAX_PAGE_SIZE = 250
 OAUTH_PATH = "/oauth2/access_token"
 # Hints amoCRM puts in a 400 answer when the code or refresh token itself is no good.
 _REFUSED_GRANT = re.compile(r"revoked|expired|invalid|decrypt", re.IGNORECASE)
-_HOSTNAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$")
 
 
 class TokenSource(Protocol):
@@ -74,10 +73,11 @@ def account_base_url(settings_base_url: str | None, referer_or_subdomain: str) -
     """
     if settings_base_url:
         return settings_base_url.rstrip("/")
-    value = referer_or_subdomain.strip()
-    host = (urlsplit(value if "//" in value else f"//{value}").hostname or "").rstrip(".")
-    if not _HOSTNAME.match(host):
-        raise ValueError(f"not an amoCRM account domain: {referer_or_subdomain!r}")
+    try:
+        # The same check as the install's referer (amosync.hosts), so the two never disagree.
+        host = host_name(referer_or_subdomain)
+    except InvalidHost as exc:
+        raise ValueError(f"not an amoCRM account domain: {referer_or_subdomain!r}") from exc
     if "." not in host:
         host = f"{host}.amocrm.ru"
     return f"https://{host}"
