@@ -123,6 +123,8 @@ def widget_build(
     except WidgetBuildError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"widget written to {path}")
+    if not support.manifest():
+        typer.echo("no --support-email given: the widget shows users no way to reach you", err=True)
 
 
 @app.command()

@@ -267,9 +267,9 @@ def test_a_failed_sync_on_a_phone_in_english(tab: Any, service: Service) -> None
     screenshot(page, "widget_failed_phone_en.png")
 
 
-@pytest.mark.parametrize("lang", ["ru", "en"])
+@pytest.mark.parametrize(("lang", "viewport"), [("ru", PHONE), ("en", DESKTOP)])
 def test_the_services_errors_are_shown_in_the_users_language(
-    tab: Any, service: Service, lang: str
+    tab: Any, service: Service, lang: str, viewport: dict[str, int]
 ) -> None:
     account = next(accounts)
     service.add_account(account, CONTACTS)
@@ -278,17 +278,17 @@ def test_the_services_errors_are_shown_in_the_users_language(
     shown: dict[str, str] = {}
 
     # A token amoCRM did not sign.
-    page = tab().open(lang=lang, account=account, token="not-a-token")
+    page = tab(viewport).open(lang=lang, account=account, token="not-a-token")
     page.wait_for_selector(".amosync__connection[data-state=error]")
     shown["invalid_widget_token"] = message(page)
 
     # A token of another account than the page's.
-    page = tab().open(lang=lang, account=account, token=service.token(account + 1))
+    page = tab(viewport).open(lang=lang, account=account, token=service.token(account + 1))
     page.wait_for_selector(".amosync__connection[data-state=error]")
     shown["forbidden_account"] = message(page)
 
     # A list the key cannot see, then a list id that is not a number.
-    page = tab().open(lang=lang, account=account, token=service.token(account))
+    page = tab(viewport).open(lang=lang, account=account, token=service.token(account))
     page.wait_for_selector(".amosync__connection[data-state=not_connected]")
     save_settings(page, GOOD_KEY, list_id="987654321")
     page.wait_for_selector(".amosync__message[data-kind=error]")
@@ -299,6 +299,8 @@ def test_the_services_errors_are_shown_in_the_users_language(
         arg=text(lang, "errors.invalid_request"),
     )
     shown["invalid_request"] = message(page)
+    assert fits_the_width(page)
+    screenshot(page, f"widget_invalid_list_{lang}_{viewport['width']}px.png")
     assert page.evaluate("window.__stand.saves") == []
 
     # An account disconnected from the service.
@@ -312,12 +314,13 @@ def test_the_services_errors_are_shown_in_the_users_language(
         },
     )
     assert response.json()["result"]["disconnected"] is True, response.text
-    page = tab().open(lang=lang, account=account, token=service.token(account))
+    page = tab(viewport).open(lang=lang, account=account, token=service.token(account))
     page.wait_for_selector(".amosync__connection[data-state=error]")
     shown["account_disconnected"] = message(page)
 
     assert shown == {code: text(lang, f"errors.{code}") for code in shown}
-    screenshot(page, f"widget_disconnected_{lang}.png")
+    assert fits_the_width(page)
+    screenshot(page, f"widget_disconnected_{lang}_{viewport['width']}px.png")
 
 
 @pytest.mark.parametrize("lang", ["ru", "en"])

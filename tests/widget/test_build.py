@@ -330,3 +330,12 @@ def test_validation_refuses_a_broken_support_section() -> None:
     problems = [str(p) for p in validate_widget(files)]
     assert any("support.phone" in p for p in problems), problems
     assert any("support.link must be a URL" in p for p in problems), problems
+
+
+def test_the_cli_says_when_there_is_no_support_contact(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["widget", "build", "--out", str(tmp_path / "w.zip"), "--backend-url", BACKEND]
+    )
+    assert result.exit_code == 0, result.output
+    assert "no --support-email" in result.output
+    assert "support" not in json.loads(read_archive(tmp_path / "w.zip")["manifest.json"])["widget"]

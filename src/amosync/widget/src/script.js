@@ -72,7 +72,7 @@ define([], function () {
     '.amosync__support{margin-top:14px;padding-top:10px;border-top:1px solid #dfe4ea;',
     'font-size:13px;color:#6b7785;overflow-wrap:anywhere}',
     '.amosync__support[hidden]{display:none}',
-    '.amosync__support a{color:#1e6fd9;margin-right:12px}',
+    '.amosync__support a{color:#1e6fd9;margin-right:12px;display:inline-block}',
     '@media (max-width:480px){.amosync{padding:12px;margin:12px 0}',
     '.amosync__button{width:100%}.amosync__counts{grid-template-columns:1fr auto}}'
   ].join('');
