@@ -239,10 +239,7 @@ def test_a_failed_sync_on_a_phone_in_english(tab: Any, service: Service) -> None
     service.install(account)
     service.wait_installed(account)
     assert service.wait_run(service.connect(account, key))["status"] == "done"
-    # Unisender now answers invalid_api_key for the key. With no list chosen the next sync
-    # asks Unisender for its lists first, and fails there.
-    service.remove_key(key)
-    assert service.http.put(f"/accounts/{account}", json={"list_id": None}).status_code == 200
+    service.remove_key(key)  # Unisender now answers invalid_api_key for it
 
     page = tab(PHONE).open(
         lang="en", account=account, token=service.token(account), area="advanced_settings"
@@ -256,6 +253,9 @@ def test_a_failed_sync_on_a_phone_in_english(tab: Any, service: Service) -> None
     page.wait_for_selector(".amosync__progress[data-status=failed]", timeout=30_000)
     assert page.inner_text(".amosync__run-status") == text("en", "panel.sync_failed")
     # Why, in the user's language, not in the service's words: the key is no longer valid.
+    problem = page.locator("[data-problem=unisender_key_invalid]")
+    problem.wait_for()
+    assert problem.inner_text() == text("en", "problems.unisender_key_invalid")
     page.wait_for_selector(".amosync__connection[data-state=not_connected]")
     # No key field on this page: the hint says where it is.
     assert page.inner_text(".amosync__hint") == text("en", "panel.connect_hint_settings")
