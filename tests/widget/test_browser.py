@@ -390,4 +390,12 @@ def test_every_code_is_shown_in_both_languages(tab: Any, service: Service, lang:
         shown[code] = message(page)
     assert shown == {code: text(lang, f"errors.{code}") for code in codes}
     assert not any("English detail" in value for value in shown.values())
+
+    # A code of a newer service: the general text, with the code for support.
+    answer["code"] = "some_future_code"
+    page.click("[data-amosync=panel] button")
+    page.wait_for_function(
+        "(t) => document.querySelector('.amosync__message').textContent === t",
+        arg=text(lang, "errors.unknown") + " (some_future_code)",
+    )
     screenshot(page, f"widget_problems_{lang}.png")
