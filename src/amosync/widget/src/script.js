@@ -243,7 +243,7 @@ define([], function () {
       }[state];
       // The key field is "above" only in the settings modal, not on the advanced page.
       var hint = {
-        not_connected: t(view.hasFields ? 'panel.connect_hint' : 'panel.connect_hint_settings'),
+        not_connected: view.hasFields ? t('panel.connect_hint') : t('panel.connect_hint_settings'),
         connecting: t('panel.connecting_hint')
       };
       view.state = state;
