@@ -6,6 +6,7 @@ and is classified into the `amosync.errors` tree:
     2xx                      the result (204 on a list: no more pages)
     401                      one `tokens.refresh(stale)` and one more try, then AuthorizationRevoked
     429, 5xx, timeouts       TransientUpstreamError, retried in place by `amosync.retry`
+    403 soon after a 429     AmoCRMBlocked (see "amoCRM's block" below), not retried in place
     other 4xx                PermanentUpstreamError
 
 On the OAuth endpoint a refused code or refresh token (401, `invalid_grant`, "Token has been
@@ -19,6 +20,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, Self, TypeVar
+from weakref import WeakKeyDictionary
 
 import httpx
 import orjson
@@ -26,8 +28,16 @@ import structlog
 from aiolimiter import AsyncLimiter
 from pydantic import ValidationError
 
-from amosync.amocrm.models import Account, ContactsPage, ContactsResponse, TokenPair
+from amosync.amocrm.models import (
+    Account,
+    ContactsPage,
+    ContactsResponse,
+    TokenPair,
+    Webhook,
+    WebhooksResponse,
+)
 from amosync.errors import (
+    AmoCRMBlocked,
     AuthorizationRevoked,
     PermanentUpstreamError,
     TransientUpstreamError,
@@ -159,6 +169,13 @@ class AmoCRMClient:
             "POST", "/api/v4/webhooks", json={"destination": destination, "settings": events}
         )
 
+    async def webhooks(self) -> list[Webhook]:
+        """The account's webhooks, `disabled` ones included (204 or no body: none)."""
+        response = await self._request("GET", "/api/v4/webhooks")
+        if response.status_code == 204 or not response.content:
+            return []
+        return list(_parse(WebhooksResponse.model_validate_json, response).embedded.webhooks)
+
     async def delete_webhook(self, destination: str) -> None:
         """Unsubscribe `destination`; a webhook that is already gone is not an error."""
         try:
@@ -229,6 +246,7 @@ class AmoCRMClient:
         status = response.status_code
         if status < 400:
             return
+        _check_block(self._limiter, method, path, response)
         error = _status_error(f"{method} {path}", response)
         if status == 401:
             raise AuthorizationRevoked(
@@ -242,6 +260,34 @@ class AmoCRMClient:
     def _observe(self, outcome: str, started: float) -> None:
         if self._observer is not None:
             self._observer(API, outcome, time.monotonic() - started)
+
+
+# --- amoCRM's block ---------------------------------------------------------------------
+# amoCRM allows 7 requests a second and restricts an integration that keeps exceeding it
+# (developers.kommo.com/docs/limitations, "Requests and IP block"): a 403 then, where a 429
+# came before. A 403 on its own means something else (code 113: the account's IP allow-list,
+# or missing rights) and stays a refused request. What came before is remembered per
+# account limiter, so the 429s of one job and the 403 of the next, in one process, still
+# read as a block; across processes a lone 403 is a refused request.
+BLOCK_MEMORY = 15 * 60.0
+_rate_limited_at: WeakKeyDictionary[AsyncLimiter, float] = WeakKeyDictionary()
+
+
+def _check_block(limiter: AsyncLimiter, method: str, path: str, response: httpx.Response) -> None:
+    status = response.status_code
+    if status == 429:
+        _rate_limited_at[limiter] = time.monotonic()
+    elif status == 403:
+        seen = _rate_limited_at.get(limiter)
+        if seen is not None and time.monotonic() - seen < BLOCK_MEMORY:
+            # A block answered again keeps the memory fresh: it is still the same block.
+            _rate_limited_at[limiter] = time.monotonic()
+            raise AmoCRMBlocked(
+                f"{method} {path}: 403 after rate-limit errors",
+                api=API,
+                status=status,
+                body=body_excerpt(response.text),
+            )
 
 
 async def exchange_code(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Required
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field
 from typing_extensions import TypedDict
 
 
@@ -102,3 +102,21 @@ class ContactsResponse(_Model):
     page: int | None = Field(default=None, alias="_page")
     links: _ContactLinks = Field(default_factory=_ContactLinks, alias="_links")
     embedded: _ContactsEmbedded = Field(default_factory=_ContactsEmbedded, alias="_embedded")
+
+
+class Webhook(_Model):
+    """One entry of `GET /api/v4/webhooks` (tests/fixtures/amocrm/webhooks/SOURCES.md)."""
+
+    # The documentation names it `destination`; a public client library reads `name`.
+    destination: str = Field(validation_alias=AliasChoices("destination", "name"))
+    settings: list[str] = Field(default_factory=list)
+    # amoCRM turns off a webhook whose destination keeps failing.
+    disabled: bool = False
+
+
+class _WebhooksEmbedded(_Model):
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+
+class WebhooksResponse(_Model):
+    embedded: _WebhooksEmbedded = Field(alias="_embedded", default_factory=_WebhooksEmbedded)

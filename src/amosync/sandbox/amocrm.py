@@ -17,10 +17,17 @@ request), `rate_limit_rps` (per account, None = off; real amoCRM allows 7), `acc
 `webhook_concurrency`, `webhook_timeout`. Faults: `add_fault(status, path=..., times=...)`,
 `faults.rate`/`faults.rate_status` for a random fault rate, `clear_faults()`.
 
+The block amoCRM puts on an integration that keeps exceeding its limit: with
+`block_after_429s = N`, an account that was answered N 429s (by the rate limit or injected)
+within a minute gets 403 on every API request for `block_seconds`. Webhooks amoCRM turned
+off: `disable_webhook(account_id, destination)` (listed with `"disabled": true`, nothing
+posted to it; registering the destination again turns it back on), `remove_webhook(...)`.
+
 Observations: `contact_pages(account_id)` (page numbers served, in order),
 `contact_pages_served`, `rate_limited(account_id)` (429s answered), `refresh_count`,
 `token_account(access_token)`, `webhooks(account_id)`, `deliveries` (webhooks posted, with
-their HTTP status), and the sandbox-wide call log.
+their HTTP status), `blocked(account_id)` (403s answered while blocked), and the sandbox-wide
+call log.
 
 Tokens look like amoCRM's: the access token is a JWT (HS256 here, RS256 at amoCRM) about 600
 characters long, the refresh token a `def50200...` string of about 800, so column sizes and
@@ -68,6 +75,8 @@ WEBHOOK_EVENTS = frozenset(
     }
 )  # fmt: skip
 _UNSET: Any = object()
+# 429s further apart than this do not add up to a block.
+BLOCK_WINDOW = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,8 @@ class Webhook:
     sort: int
     created_at: int
     updated_at: int
+    # amoCRM turns off a webhook whose destination keeps failing.
+    disabled: bool = False
 
     def as_json(self, account_id: int) -> dict[str, Any]:
         return {
@@ -95,7 +106,7 @@ class Webhook:
             "account_id": account_id,
             "created_by": RESPONSIBLE_USERS[0],
             "sort": self.sort,
-            "disabled": False,
+            "disabled": self.disabled,
             "settings": list(self.settings),
         }
 
@@ -113,6 +124,10 @@ class Account:
     window: RateWindow = field(default_factory=lambda: RateWindow(1.0))
     pages: list[int] = field(default_factory=list)
     rate_limited: int = 0
+    # The 403 block: when the recent 429s reached the simulator's threshold, until when.
+    recent_429s: deque[float] = field(default_factory=deque)
+    blocked_until: float = 0.0
+    blocked: int = 0
 
     def as_json(self, base_url: str) -> dict[str, Any]:
         """`GET /api/v4/account`."""
@@ -181,6 +196,9 @@ class AmoCRMSimulator:
         self.webhooks_enabled = True
         self.webhook_concurrency = 1
         self.webhook_timeout = 2.0
+        # After this many 429s within a minute an account is answered 403 for a while.
+        self.block_after_429s: int | None = None
+        self.block_seconds = 60.0
         self.faults = FaultPlan()
         self.integrations: dict[str, Integration] = {}
         self.accounts: dict[int, Account] = {}
@@ -455,6 +473,29 @@ class AmoCRMSimulator:
             return self.account(account_id).rate_limited
         return sum(account.rate_limited for account in self.accounts.values())
 
+    def blocked(self, account_id: int | None = None) -> int:
+        """How many 403s the block answered (for one account, or all)."""
+        if account_id is not None:
+            return self.account(account_id).blocked
+        return sum(account.blocked for account in self.accounts.values())
+
+    def note_rate_limited(self, account: Account) -> None:
+        """A 429 was answered to `account`: enough of them in a minute start the block."""
+        if self.block_after_429s is None:
+            return
+        now = time.monotonic()
+        recent = account.recent_429s
+        recent.append(now)
+        while recent and now - recent[0] > BLOCK_WINDOW:
+            recent.popleft()
+        if len(recent) >= self.block_after_429s:
+            account.blocked_until = now + self.block_seconds
+            recent.clear()
+            log.info("sandbox.amocrm.blocked", account_id=account.id, seconds=self.block_seconds)
+
+    def is_blocked(self, account: Account) -> bool:
+        return time.monotonic() < account.blocked_until
+
     def _find(self, account_id: int, contact_id: int, *, deleted: bool) -> tuple[Account, int]:
         account = self.account(account_id)
         position = account.contacts.position(contact_id)
@@ -503,11 +544,36 @@ class AmoCRMSimulator:
             self._next_webhook_id += 1
             account.webhooks[destination] = hook
         else:
+            # Registering a destination again updates it and turns it back on.
             hook.settings, hook.sort, hook.updated_at = list(settings), sort, now
+            hook.disabled = False
         return hook
 
     def unsubscribe(self, account_id: int, destination: str) -> bool:
         return self.account(account_id).webhooks.pop(destination, None) is not None
+
+    def disable_webhook(self, account_id: int, destination: str | None = None) -> int:
+        """Turn off the account's webhook at `destination` (every one when None), as amoCRM
+        does to a webhook that keeps failing. Returns how many were turned off."""
+        hooks = self._hooks(account_id, destination)
+        for hook in hooks:
+            hook.disabled, hook.updated_at = True, unix_now()
+        return len(hooks)
+
+    def remove_webhook(self, account_id: int, destination: str | None = None) -> int:
+        """Drop the account's webhook at `destination` (every one when None)."""
+        hooks = self._hooks(account_id, destination)
+        for hook in hooks:
+            del self.account(account_id).webhooks[hook.destination]
+        return len(hooks)
+
+    def _hooks(self, account_id: int, destination: str | None) -> list[Webhook]:
+        webhooks = self.account(account_id).webhooks
+        if destination is None:
+            return list(webhooks.values())
+        if destination not in webhooks:
+            raise KeyError(f"no webhook at {destination} in account {account_id}")
+        return [webhooks[destination]]
 
     def webhook_body(self, account_id: int, action: Action, contact_id: int) -> bytes:
         """The form body amoCRM would post for `action` on the contact as it is now."""
@@ -533,7 +599,11 @@ class AmoCRMSimulator:
         if not self.webhooks_enabled:
             return
         event = f"{action}_contact"
-        hooks = [hook for hook in account.webhooks.values() if event in hook.settings]
+        hooks = [
+            hook
+            for hook in account.webhooks.values()
+            if event in hook.settings and not hook.disabled
+        ]
         if not hooks:
             return
         body = self._webhook_body(account, action, position)

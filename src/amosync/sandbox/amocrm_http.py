@@ -79,13 +79,24 @@ async def _api_call(sim: AmoCRMSimulator, request: Request, handler: Handler) ->
     fault = sim.faults.pick(path)
     if fault is not None:
         response = problem(fault.status, "Injected fault", "The sandbox was told to fail")
+        if fault.status == 429:
+            # An injected 429 counts towards the block like a real one.
+            account_id = sim.token_account(_bearer(request))
+            if account_id is not None and account_id in sim.accounts:
+                sim.note_rate_limited(sim.accounts[account_id])
     else:
         account_id = sim.token_account(_bearer(request))
         account = sim.accounts.get(account_id) if account_id is not None else None
         if account is None:
             response = problem(401, "Unauthorized", "Неверный логин или пароль")
+        elif sim.is_blocked(account):
+            # amoCRM's documentation says requests are restricted after repeated excess; the
+            # body of that answer is not documented, so this is its usual problem+json.
+            account.blocked += 1
+            response = problem(403, "Forbidden", "Access denied")
         elif not account.window.admit(sim.rate_limit_rps):
             account.rate_limited += 1
+            sim.note_rate_limited(account)
             response = problem(429, "Too Many Requests", "Превышен лимит запросов к API")
         else:
             response = await handler(sim, account, request)

@@ -21,12 +21,15 @@ names as the in-process Python API.
     POST   /amocrm/accounts/ID/contacts/CID/restore
     POST   /amocrm/accounts/ID/generate        {n, seed?} → {first_id, count, seconds}
     GET    /amocrm/accounts/ID/webhooks        registered webhooks
+    POST   /amocrm/accounts/ID/webhooks/disable  {destination?}: amoCRM turned it off
+    DELETE /amocrm/accounts/ID/webhooks        {destination?}: drop it (every one without)
     GET    /amocrm/accounts/ID/pages           contact page numbers served, in order
     GET    /amocrm/accounts/ID/webhook-body?action=A&contact_id=CID   the form body
     GET    /amocrm/settings                    the knobs below, current values
     PUT    /amocrm/settings                    {latency, rate_limit_rps, access_token_ttl,
                                                 refresh_token_ttl, code_ttl, webhooks_enabled,
                                                 webhook_concurrency, webhook_timeout,
+                                                block_after_429s, block_seconds,
                                                 fault_rate, fault_status} (any subset)
     POST   /amocrm/faults                      {status, path?, times?}
     DELETE /amocrm/faults                      clear them (and the fault rate)
@@ -81,6 +84,8 @@ AMOCRM_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "webhooks_enabled": bool,
     "webhook_concurrency": int,
     "webhook_timeout": (int, float),
+    "block_after_429s": (int, type(None)),
+    "block_seconds": (int, float),
 }
 UNISENDER_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "latency": (int, float),
@@ -119,6 +124,8 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route(contact + "/restore", _restore_contact, "POST"),
         route(account + "/generate", _generate, "POST"),
         route(account + "/webhooks", _webhooks),
+        route(account + "/webhooks/disable", _disable_webhook, "POST"),
+        route(account + "/webhooks", _remove_webhook, "DELETE"),
         route(account + "/pages", _pages),
         route(account + "/webhook-body", _webhook_body),
         route("/amocrm/settings", _amocrm_settings),
@@ -210,6 +217,7 @@ async def _account(sandbox: Sandbox, request: Request) -> Any:
         "contacts": len(account.contacts),
         "pages_served": len(account.pages),
         "rate_limited": account.rate_limited,
+        "blocked": account.blocked,
         "webhooks": amo.webhooks(account.id),
     }
 
@@ -283,6 +291,25 @@ async def _generate(sandbox: Sandbox, request: Request) -> Any:
 
 async def _webhooks(sandbox: Sandbox, request: Request) -> Any:
     return sandbox.amocrm.webhooks(request.path_params["account_id"])
+
+
+async def _destination(request: Request) -> str | None:
+    destination = (await _body(request)).get("destination")
+    if destination is not None and not isinstance(destination, str):
+        raise ValueError("destination must be a string")
+    return destination
+
+
+async def _disable_webhook(sandbox: Sandbox, request: Request) -> Any:
+    destination = await _destination(request)
+    count = sandbox.amocrm.disable_webhook(request.path_params["account_id"], destination)
+    return {"disabled": count}
+
+
+async def _remove_webhook(sandbox: Sandbox, request: Request) -> Any:
+    destination = await _destination(request)
+    count = sandbox.amocrm.remove_webhook(request.path_params["account_id"], destination)
+    return {"removed": count}
 
 
 async def _pages(sandbox: Sandbox, request: Request) -> Any:

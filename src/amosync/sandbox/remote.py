@@ -123,6 +123,16 @@ class RemoteAmoCRM(_Part):
     async def webhooks(self, account_id: int) -> list[dict[str, Any]]:
         return list(await self._call("GET", f"/amocrm/accounts/{account_id}/webhooks"))
 
+    async def disable_webhook(self, account_id: int, destination: str | None = None) -> int:
+        """Turn the webhook off as amoCRM does to a failing one (every one when None)."""
+        path = f"/amocrm/accounts/{account_id}/webhooks/disable"
+        return int((await self._call("POST", path, json={"destination": destination}))["disabled"])
+
+    async def remove_webhook(self, account_id: int, destination: str | None = None) -> int:
+        path = f"/amocrm/accounts/{account_id}/webhooks"
+        body = {"destination": destination}
+        return int((await self._call("DELETE", path, json=body))["removed"])
+
     async def contact_pages(self, account_id: int) -> list[int]:
         return list(await self._call("GET", f"/amocrm/accounts/{account_id}/pages"))
 
@@ -132,7 +142,8 @@ class RemoteAmoCRM(_Part):
         return bytes(await self._call("GET", path, params=params))
 
     async def configure(self, **settings: Any) -> dict[str, Any]:
-        """Set knobs: latency, rate_limit_rps, access_token_ttl, webhooks_enabled, fault_rate..."""
+        """Set knobs: latency, rate_limit_rps, access_token_ttl, webhooks_enabled, fault_rate,
+        block_after_429s, block_seconds..."""
         return dict(await self._call("PUT", "/amocrm/settings", json=settings))
 
     async def add_fault(self, status: int, *, path: str = "/", times: int | None = 1) -> None:
