@@ -51,7 +51,12 @@ class ProblemCode(StrEnum):
 
 # Installing the widget again gives amoCRM's answer to this account a fresh start; a new
 # Unisender key, Unisender's. A sync that finishes proves both work.
-CLEARED_BY_INSTALL = (ProblemCode.reauth_required, ProblemCode.request_refused)
+CLEARED_BY_INSTALL = (
+    ProblemCode.reauth_required,
+    ProblemCode.request_refused,
+    ProblemCode.amocrm_webhook_missing,
+    ProblemCode.amocrm_webhook_disabled,
+)
 CLEARED_BY_KEY = (ProblemCode.unisender_key_invalid, ProblemCode.request_refused)
 CLEARED_BY_SYNC = (ProblemCode.unisender_key_invalid, ProblemCode.request_refused)
 

@@ -3,6 +3,11 @@
 amoCRM gives no guarantee that every webhook arrives. This pass reads the contacts modified
 since the last successful pass (`filter[updated_at][from]`, with a minute of overlap for
 clock skew) and applies those whose stored state differs from amoCRM's.
+
+It also checks our webhook at amoCRM (`GET /api/v4/webhooks`): amoCRM turns off a webhook
+whose destination keeps failing (`disabled`), and a person can delete it. Either way it is
+registered again, and shown (`amocrm_webhook_disabled` / `amocrm_webhook_missing`) until a
+later pass finds it in place and on.
 """
 
 from __future__ import annotations
@@ -10,12 +15,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from amosync.accounts.install import register_webhooks, webhook_url
+from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client
 from amosync.db.engine import transaction
-from amosync.db.models import Account, Contact
+from amosync.db.models import Account, Contact, Integration
+from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
 from amosync.state import Services
 from amosync.sync.apply import Applier, ContactState, batches
 from amosync.sync.fullsync import contact_state
@@ -62,3 +70,59 @@ async def reconcile(services: Services, account_id: int, *, since: datetime) -> 
     if changed:
         log.info("reconcile.applied", account_id=account_id, contacts=changed)
     return changed
+
+
+WEBHOOK_PROBLEMS = (ProblemCode.amocrm_webhook_missing, ProblemCode.amocrm_webhook_disabled)
+
+
+async def check_webhooks(services: Services, account_id: int) -> ProblemCode | None:
+    """Register our webhook again if amoCRM lost or disabled it; returns what was wrong."""
+    async with services.sessions() as session:
+        account = await session.get(Account, account_id)
+    if (
+        account is None
+        or account.status != "active"
+        or account.webhook_token_enc is None
+        or not services.settings.webhook_base_url  # no address to register: nothing to check
+    ):
+        return None
+    destination = webhook_url(services, services.cipher.decrypt(account.webhook_token_enc))
+    amocrm = await amocrm_client(services, account_id)
+    try:
+        hooks = await amocrm.webhooks()
+    except (AuthorizationRevoked, AmoCRMBlocked):
+        raise
+    except PermanentUpstreamError as exc:
+        # Listing webhooks is for account administrators only: a token of another user is
+        # refused. That says nothing about the webhook, so the pass goes on without it.
+        log.info("reconcile.webhooks.unreadable", account_id=account_id, error=str(exc))
+        return None
+    ours = [hook for hook in hooks if hook.destination == destination]
+    if ours and not any(hook.disabled for hook in ours):
+        async with transaction(services.sessions) as session:
+            await clear_problem(session, account_id, *WEBHOOK_PROBLEMS)
+        return None
+    if ours:
+        found = ProblemCode.amocrm_webhook_disabled
+        detail = (
+            "amoCRM turned off amosync's webhook (its deliveries kept failing), so changes "
+            "stopped arriving; amosync registered it again: check that amoCRM can reach "
+            f"{services.settings.webhook_base_url} if this comes back"
+        )
+    else:
+        found = ProblemCode.amocrm_webhook_missing
+        detail = (
+            "amosync's webhook was missing in amoCRM (deleted in Settings → Integrations?), "
+            "so changes stopped arriving; amosync registered it again"
+        )
+    log.warning("reconcile.webhook.restored", account_id=account_id, problem=str(found))
+    async with transaction(services.sessions) as session:
+        await set_problem(session, account_id, found, detail)
+        await session.execute(
+            update(Integration)
+            .where(Integration.account_id == account_id)
+            .values(webhook_registered=False)
+        )
+    # Changes made meanwhile were never posted: the contacts pass that follows finds them.
+    await register_webhooks(services, account_id)
+    return found

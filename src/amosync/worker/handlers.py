@@ -9,10 +9,10 @@ from sqlalchemy import select, update
 from amosync.accounts.install import run_install, run_register_webhooks
 from amosync.db.engine import transaction
 from amosync.db.models import Account, PendingChange, SyncRun, utcnow
-from amosync.errors import PermanentUpstreamError
+from amosync.errors import PermanentUpstreamError, root_cause
 from amosync.sync.changes import apply_pending
 from amosync.sync.fullsync import RECONCILE_EVERY, FullSync
-from amosync.sync.reconcile import reconcile
+from amosync.sync.reconcile import check_webhooks, reconcile
 from amosync.sync.service import start_run
 from amosync.worker.queue import enqueue
 from amosync.worker.runner import Handler, JobContext
@@ -67,7 +67,8 @@ async def reconcile_account(ctx: JobContext) -> None:
     try:
         await _reconcile_once(ctx, ctx.account_id)
     except Exception as exc:
-        if isinstance(exc, PermanentUpstreamError) or ctx.attempts >= ctx.max_attempts:
+        permanent = isinstance(root_cause(exc), PermanentUpstreamError)
+        if permanent or ctx.attempts >= ctx.max_attempts:
             await _next_pass(ctx, ctx.account_id)
         raise
     await _next_pass(ctx, ctx.account_id)
@@ -81,10 +82,12 @@ async def _reconcile_once(ctx: JobContext, account_id: int) -> None:
                 SyncRun.account_id == account_id, SyncRun.status.in_(("queued", "running"))
             )
         )
+    if account is None or account.status != "active":
+        return
+    # amoCRM side first: a webhook lost or disabled is registered again whatever the key.
+    await check_webhooks(ctx.services, account_id)
     if (
-        account is None
-        or account.status != "active"
-        or account.unisender_key_enc is None
+        account.unisender_key_enc is None
         # Unisender refused the key: nothing to do with it until a new one is connected.
         or not account.unisender_valid
     ):
