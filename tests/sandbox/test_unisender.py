@@ -94,8 +94,42 @@ async def test_rejected_rows_are_logged_by_index_and_skipped(served: Served) -> 
         (3, "invalid_email"),
     ]
     assert all(entry["message"] for entry in result["log"])
-    assert (result["total"], result["inserted"], result["invalid"]) == (4, 1, 2)
+    # `invalid`: "how many of the e-mail addresses were not imported" (the method's doc).
+    assert (result["total"], result["inserted"], result["invalid"]) == (4, 1, 3)
     assert served.uni.list_members(KEY, list_id) == {"good@example.com"}
+
+
+async def test_warned_rows_are_logged_and_imported_all_the_same(served: Served) -> None:
+    list_id = await new_list(served)
+    served.uni.warn("info@example.com", "role_address", "A role address")
+    emails = ["good@example.com", "info@example.com"]
+    answer = (await served.unisender("importContacts", **rows(emails, list_id))).json()
+    result = answer["result"]
+    assert result["log"] == [{"index": 1, "code": "role_address", "message": "A role address"}]
+    assert (result["total"], result["inserted"], result["invalid"]) == (2, 2, 0)
+    assert answer["warnings"] == [{"warning": "A role address"}]
+    assert served.uni.list_members(KEY, list_id) == set(emails)
+
+
+async def test_a_failing_address_fails_every_import_holding_it(served: Served) -> None:
+    list_id = await new_list(served)
+    served.uni.fail_imports("owned@example.com", code="unspecified", message="Owned <elsewhere>")
+    answer = await served.unisender(
+        "importContacts", **rows(["a@example.com", "Owned@Example.com"], list_id)
+    )
+    assert answer.status_code == 200
+    assert answer.json() == {"error": "Owned &lt;elsewhere&gt;", "code": "unspecified"}
+    served.uni.fail_imports("crash@example.com", status=500)
+    answer = await served.http.post(
+        "/ru/api/importContacts",
+        params={"format": "json"},
+        data={"api_key": KEY, **rows(["crash@example.com"], list_id)},
+    )
+    assert answer.status_code == 500
+    assert served.uni.list_members(KEY, list_id) == set()
+    served.uni.clear_import_failures()
+    answer = await served.unisender("importContacts", **rows(["crash@example.com"], list_id))
+    assert answer.json()["result"]["inserted"] == 1
 
 
 async def test_an_unsubscribed_address_stays_unsubscribed_on_import(served: Served) -> None:

@@ -20,7 +20,7 @@ In-process use (tests, the demo):
     sb.amocrm.update_contact(30896271, ann["id"], emails=["b@x.com"])
     sb.amocrm.generate_contacts(30896271, 100_000, seed=1)
     sb.amocrm.latency = 0.03; sb.amocrm.rate_limit_rps = 7; sb.amocrm.access_token_ttl = 3600
-    sb.unisender.add_key("key"); sb.unisender.reject("x@y.z", "email_blocked")
+    sb.unisender.add_key("key"); sb.unisender.reject("x@y.z", "invalid_arg")
     async with serve(sb, host="127.0.0.1", port=0) as base_url:
         ...
         await sb.amocrm.flush_webhooks()

@@ -6,7 +6,9 @@
     uni.list_members("key", 1)            # {"ann@example.com", ...}
     uni.contact("key", "ann@example.com") # {"email", "status", "lists": [...], "fields": {...}}
     uni.unsubscribe("key", "ann@example.com")
-    uni.reject("blocked@example.com", "email_blocked")   # importContacts logs it, skips it
+    uni.reject("blocked@example.com", "invalid_arg")     # importContacts logs it, skips it
+    uni.warn("role@example.com", "role_address")          # logs it, imports it all the same
+    uni.fail_imports("bad@example.com", code="unspecified")  # any call holding it fails
 
 Knobs: `latency` (seconds per call), `rate_limit_rpm` (calls per minute per key, None = off),
 `add_fault(method=..., status=503)` or `add_fault(method=..., code="retry_later")`,
@@ -40,6 +42,14 @@ STATUSES = frozenset(
 _EMAIL = re.compile(
     r"^[^@\s,;<>\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
 )
+
+
+class UnisenderHTTPError(Exception):
+    """A call answered with a bare HTTP error status (a 500 from a proxy or a crash)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
 
 
 class UnisenderError(Exception):
@@ -102,6 +112,8 @@ class UnisenderSimulator:
         self.keys: dict[str, KeyAccount] = {}
         self.rate_limited = 0
         self._rejections: dict[tuple[str | None, str], tuple[str, str]] = {}
+        self._warnings: dict[str, tuple[str, str]] = {}
+        self._import_failures: dict[str, UnisenderError | UnisenderHTTPError] = {}
         self._next_list_id = 1
 
     # --- Python API -----------------------------------------------------------------------
@@ -153,6 +165,34 @@ class UnisenderSimulator:
         text = message or f"The address was rejected ({code})"
         self._rejections[(key, email.strip().lower())] = (code, text)
 
+    def warn(self, email: str, code: str, message: str | None = None) -> None:
+        """Make `importContacts` import this address and still log `code` for it: `log`
+        holds warnings as well as errors."""
+        text = message or f"Warning about the address ({code})"
+        self._warnings[email.strip().lower()] = (code, text)
+
+    def fail_imports(
+        self,
+        email: str,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        """Fail every `importContacts` call holding this address, as a whole: with error
+        `code` (HTTP 200, as Unisender answers errors) or with an HTTP `status`."""
+        if (code is None) == (status is None):
+            raise ValueError("give either code or status")
+        failure: UnisenderError | UnisenderHTTPError = (
+            UnisenderHTTPError(status)
+            if status is not None
+            else UnisenderError(str(code), message or f"The call was refused ({code})")
+        )
+        self._import_failures[email.strip().lower()] = failure
+
+    def clear_import_failures(self) -> None:
+        self._import_failures.clear()
+
     def add_fault(
         self,
         *,
@@ -189,6 +229,14 @@ class UnisenderSimulator:
             raise UnisenderError("unknown_method", f'Unknown method "{method}"')
         return handler(self, account, params)
 
+    def answer_warnings(self, method: str, result: Any) -> list[dict[str, str]]:
+        """The answer's top-level `warnings` (`[{"warning": message}]`, as Unisender's
+        general API description shows them): here, those of `warn()`ed rows."""
+        if method != "importContacts" or not self._warnings or not isinstance(result, dict):
+            return []
+        codes = {code for code, _ in self._warnings.values()}
+        return [{"warning": entry["message"]} for entry in result["log"] if entry["code"] in codes]
+
     def _get_lists(self, account: KeyAccount, _params: Mapping[str, Any]) -> Any:
         return self.lists(account.key)
 
@@ -213,6 +261,8 @@ class UnisenderSimulator:
                 "invalid_arg",
                 f"Too many contacts in one call: {len(rows)}, at most {MAX_IMPORT_ROWS}",
             )
+        if self._import_failures:
+            self._check_failures(names, rows)
         overwrite_lists = str(params.get("overwrite_lists") or "0") == "1"
         result: dict[str, Any] = {
             "total": len(rows),
@@ -238,13 +288,26 @@ class UnisenderSimulator:
             if isinstance(outcome, tuple):
                 code, message = outcome
                 result["log"].append({"index": index, "code": code, "message": message})
-                if code == "invalid_email":
-                    result["invalid"] += 1
-            else:
-                result[outcome] += 1
-                if outcome == "inserted":
-                    result["new_emails"] += 1
+                # "How many of the addresses were not imported": every refused row.
+                result["invalid"] += 1
+                continue
+            result[outcome] += 1
+            if outcome == "inserted":
+                result["new_emails"] += 1
+            if self._warnings:
+                warning = self._warnings.get(values.get("email", "").strip().lower())
+                if warning is not None:
+                    code, message = warning
+                    result["log"].append({"index": index, "code": code, "message": message})
         return result
+
+    def _check_failures(self, names: list[str], rows: Sequence[Any]) -> None:
+        column = [name.lower() for name in names].index("email")
+        for row in rows:
+            if column < len(row) and row[column] is not None:
+                failure = self._import_failures.get(str(row[column]).strip().lower())
+                if failure is not None:
+                    raise failure
 
     def _import_row(
         self,

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from amosync.sandbox.controls import Call
 from amosync.sandbox.forms import parse_form, php_params
-from amosync.sandbox.unisender import UnisenderError, UnisenderSimulator
+from amosync.sandbox.unisender import UnisenderError, UnisenderHTTPError, UnisenderSimulator
 
 _MESSAGES = {
     "retry_later": "Temporary failure, please retry later",
@@ -41,22 +41,23 @@ async def _call(sim: UnisenderSimulator, request: Request) -> Response:
     code: str | None = None
     fault = sim.faults.pick(method)
     if fault is not None and fault.code is None:
-        response = Response(
-            f"<html><body><h1>{fault.status}</h1></body></html>",
-            fault.status,
-            media_type="text/html",
-        )
+        response = _bare(fault.status)
     else:
         try:
             if fault is not None:
                 assert fault.code is not None
                 raise UnisenderError(fault.code, _MESSAGES.get(fault.code, "Injected fault"))
             result = await _run(sim, request, method)
-            body = orjson.dumps({"result": result})
+            answer: dict[str, Any] = {"result": result}
+            warnings = sim.answer_warnings(method, result)
+            if warnings:
+                answer["warnings"] = warnings
+            response = Response(orjson.dumps(answer), 200, media_type="application/json")
         except UnisenderError as exc:
             code = exc.code
-            body = orjson.dumps(exc.as_json())
-        response = Response(body, 200, media_type="application/json")
+            response = Response(orjson.dumps(exc.as_json()), 200, media_type="application/json")
+        except UnisenderHTTPError as exc:
+            response = _bare(exc.status)
     sim.calls.record(
         Call(
             "unisender",
@@ -69,6 +70,11 @@ async def _call(sim: UnisenderSimulator, request: Request) -> Response:
         )
     )
     return response
+
+
+def _bare(status: int) -> Response:
+    """An HTTP error page, as a proxy in front of the API answers."""
+    return Response(f"<html><body><h1>{status}</h1></body></html>", status, media_type="text/html")
 
 
 # Bodies larger than this are parsed in a thread (an importContacts of 500 rows is ~47 KB).
