@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amosync.db.engine import PreparedInsert, among, dialect_name, insert_for, prepared
 from amosync.db.models import Account, Contact, ListedEmail, utcnow
-from amosync.errors import PermanentUpstreamError
+from amosync.errors import InvalidApiKey, PermanentUpstreamError
 from amosync.sync.mapping import normalize_email
 from amosync.unisender.client import UnisenderClient
-from amosync.unisender.models import ImportRow
+from amosync.unisender.models import ImportResult, ImportRow
 
 log = structlog.get_logger()
 
@@ -62,7 +62,9 @@ class Outcome:
 def batches(
     contacts: Iterable[ContactState], max_rows: int = MAX_ROWS
 ) -> Iterable[list[ContactState]]:
-    """Group contacts so one batch is at most `max_rows` rows; a contact is never split."""
+    """Group contacts so one batch is at most `max_rows` rows; a contact is never split
+    between batches (its addresses are recorded together), so one with more rows than that
+    makes a batch of its own, which `Applier.send` imports in several calls."""
     batch: list[ContactState] = []
     rows = 0
     for contact in contacts:
@@ -76,8 +78,30 @@ def batches(
 
 
 Rejections = dict[int, list[tuple[str, str, str]]]  # contact → (address, code, message)
+Owners = list[tuple[int, str]]  # row index → (contact, address)
 
 GUARD_SECONDS = 1.0
+# Error codes that refuse a call for the account or the request as a whole, never for what
+# one of its rows holds: halving the call would only repeat the refusal.
+CALL_CODES = frozenset({"invalid_api_key", "access_denied", "not_enough_money", "unknown_method"})
+# Extra calls one batch may spend finding the rows a refused call was refused for: one
+# such row among 500 takes about 18 (two halves a level); more means the refusal is not
+# about single rows, and the batch fails with it.
+ISOLATION_CALLS = 40
+# A call's warnings are logged, at most this many (a batch may warn about every row).
+WARNINGS_LOGGED = 5
+
+
+def is_row_error(exc: PermanentUpstreamError) -> bool:
+    """Whether a refused importContacts may be about what one of its rows holds (the
+    documented "contacts ... already exist but owned by different subscribers", which
+    carries no code), not about the account or the request."""
+    return (
+        exc.api == "unisender"
+        and not isinstance(exc, InvalidApiKey)
+        and exc.code is not None
+        and exc.code not in CALL_CODES
+    )
 
 
 class Applier:
@@ -112,25 +136,103 @@ class Applier:
         return await self.record(session, contacts, rejected, run_id=run_id)
 
     async def send(self, contacts: Sequence[ContactState]) -> Rejections:
-        """One importContacts call for the batch; returns the rows Unisender refused."""
+        """Import the batch (one importContacts per 500 rows: a contact with more
+        addresses takes several); returns the rows Unisender refused.
+
+        A call refused as a whole for what a row holds is halved until the refused rows
+        are alone; they come back as refused with the error's code, the others import.
+        """
         rows: list[ImportRow] = []
-        owners: list[tuple[int, str]] = []  # row index → (contact, address)
+        owners: Owners = []
         for contact in contacts:
+            name = contact.name or ""
             for address in contact.valid:
-                rows.append(ImportRow(email=address, name=contact.name or ""))
+                rows.append(ImportRow(email=address, name=name))
                 owners.append((contact.amocrm_id, address))
-        if len(rows) > MAX_ROWS:
-            raise ValueError(f"a batch holds {len(rows)} rows; at most {MAX_ROWS}")
         rejected: Rejections = defaultdict(list)
         if not rows:
             return rejected
         await self._guard()
-        result = await self.unisender.import_contacts(rows, list_id=self.list_id)
-        for entry in result.log:
+        if len(rows) <= MAX_ROWS:
+            await self._import(rows, owners, rejected)
+            return rejected
+        for start in range(0, len(rows), MAX_ROWS):
+            await self._guard()
+            end = start + MAX_ROWS
+            await self._import(rows[start:end], owners[start:end], rejected)
+        return rejected
+
+    async def _import(self, rows: list[ImportRow], owners: Owners, rejected: Rejections) -> None:
+        try:
+            result = await self.unisender.import_contacts(rows, list_id=self.list_id)
+        except PermanentUpstreamError as exc:
+            if not is_row_error(exc):
+                raise
+            await self._isolate(rows, owners, rejected, exc)
+            return
+        if result.log or result.warnings:
+            self._read_log(result, owners, rejected)
+
+    async def _isolate(
+        self,
+        rows: list[ImportRow],
+        owners: Owners,
+        rejected: Rejections,
+        refusal: PermanentUpstreamError,
+    ) -> None:
+        """Halve a refused call until the rows it was refused for stand alone."""
+        budget = ISOLATION_CALLS
+        parts = [(rows, owners, refusal)]
+        while parts:
+            part_rows, part_owners, error = parts.pop()
+            if len(part_rows) == 1:
+                amocrm_id, address = part_owners[0]
+                rejected[amocrm_id].append((address, error.code or "unspecified", error.message))
+                continue
+            middle = len(part_rows) // 2
+            for half_rows, half_owners in (
+                (part_rows[:middle], part_owners[:middle]),
+                (part_rows[middle:], part_owners[middle:]),
+            ):
+                if budget <= 0:
+                    raise refusal
+                budget -= 1
+                try:
+                    result = await self.unisender.import_contacts(half_rows, list_id=self.list_id)
+                except PermanentUpstreamError as exc:
+                    if not is_row_error(exc):
+                        raise
+                    parts.append((half_rows, half_owners, exc))
+                    continue
+                if result.log or result.warnings:
+                    self._read_log(result, half_owners, rejected)
+        log.warning(
+            "sync.import.isolated",
+            account_id=self.account_id,
+            rows=len(rows),
+            code=refusal.code,
+            calls=ISOLATION_CALLS - budget,
+        )
+
+    def _read_log(self, result: ImportResult, owners: Owners, rejected: Rejections) -> None:
+        """Refused rows into `rejected`; warnings into the log, their addresses listed."""
+        refused = result.refused()
+        for entry in refused:
             if 0 <= entry.index < len(owners):
                 amocrm_id, address = owners[entry.index]
                 rejected[amocrm_id].append((address, entry.code, entry.message))
-        return rejected
+        refused_ids = {id(entry) for entry in refused}
+        warned = [entry for entry in result.log if id(entry) not in refused_ids]
+        for entry in warned[:WARNINGS_LOGGED]:
+            log.warning(
+                "unisender.import.warning",
+                account_id=self.account_id,
+                code=entry.code,
+                message=entry.message,
+                row=entry.index,
+            )
+        for text in result.warnings[:WARNINGS_LOGGED]:
+            log.warning("unisender.import.warning", account_id=self.account_id, message=text)
 
     async def record(
         self,
@@ -182,6 +284,28 @@ class Applier:
             )
         await self._store(session, values, listed_now, keep_seen=run_id is None)
         return outcome
+
+    async def set_aside(
+        self, session: AsyncSession, contact: ContactState, reason: str, detail: str
+    ) -> None:
+        """A contact whose change could not be applied: unsynced with the error, so the
+        operator sees it. What it has in the list stays recorded, so a later state can
+        still take those addresses out."""
+        connection = await session.connection()
+        values = {
+            "account_id": self.account_id,
+            "amocrm_id": contact.amocrm_id,
+            "name": contact.name,
+            "emails": contact.emails,
+            "amocrm_updated_at": contact.updated_at,
+            "updated_at": utcnow(),
+            "seen_run_id": None,
+            "state": "unsynced",
+            "reason": reason[:64],
+            "detail": detail,
+            "synced_at": None,
+        }
+        await prepared(_upsert_keeping_seen, connection.dialect).run(connection, [values])
 
     async def remove(self, session: AsyncSession, amocrm_ids: Sequence[int]) -> list[str]:
         """Contacts deleted in amoCRM: exclude their addresses, forget them."""

@@ -171,8 +171,13 @@ class UnisenderClient:
             )
         if not rows:
             return ImportResult()
-        result = await self._call("importContacts", encode_import(self._api_key, rows, list_id))
-        return _validate(lambda: ImportResult.model_validate(result), "importContacts", result)
+        answer = await self._call(
+            "importContacts", encode_import(self._api_key, rows, list_id), whole=True
+        )
+        result = answer.get("result")
+        warnings = _warnings(answer.get("warnings"))
+        imported = _validate(lambda: ImportResult.model_validate(result), "importContacts", result)
+        return imported.model_copy(update={"warnings": warnings}) if warnings else imported
 
     async def exclude(self, email: str, list_ids: Sequence[int]) -> None:
         """Take `email` out of `list_ids`, without deleting or unsubscribing it.
@@ -233,8 +238,9 @@ class UnisenderClient:
             result,
         )
 
-    async def _call(self, method: str, body: bytes) -> Any:
-        """POST one method and return its `result`, retrying transient failures."""
+    async def _call(self, method: str, body: bytes, *, whole: bool = False) -> Any:
+        """POST one method and return its `result` (`whole`: the answer, `warnings` and
+        all), retrying transient failures."""
 
         async def attempt() -> Any:
             await self._limiter.acquire()
@@ -259,12 +265,12 @@ class UnisenderClient:
                     f"{method} failed: {type(exc).__name__}: {exc}", api=API
                 ) from exc
             try:
-                result = _result(method, response)
+                answer = _answer(method, response)
             except UpstreamError as exc:
                 self._observe(_outcome(exc), started)
                 raise
             self._observe("ok", started)
-            return result
+            return answer if whole else answer.get("result")
 
         return await with_retries(attempt, policy=self._policy)
 
@@ -273,8 +279,8 @@ class UnisenderClient:
             self._observer(API, outcome, time.monotonic() - started)
 
 
-def _result(method: str, response: httpx.Response) -> Any:
-    """The `result` of an answer, or the error it stands for."""
+def _answer(method: str, response: httpx.Response) -> dict[str, Any]:
+    """A successful answer (`result`, maybe `warnings`), or the error it stands for."""
     status = response.status_code
     body = body_excerpt(response.text)
     if status == 429 or status >= 500:
@@ -304,7 +310,23 @@ def _result(method: str, response: httpx.Response) -> Any:
         else:
             error_class = PermanentUpstreamError
         raise error_class(message, api=API, status=status, code=code, body=body)
-    return data.get("result")
+    return data
+
+
+def _warnings(value: Any) -> list[str]:
+    """An answer's `warnings`: `[{"warning": text}]` in Unisender's description of its
+    answers; a bare string or another key is kept too rather than lost."""
+    if not isinstance(value, list):
+        return []
+    texts = []
+    for item in value:
+        if isinstance(item, dict):
+            text = item.get("warning") or next((v for v in item.values() if v), "")
+        else:
+            text = item
+        if text:
+            texts.append(html.unescape(str(text)))
+    return texts
 
 
 def _outcome(exc: UpstreamError) -> str:

@@ -34,20 +34,47 @@ class LogEntry(_Model):
     """A row Unisender rejected or warned about; `index` is the row's position in the call."""
 
     index: int
-    code: str
+    code: str = ""
     message: str = ""
 
 
+# `log` codes known to mean "this row was not imported" whatever the counters say:
+# `invalid_arg` is the API's standard error code for an invalid argument value, here the
+# row's. Every other code may be a warning (the log is "errors and warnings of the
+# import"), so on its own it never takes an address out of the list; see `refused`.
+REFUSED_CODES = frozenset({"invalid_arg"})
+
+
 class ImportResult(_Model):
-    """The `result` of `importContacts`."""
+    """The `result` of `importContacts` (and the answer's top-level `warnings`)."""
 
     total: int = 0
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
     new_emails: int = 0
-    invalid: int = 0
+    # "How many of the addresses were not imported"; None when the answer does not say.
+    invalid: int | None = None
     log: list[LogEntry] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    def refused(self) -> list[LogEntry]:
+        """The log entries whose row was not imported; the others are warnings.
+
+        The log mixes errors and warnings and its codes are not listed anywhere, so the
+        counters decide where they can: `invalid` = 0 means every row was imported (all
+        entries are warnings); `invalid` at least the number of rows logged means every
+        logged row was refused, whatever its code. In between, or without `invalid`, only
+        the codes known to refuse a row (`REFUSED_CODES`) do.
+        """
+        if not self.log:
+            return []
+        if self.invalid is not None:
+            if self.invalid <= 0:
+                return []
+            if self.invalid >= len({entry.index for entry in self.log}):
+                return list(self.log)
+        return [entry for entry in self.log if entry.code in REFUSED_CODES]
 
 
 class ListMembership(_Model):
