@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.db.models import Account, Contact, Integration, SyncRun
+from amosync.db.models import Account, Contact, Integration, PendingChange, SyncRun
 
 
 async def get(
@@ -30,6 +30,7 @@ async def page(session: AsyncSession, *, after: int | None, limit: int) -> Seque
 async def contact_counts(
     session: AsyncSession, account_ids: Sequence[int]
 ) -> dict[int, dict[str, int]]:
+    """Contacts per state of each account, and under "pending" its changes still waiting."""
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     if not account_ids:
         return counts
@@ -40,6 +41,15 @@ async def contact_counts(
     )
     for account_id, state, count in rows:
         counts[account_id][state] = count
+    # What waits to be applied is the webhook changes not yet applied (contacts are stored
+    # already synced or unsynced, never pending).
+    waiting = await session.execute(
+        select(PendingChange.account_id, func.count())
+        .where(PendingChange.account_id.in_(account_ids))
+        .group_by(PendingChange.account_id)
+    )
+    for account_id, count in waiting:
+        counts[account_id]["pending"] = counts[account_id].get("pending", 0) + count
     return counts
 
 

@@ -63,7 +63,8 @@ async def views(session: AsyncSession, accounts: Sequence[Account]) -> list[Acco
                     synced=by_state.get("synced", 0),
                     unsynced=by_state.get("unsynced", 0),
                     pending=by_state.get("pending", 0),
-                    total=sum(by_state.values()),
+                    # Contacts known; a waiting change may be of one of them.
+                    total=sum(n for state, n in by_state.items() if state != "pending"),
                 ),
                 last_sync=run_view(run) if run else None,
                 problems=problems.get(account.id, []),

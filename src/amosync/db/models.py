@@ -249,6 +249,10 @@ class PendingChange(Base):
     # Bumped on every new state, so the worker deletes only the state it applied.
     version: Mapped[int] = mapped_column(Integer, default=1)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Failed applications of this state (reset by a new one): a change that keeps failing
+    # is tried alone, then set aside, so it cannot hold back the account's other changes.
+    # (A server default only: the webhook inbox's prepared insert leaves the column out.)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 class AccountProblem(Base):

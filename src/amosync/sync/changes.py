@@ -18,18 +18,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import Table, bindparam, delete, insert, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, insert, literal, or_, select, tuple_, update
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange, WebhookPayload
 from amosync.db.engine import PreparedInsert, insert_for, prepared, transaction
 from amosync.db.models import Account, Contact, PendingChange, WebhookEvent, utcnow
-from amosync.errors import Unauthorized
+from amosync.errors import (
+    AuthorizationRevoked,
+    InvalidApiKey,
+    PermanentUpstreamError,
+    TransientUpstreamError,
+    Unauthorized,
+)
 from amosync.state import Services
-from amosync.sync.apply import Applier, ContactState, batches
+from amosync.sync.apply import AccountGone, Applier, ContactState, batches, is_row_error
 from amosync.sync.mapping import classify, unsynced_reason
+from amosync.unisender.client import UnisenderClient
 from amosync.worker.queue import insert_job, job_values
 
 log = structlog.get_logger()
@@ -108,6 +116,8 @@ def _upsert_pending(dialect: Dialect) -> PreparedInsert:
             "amocrm_updated_at": new.amocrm_updated_at,
             "version": table.c.version + 1,
             "received_at": new.received_at,
+            # A new state has failed nothing yet.
+            "attempts": literal(0),
         },
         # The latest state wins: an older delivery arriving late changes nothing.
         where=or_(
@@ -335,8 +345,20 @@ class _Waiting:
             self.future.set_result(outcome)
 
 
+# A change whose batch failed this many times (transiently) is tried alone from then on…
+SUSPECT_AFTER = 2
+# …and set aside after this many failures, once Unisender is seen answering other calls.
+GIVE_UP_AFTER = 5
+SET_ASIDE = "sync_failed"
+
+
 async def apply_pending(services: Services, account_id: int, *, budget: float = 30.0) -> int:
-    """Apply the account's pending changes; returns how many contacts were applied."""
+    """Apply the account's pending changes; returns how many contacts were applied.
+
+    A change that fails for good is set aside at once (its contact shows as unsynced with
+    the error), one that keeps failing after a few attempts too, so no single contact holds
+    back the account's other changes; see `_Pending`.
+    """
     deadline = time.monotonic() + budget
     async with transaction(services.sessions) as session:
         account = await session.get(Account, account_id)
@@ -356,58 +378,213 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
                 update(Account).where(Account.id == account_id).values(list_id=list_id)
             )
     applier = Applier(account_id, list_id, unisender, services.sessions)
-    applied = 0
-    while time.monotonic() < deadline:
-        async with services.sessions() as session:
-            changes = list(
-                (
-                    await session.execute(
-                        select(PendingChange)
-                        .where(PendingChange.account_id == account_id)
-                        .order_by(PendingChange.received_at, PendingChange.amocrm_id)
-                        .limit(TAKE)
-                    )
-                ).scalars()
+    return await _Pending(services, account_id, applier, unisender).run(deadline)
+
+
+class _Pending:
+    """One run over an account's pending changes.
+
+    Changes are taken fewest failures first, so fresh ones never wait behind failing ones.
+    A batch that fails:
+    - for the account as a whole (key refused, account disconnected): the run stops;
+    - transiently (5xx, timeouts, `retry_later`): its changes count a failure and the run
+      stops, so the job is retried with backoff (an outage is nobody's fault);
+    - for what a change holds (any other error): halved until the change stands alone,
+      which is set aside at once.
+    A change that failed `SUSPECT_AFTER` times is tried alone; failing again after
+    `GIVE_UP_AFTER` failures while Unisender answers a probe call, it is set aside.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        account_id: int,
+        applier: Applier,
+        unisender: UnisenderClient,
+    ) -> None:
+        self.services = services
+        self.account_id = account_id
+        self.applier = applier
+        self.unisender = unisender
+        self.applied = 0
+        self.skipped: set[int] = set()  # suspects that failed again in this run
+        self.failure: Exception | None = None
+
+    async def run(self, deadline: float) -> int:
+        while time.monotonic() < deadline:
+            changes, known = await self._take()
+            if not changes:
+                break
+            fresh: list[PendingChange] = []
+            stale: list[PendingChange] = []
+            for change in changes:
+                (stale if _stale(change, known.get(change.amocrm_id)) else fresh).append(change)
+            if stale:
+                # Late duplicates: nothing to apply, only to forget.
+                async with transaction(self.services.sessions) as session:
+                    await _forget(session, self.account_id, stale)
+            regular = [c for c in fresh if c.attempts < SUSPECT_AFTER]
+            for group in _groups(regular):
+                await self._apply(group)
+            for change in fresh:
+                if change.attempts >= SUSPECT_AFTER:
+                    await self._apply([change])
+            log.info(
+                "webhook.changes.applied",
+                account_id=self.account_id,
+                changes=len(fresh),
+                skipped=len(changes) - len(fresh),
             )
+        if self.failure is not None:
+            # Suspects still failing: the job is retried later, with backoff.
+            raise self.failure
+        return self.applied
+
+    async def _take(self) -> tuple[list[PendingChange], dict[int, int | None]]:
+        async with self.services.sessions() as session:
+            query = (
+                select(PendingChange)
+                .where(PendingChange.account_id == self.account_id)
+                .order_by(
+                    PendingChange.attempts, PendingChange.received_at, PendingChange.amocrm_id
+                )
+                .limit(TAKE)
+            )
+            if self.skipped:
+                query = query.where(PendingChange.amocrm_id.not_in(self.skipped))
+            changes = list((await session.execute(query)).scalars())
+            if not changes:
+                return [], {}
             known = dict(
                 (
                     await session.execute(
                         select(Contact.amocrm_id, Contact.amocrm_updated_at).where(
-                            Contact.account_id == account_id,
+                            Contact.account_id == self.account_id,
                             Contact.amocrm_id.in_([c.amocrm_id for c in changes]),
                         )
                     )
                 ).all()
             )
-        if not changes:
-            break
-        fresh = [c for c in changes if not _stale(c, known.get(c.amocrm_id))]
-        upserts = [state_from_change(c) for c in fresh if c.action == "upsert"]
-        deletes = [c.amocrm_id for c in fresh if c.action == "delete"]
-        for batch in batches(upserts):
-            async with transaction(services.sessions) as session:
-                await applier.apply(session, batch)
-        async with transaction(services.sessions) as session:
-            if deletes:
-                await applier.remove(session, deletes)
-            # Delete exactly the versions applied: a newer state that arrived meanwhile stays.
+        return changes, known
+
+    async def _apply(self, group: list[PendingChange]) -> None:
+        try:
+            async with transaction(self.services.sessions) as session:
+                upserts = [state_from_change(c) for c in group if c.action == "upsert"]
+                deletes = [c.amocrm_id for c in group if c.action == "delete"]
+                if upserts:
+                    await self.applier.apply(session, upserts)
+                if deletes:
+                    await self.applier.remove(session, deletes)
+                # Delete exactly the versions applied: a newer state that arrived meanwhile
+                # stays.
+                await _forget(session, self.account_id, group)
+        except Exception as exc:
+            blame = _blame(exc)
+            if blame == "account":
+                raise
+            if blame == "change":
+                if len(group) > 1:
+                    middle = len(group) // 2
+                    await self._apply(group[:middle])
+                    await self._apply(group[middle:])
+                else:
+                    await self._set_aside(group[0], exc)
+                return
+            await self._failed(group)
+            if len(group) > 1 or group[0].attempts < SUSPECT_AFTER:
+                raise
+            change = group[0]
+            if change.attempts + 1 >= GIVE_UP_AFTER and await self._unisender_answers():
+                await self._set_aside(change, exc, attempts=change.attempts + 1)
+                return
+            self.skipped.add(change.amocrm_id)
+            self.failure = exc
+            return
+        self.applied += len(group)
+
+    async def _failed(self, group: list[PendingChange]) -> None:
+        async with transaction(self.services.sessions) as session:
             await session.execute(
-                delete(PendingChange).where(
-                    PendingChange.account_id == account_id,
+                update(PendingChange)
+                .where(
+                    PendingChange.account_id == self.account_id,
                     tuple_(PendingChange.amocrm_id, PendingChange.version).in_(
-                        [(c.amocrm_id, c.version) for c in changes]
+                        [(c.amocrm_id, c.version) for c in group]
                     ),
                 )
+                .values(attempts=PendingChange.attempts + 1)
             )
-        applied += len(fresh)
-        log.info(
-            "webhook.changes.applied",
-            account_id=account_id,
-            upserts=len(upserts),
-            deletes=len(deletes),
-            skipped=len(changes) - len(fresh),
+
+    async def _unisender_answers(self) -> bool:
+        """Whether Unisender answers a call that holds no contact: then the calls that hold
+        this one fail because of it, not because Unisender is down."""
+        try:
+            await self.unisender.get_lists()
+        except Exception:
+            return False
+        return True
+
+    async def _set_aside(
+        self, change: PendingChange, exc: Exception, *, attempts: int | None = None
+    ) -> None:
+        """The contact shows as unsynced with the error; its change is dropped. Its next
+        state (a webhook) or the next full sync tries it afresh."""
+        if isinstance(exc, PermanentUpstreamError) and exc.api == "unisender" and exc.code:
+            reason = f"unisender:{exc.code}"
+        else:
+            reason = SET_ASIDE
+        detail = f"{type(exc).__name__}: {exc}"
+        if attempts is not None:
+            detail += f" (failed {attempts} times)"
+        log.warning(
+            "webhook.change.set_aside",
+            account_id=self.account_id,
+            amocrm_id=change.amocrm_id,
+            reason=reason,
+            error=detail,
         )
-    return applied
+        state = state_from_change(change)
+        async with transaction(self.services.sessions) as session:
+            await self.applier.set_aside(session, state, reason, detail[:2000])
+            await _forget(session, self.account_id, [change])
+
+
+def _groups(changes: list[PendingChange]) -> list[list[PendingChange]]:
+    """Upserts in batches of ≤ 500 rows (a contact with more makes a batch of its own),
+    then the deletes together."""
+    by_id = {c.amocrm_id: c for c in changes}
+    upserts = [state_from_change(c) for c in changes if c.action == "upsert"]
+    groups = [[by_id[state.amocrm_id] for state in batch] for batch in batches(upserts)]
+    deletes = [c for c in changes if c.action == "delete"]
+    if deletes:
+        groups.append(deletes)
+    return groups
+
+
+async def _forget(session: AsyncSession, account_id: int, changes: list[PendingChange]) -> None:
+    await session.execute(
+        delete(PendingChange).where(
+            PendingChange.account_id == account_id,
+            tuple_(PendingChange.amocrm_id, PendingChange.version).in_(
+                [(c.amocrm_id, c.version) for c in changes]
+            ),
+        )
+    )
+
+
+def _blame(exc: Exception) -> str:
+    """Whose failure: "account" (stop the account's work), "transient" (retry later) or
+    "change" (what the changes hold: find the one and set it aside)."""
+    if isinstance(exc, (InvalidApiKey, AuthorizationRevoked, AccountGone)):
+        return "account"
+    if isinstance(exc, PermanentUpstreamError):
+        return "change" if is_row_error(exc) or exc.code is None else "account"
+    if isinstance(exc, (TransientUpstreamError, OperationalError, InterfaceError, OSError)):
+        return "transient"
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "transient"
+    return "change"
 
 
 def _stale(change: PendingChange, stored_updated_at: int | None) -> bool:
