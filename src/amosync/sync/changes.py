@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange, WebhookPayload
 from amosync.db.engine import PreparedInsert, insert_for, prepared, transaction
-from amosync.db.models import Account, Contact, PendingChange, WebhookEvent, utcnow
+from amosync.db.models import (
+    Account,
+    Contact,
+    ListedEmail,
+    PendingChange,
+    WebhookEvent,
+    utcnow,
+)
 from amosync.errors import (
     AuthorizationRevoked,
     InvalidApiKey,
@@ -38,6 +45,7 @@ from amosync.state import Services
 from amosync.sync.apply import AccountGone, Applier, ContactState, batches, is_row_error
 from amosync.sync.mapping import classify, unsynced_reason
 from amosync.unisender.client import UnisenderClient
+from amosync.unisender.models import ImportRow
 from amosync.worker.queue import insert_job, job_values
 
 log = structlog.get_logger()
@@ -347,7 +355,7 @@ class _Waiting:
 
 # A change whose batch failed this many times (transiently) is tried alone from then on…
 SUSPECT_AFTER = 2
-# …and set aside after this many failures, once Unisender is seen answering other calls.
+# …and set aside after this many failures, once importContacts is seen working for others.
 GIVE_UP_AFTER = 5
 SET_ASIDE = "sync_failed"
 
@@ -392,7 +400,8 @@ class _Pending:
     - for what a change holds (any other error): halved until the change stands alone,
       which is set aside at once.
     A change that failed `SUSPECT_AFTER` times is tried alone; failing again after
-    `GIVE_UP_AFTER` failures while Unisender answers a probe call, it is set aside.
+    `GIVE_UP_AFTER` failures while importContacts works for other contacts, it is set
+    aside; during an outage nothing is set aside, the job backs off.
     """
 
     def __init__(
@@ -407,6 +416,7 @@ class _Pending:
         self.applier = applier
         self.unisender = unisender
         self.applied = 0
+        self.imported = False  # a batch went through in this run
         self.skipped: set[int] = set()  # suspects that failed again in this run
         self.failure: Exception | None = None
 
@@ -479,6 +489,7 @@ class _Pending:
                 # Delete exactly the versions applied: a newer state that arrived meanwhile
                 # stays.
                 await _forget(session, self.account_id, group)
+            self.imported = self.imported or any(state.valid for state in upserts)
         except Exception as exc:
             blame = _blame(exc)
             if blame == "account":
@@ -495,7 +506,7 @@ class _Pending:
             if len(group) > 1 or group[0].attempts < SUSPECT_AFTER:
                 raise
             change = group[0]
-            if change.attempts + 1 >= GIVE_UP_AFTER and await self._unisender_answers():
+            if change.attempts + 1 >= GIVE_UP_AFTER and await self._imports_work(change):
                 await self._set_aside(change, exc, attempts=change.attempts + 1)
                 return
             self.skipped.add(change.amocrm_id)
@@ -516,11 +527,37 @@ class _Pending:
                 .values(attempts=PendingChange.attempts + 1)
             )
 
-    async def _unisender_answers(self) -> bool:
-        """Whether Unisender answers a call that holds no contact: then the calls that hold
-        this one fail because of it, not because Unisender is down."""
+    async def _imports_work(self, change: PendingChange) -> bool:
+        """Whether importContacts works for the account's other contacts: then the calls
+        holding this change fail because of it, not because Unisender is down.
+
+        Known when another batch went through in this run; otherwise asked with a call
+        that changes nothing: an address already in the list, again, with its name."""
+        if self.imported:
+            return True
+        async with self.services.sessions() as session:
+            canary = (
+                await session.execute(
+                    select(ListedEmail.email, Contact.name)
+                    .join(
+                        Contact,
+                        (Contact.account_id == ListedEmail.account_id)
+                        & (Contact.amocrm_id == ListedEmail.amocrm_id),
+                    )
+                    .where(
+                        ListedEmail.account_id == self.account_id,
+                        ListedEmail.amocrm_id != change.amocrm_id,
+                    )
+                    .limit(1)
+                )
+            ).first()
+        if canary is None:
+            return False  # nothing to compare with: keep retrying
+        email, name = canary
         try:
-            await self.unisender.get_lists()
+            await self.unisender.import_contacts(
+                [ImportRow(email=email, name=name or "")], list_id=self.applier.list_id
+            )
         except Exception:
             return False
         return True
