@@ -171,3 +171,28 @@ async def test_a_refused_request_fails_at_once_with_what_amocrm_said(database_ur
         await s.settle()
         assert (await account(s))["last_sync"]["status"] == "done"
         assert (await account(s))["problems"] == []
+
+
+async def test_a_webhook_change_meeting_a_dead_key_fails_at_once_and_marks_the_account(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        await installed(s)
+        s.sandbox.unisender.remove_key(UNISENDER_KEY)
+        dee = s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Dee", emails=["dee@example.com"])
+        await s.sandbox.amocrm.flush_webhooks()
+        await s.settle(timeout=20)
+
+        async with s.services.sessions() as session:
+            [job] = (
+                await session.execute(
+                    select(Job).where(Job.kind == "changes", Job.status == "failed")
+                )
+            ).scalars()
+        assert job.attempts == 1
+        assert job.last_error is not None
+        assert job.last_error.startswith("Unisender refused the API key")
+        assert await connected(s) is False
+        assert [p["code"] for p in (await account(s))["problems"]] == ["unisender_key_invalid"]
+        # The change is kept for the next key, not dropped.
+        assert await s.count(PendingChange, PendingChange.amocrm_id == dee["id"]) == 1
