@@ -1,16 +1,73 @@
-"""Reading a body that may come as JSON or as a form (the widget sends either)."""
+"""Reading a body that may come as JSON or as a form (the widget sends either), and the
+nesting limit on every JSON body the service reads.
+
+The json module parses nested arrays and objects by recursion: a body of a few thousand
+"[" ends in RecursionError, anywhere JSON is read (here, and in FastAPI's own parsing of
+request bodies). No body of this API nests deeper than a handful of levels, so bodies over
+`MAX_JSON_DEPTH` are refused before they are parsed (here, and in `BodyLimitMiddleware`
+for every route). The json module is kept for the parsing itself: unlike orjson, it reads
+an integer of any size exactly.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import TypeVar
 
+import orjson
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from amosync.errors import BadRequest
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_JSON_DEPTH = 64
+# A JSON string (in a body orjson has parsed, so every string is closed: linear time).
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"', re.DOTALL)
+# An innermost array or object: one with no bracket inside.
+_INNERMOST = re.compile(rb"\[[^\[\]{}]*+\]|\{[^\[\]{}]*+\}")
+
+
+def json_too_deep(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `raw`, read as JSON, may nest arrays and objects deeper than `limit`.
+
+    Cheap for ordinary bodies (fewer brackets than `limit`: two `bytes.count`). Otherwise
+    orjson, which parses without recursing and stops at 1024 levels, checks the body; its
+    strings are taken out and the innermost brackets peeled off `limit` times, each time by
+    one regular-expression pass in C: a bracket left is deeper than `limit`. A body orjson
+    refuses (too deep, not JSON, NaN, not UTF-8) counts as too deep: the json module would
+    either recurse through its brackets or refuse its syntax, and 422 is the answer to both.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return True
+    rest = _STRING.sub(b"", raw)
+    for _ in range(limit):
+        rest, peeled = _INNERMOST.subn(b"", rest)
+        if not peeled:
+            return False
+    return _INNERMOST.search(rest) is not None
+
+
+def load_json(raw: bytes) -> object:
+    """`json.loads(raw)` (integers exact), or a 422 for a body that is not JSON or too deep."""
+    if json_too_deep(raw):
+        raise BadRequest(
+            f"the body is not valid JSON, or nests deeper than {MAX_JSON_DEPTH} levels",
+            code="invalid_request",
+            status=422,
+        )
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(
+            "the body is neither valid JSON nor a form", code="invalid_request", status=422
+        ) from exc
 
 
 async def read_fields(request: Request, model: type[M]) -> M:
@@ -22,12 +79,7 @@ async def read_fields(request: Request, model: type[M]) -> M:
         form = await request.form()
         data = {key: value for key, value in form.items() if isinstance(value, str)}
     else:
-        try:
-            data = json.loads(raw) if raw else {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(
-                "the body is neither valid JSON nor a form", code="invalid_request", status=422
-            ) from exc
+        data = load_json(raw) if raw else {}
     if not isinstance(data, dict):
         raise BadRequest("the body must be an object", code="invalid_request", status=422)
     try:

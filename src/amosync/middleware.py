@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from amosync.body import MAX_JSON_DEPTH, json_too_deep
 from amosync.hosts import is_host_name
 
 Headers = list[tuple[bytes, bytes]]
@@ -102,17 +103,35 @@ def _too_large(max_bytes: int) -> BodyRefused:
     return BodyRefused(413, "payload_too_large", detail, [(b"connection", b"close")])
 
 
+_FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+
+
+def _may_be_json(scope: Scope) -> bool:
+    """Whether the app may read the body as JSON: FastAPI does without a Content-Type, and
+    `amosync.body` for any type but a form's."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return not value.lower().lstrip().startswith(_FORMS)
+    return True
+
+
 class BodyLimitMiddleware:
     """413 for a body over `max_bytes`, declared or streamed; the app never sees it.
 
     The body is read up front (`read_body`: it is at most `max_bytes`) and replayed to the
     app, so a chunked body that grows past the limit is refused before the app has seen a
-    byte of it.
+    byte of it. A body that may be read as JSON and nests deeper than `MAX_JSON_DEPTH` is
+    refused too (422): the json module would recurse through it into a RecursionError.
+    `json_exempt` paths parse JSON themselves, without recursion and with errors of their
+    own (JSON-RPC's -32700 at /rpc).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY, json_exempt: Iterable[str] = ("/rpc",)
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.json_exempt = path_matcher(json_exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,6 +144,14 @@ class BodyLimitMiddleware:
             return
         if body is None:
             return  # the client is gone: nobody to answer
+        if (
+            _may_be_json(scope)
+            and not matches(scope.get("path", ""), self.json_exempt)
+            and json_too_deep(body)
+        ):
+            detail = f"the body is not valid JSON, or nests deeper than {MAX_JSON_DEPTH} levels"
+            await send_json_error(send, 422, "invalid_request", detail)
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
 from amosync.errors import BadRequest
+from amosync.ids import BIGINT_MAX
 
 T = TypeVar("T")
 
@@ -21,17 +23,23 @@ def encode_cursor(key: int) -> str:
     return base64.urlsafe_b64encode(f"k{key}".encode()).decode().rstrip("=")
 
 
+# What `encode_cursor` writes for the keys it is given (ids: 0 to BIGINT_MAX). Stricter
+# than int(), which also reads "-1", " 1", "1_000" and digits of other scripts.
+_KEY = re.compile(r"k(0|[1-9][0-9]{0,18})")
+
+
 def decode_cursor(cursor: str | None) -> int | None:
+    """The key an `encode_cursor` cursor holds; 400 for anything that is not one."""
     if not cursor:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        raw = base64.urlsafe_b64decode(padded.encode()).decode()
-        if not raw.startswith("k"):
-            raise ValueError(raw)
-        return int(raw[1:])
-    except (ValueError, UnicodeDecodeError) as exc:
+        found = _KEY.fullmatch(base64.urlsafe_b64decode(padded.encode()).decode("ascii"))
+    except (ValueError, UnicodeError):  # binascii.Error is a ValueError
+        found = None
+    if found is None or int(found[1]) > BIGINT_MAX:
         raise BadRequest(
             "the cursor is not one this API returned; start again without it",
             code="invalid_cursor",
-        ) from exc
+        )
+    return int(found[1])

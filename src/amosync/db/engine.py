@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,7 +45,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        # orjson has no integers over 64 bits (an account's settings may carry one, e.g.
+        # {"x": 2**70}); the json module writes any integer exactly, and both databases
+        # keep the number as written (SQLite's JSON is text; PostgreSQL's json too).
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -30,6 +30,7 @@ from amosync.accounts.disconnect import disconnect
 from amosync.crypto import same
 from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import AppError, NotFound
+from amosync.ids import AccountIdPath, JobIdPath
 from amosync.pagination import decode_cursor, encode_cursor
 from amosync.sync import service as sync
 from amosync.web import queries, views
@@ -328,7 +329,7 @@ def _account_url(account_id: int, **query: str | None) -> str:
 @router.get("/ui/accounts/{account_id}")
 async def account_page(
     request: Request,
-    account_id: int,
+    account_id: AccountIdPath,
     viewer: Viewer,
     session: SessionDep,
     contacts: Literal["synced", "unsynced"] = "synced",
@@ -377,7 +378,9 @@ async def account_page(
 
 
 @router.get("/ui/accounts/{account_id}/progress")
-async def account_progress(account_id: int, _: Viewer, session: SessionDep) -> JSONResponse:
+async def account_progress(
+    account_id: AccountIdPath, _: Viewer, session: SessionDep
+) -> JSONResponse:
     """The account's latest full sync and contact counts, for the live progress bar."""
     account = await accounts.require(session, account_id)
     [row] = await views.account_rows(session, [account])
@@ -394,7 +397,7 @@ async def account_progress(account_id: int, _: Viewer, session: SessionDep) -> J
 
 @router.post("/ui/accounts/{account_id}/sync")
 async def sync_now(
-    account_id: int, _: FormPost, services: ServicesDep, session: SessionDep
+    account_id: AccountIdPath, _: FormPost, services: ServicesDep, session: SessionDep
 ) -> Response:
     """Start a full sync (or show the one already running)."""
     account = await accounts.require(session, account_id)
@@ -409,7 +412,7 @@ async def sync_now(
 
 @router.get("/ui/accounts/{account_id}/disconnect")
 async def confirm_disconnect(
-    request: Request, account_id: int, viewer: Viewer, session: SessionDep
+    request: Request, account_id: AccountIdPath, viewer: Viewer, session: SessionDep
 ) -> Response:
     """Ask before disconnecting."""
     account = await accounts.require(session, account_id)
@@ -418,7 +421,9 @@ async def confirm_disconnect(
 
 
 @router.post("/ui/accounts/{account_id}/disconnect")
-async def disconnect_account(account_id: int, _: FormPost, services: ServicesDep) -> Response:
+async def disconnect_account(
+    account_id: AccountIdPath, _: FormPost, services: ServicesDep
+) -> Response:
     """Disconnect the account (its own transactions: amoCRM is called in between)."""
     await disconnect(services, account_id)
     log.info("dashboard.account.disconnected", account_id=account_id)
@@ -430,7 +435,7 @@ async def disconnect_account(account_id: int, _: FormPost, services: ServicesDep
 
 @router.post("/ui/jobs/{job_id}/retry")
 async def retry_job(
-    request: Request, job_id: int, _: FormPost, services: ServicesDep, session: SessionDep
+    request: Request, job_id: JobIdPath, _: FormPost, services: ServicesDep, session: SessionDep
 ) -> Response:
     """Put a failed job back in the queue."""
     job = await queries.job(session, job_id)
