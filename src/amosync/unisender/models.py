@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Model(BaseModel):
@@ -37,6 +38,12 @@ class LogEntry(_Model):
     code: str = ""
     message: str = ""
 
+    @field_validator("message")
+    @classmethod
+    def _unescaped(cls, message: str) -> str:
+        # Unisender HTML-encodes its error messages; the log's may be too.
+        return html.unescape(message)
+
 
 # `log` codes known to mean "this row was not imported" whatever the counters say:
 # `invalid_arg` is the API's standard error code for an invalid argument value, here the
@@ -62,19 +69,24 @@ class ImportResult(_Model):
         """The log entries whose row was not imported; the others are warnings.
 
         The log mixes errors and warnings and its codes are not listed anywhere, so the
-        counters decide where they can: `invalid` = 0 means every row was imported (all
-        entries are warnings); `invalid` at least the number of rows logged means every
-        logged row was refused, whatever its code. In between, or without `invalid`, only
-        the codes known to refuse a row (`REFUSED_CODES`) do.
+        counters decide where they can. An entry whose message is one of the answer's
+        `warnings` is a warning. `invalid` = 0 means every row was imported (all entries
+        are warnings); `invalid` at least the number of other rows logged means each of
+        them was refused, whatever its code. In between, or without `invalid`, only the
+        codes known to refuse a row (`REFUSED_CODES`) do.
         """
         if not self.log:
             return []
+        candidates = self.log
+        if self.warnings:
+            warned = set(self.warnings)
+            candidates = [entry for entry in self.log if entry.message not in warned]
         if self.invalid is not None:
             if self.invalid <= 0:
                 return []
-            if self.invalid >= len({entry.index for entry in self.log}):
-                return list(self.log)
-        return [entry for entry in self.log if entry.code in REFUSED_CODES]
+            if self.invalid >= len({entry.index for entry in candidates}):
+                return list(candidates)
+        return [entry for entry in candidates if entry.code in REFUSED_CODES]
 
 
 class ListMembership(_Model):
