@@ -108,6 +108,32 @@ def _said(exc: UpstreamError) -> str:
     return ", ".join(parts)[:500]
 
 
+async def still_blocked(
+    session: AsyncSession, account_id: int, cause: BaseException
+) -> AmoCRMBlocked | None:
+    """`cause` as amoCRM's block when it is a 403 from amoCRM for an account whose block
+    nothing has cleared yet (no job of it finished since): the same block, whichever process
+    saw the 429s before it. None otherwise."""
+    if not (
+        isinstance(cause, PermanentUpstreamError)
+        and not isinstance(cause, AuthorizationRevoked)
+        and cause.api == "amocrm"
+        and cause.status == 403
+    ):
+        return None
+    found = await session.scalar(
+        select(AccountProblem.code).where(
+            AccountProblem.account_id == account_id,
+            AccountProblem.code == str(ProblemCode.amocrm_blocked),
+        )
+    )
+    if found is None:
+        return None
+    return AmoCRMBlocked(
+        f"{cause.message} (still blocked)", api=cause.api, status=cause.status, body=cause.body
+    )
+
+
 async def note_failure(session: AsyncSession, account_id: int, exc: BaseException) -> None:
     """Mark the account with what a permanent failure means for it (SPEC §4)."""
     if isinstance(exc, AuthorizationRevoked):

@@ -20,7 +20,13 @@ import structlog
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.accounts.problems import CLEARED_BY_SYNC, clear_problem, describe, note_failure
+from amosync.accounts.problems import (
+    CLEARED_BY_SYNC,
+    clear_problem,
+    describe,
+    note_failure,
+    still_blocked,
+)
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.client import AmoCRMClient
@@ -28,7 +34,7 @@ from amosync.amocrm.models import Contact as AmoContact
 from amosync.amocrm.models import ContactsPage
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, SyncRun, utcnow
-from amosync.errors import PermanentUpstreamError, root_cause
+from amosync.errors import AmoCRMBlocked, PermanentUpstreamError, root_cause
 from amosync.metrics import contacts_synced
 from amosync.state import Services
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
@@ -90,6 +96,7 @@ class FullSync:
         self._recorded = 0
         self._resumed = False
         self._analyze_at = ANALYZE_FIRST
+        self._account_id: int | None = None
 
     async def run(self, *, final_attempt: bool = True) -> None:
         """Run (or resume) the sync. Marks the run failed when it cannot go on.
@@ -104,8 +111,13 @@ class FullSync:
             raise
         except Exception as exc:
             cause = root_cause(exc)
+            if self._account_id is not None:
+                async with self.services.sessions() as session:
+                    cause = await still_blocked(session, self._account_id, cause) or cause
             if isinstance(cause, PermanentUpstreamError) or final_attempt:
                 await self._fail(cause)
+            elif isinstance(cause, AmoCRMBlocked):
+                await self._waiting(cause)
             if cause is exc or not isinstance(cause, Exception):
                 raise
             raise cause from exc
@@ -126,6 +138,7 @@ class FullSync:
                 self._resumed = True
                 await self._recount(session, run)
             account_id, start_page, started_at = run.account_id, run.next_page, run.started_at
+            self._account_id = account_id
             unisender = account_client(services, account)
             list_id = account.list_id
             fetched = run.fetched
@@ -316,6 +329,15 @@ class FullSync:
                 account_id=account_id,
                 dedupe_key=f"reconcile:{account_id}",
                 delay=RECONCILE_EVERY,
+            )
+
+    async def _waiting(self, exc: BaseException) -> None:
+        """The run waits out amoCRM's block: it stays running and says why it stopped."""
+        async with transaction(self.services.sessions) as session:
+            await session.execute(
+                update(SyncRun)
+                .where(SyncRun.id == self.run_id, SyncRun.status == "running")
+                .values(error=describe(exc), updated_at=utcnow())
             )
 
     async def _fail(self, exc: BaseException) -> None:

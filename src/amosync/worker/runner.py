@@ -46,6 +46,7 @@ from amosync.accounts.problems import (
     describe,
     note_failure,
     set_problem,
+    still_blocked,
 )
 from amosync.db.engine import dialect_name, transaction
 from amosync.db.models import Account, AccountProblem, Job, utcnow
@@ -310,6 +311,9 @@ class Worker:
 
     async def _failed(self, job: JobContext, exc: Exception, bound: Any) -> Outcome:
         cause = root_cause(exc)
+        if job.account_id is not None:
+            async with self.services.sessions() as session:
+                cause = await still_blocked(session, job.account_id, cause) or cause
         permanent = isinstance(cause, PermanentUpstreamError)
         error = describe(cause)[:2000]
         if isinstance(cause, AmoCRMBlocked) and job.account_id is not None:
