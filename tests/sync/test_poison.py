@@ -8,11 +8,13 @@ counts the changes still waiting.
 
 from __future__ import annotations
 
+import httpx
 import stamina
 from sqlalchemy import func, select
 
 from amosync.db.models import ListedEmail, PendingChange
 from amosync.worker.runner import Worker
+from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, Stack, stack
 
 BIG = 1000
@@ -154,6 +156,14 @@ async def test_a_change_refused_for_good_is_set_aside_and_the_rest_goes_on(
         assert unsynced[bad["id"]]["reason"] == "unisender:unspecified"
         assert "different subscribers" in str(unsynced[bad["id"]]["detail"])
         assert await pending(s) == 0
+        # The dashboard shows it too, with Unisender's message.
+        async with httpx.AsyncClient(base_url=s.url) as browser:
+            login = await browser.post("/login", data={"token": ADMIN_TOKEN})
+            assert login.status_code < 400, login.text
+            page = await browser.get(f"/ui/accounts/{ACCOUNT_ID}", params={"contacts": "unsynced"})
+        assert page.status_code == 200
+        assert "Rejected by Unisender (unspecified)" in page.text
+        assert "owned by different subscribers" in page.text
 
         # The account goes on: a later change of another contact is applied at once.
         carl = amo.add_contact(ACCOUNT_ID, name="Carl", emails=["carl@example.com"])
@@ -216,3 +226,26 @@ async def test_pending_counts_the_changes_still_waiting(database_url: str) -> No
         assert await pending(s) == await s.count(PendingChange)
         await s.settle()
         assert await pending(s) == 0
+
+
+async def test_a_refusal_of_every_call_sets_nothing_aside(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await connected(s)
+        uni, amo = s.sandbox.unisender, s.sandbox.amocrm
+        # Not one contact's doing: every importContacts is refused.
+        uni.add_fault(method="importContacts", code="unspecified", times=None)
+        amo.webhooks_enabled = False
+        added = [
+            amo.add_contact(ACCOUNT_ID, name=f"C{i}", emails=[f"c{i}@example.com"])
+            for i in range(60)
+        ]
+        url = amo.webhooks(ACCOUNT_ID)[0]["destination"]
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
+        for contact in added:
+            body = amo.webhook_body(ACCOUNT_ID, "add", contact["id"])
+            assert (await s.http.post(url, content=body, headers=headers)).status_code == 200
+        calls = imports(s)
+        await Worker(s.services, retry_delay=lambda _attempt: 0.0).drain(10)
+        assert imports(s) - calls <= 1 + 40  # the first call, then the halving gives up
+        assert await pending(s) == 60  # kept, none set aside
+        assert await view(s, "unsync") == {}

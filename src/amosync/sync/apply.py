@@ -36,6 +36,11 @@ class AccountGone(PermanentUpstreamError):
     """The account was disconnected or deleted while its work was running."""
 
 
+class RefusedThroughout(PermanentUpstreamError):
+    """importContacts refused the halves of a refused call too, past `ISOLATION_CALLS`:
+    the refusal is not about single rows."""
+
+
 @dataclass
 class ContactState:
     """What one amoCRM contact should look like in the list."""
@@ -98,7 +103,7 @@ def is_row_error(exc: PermanentUpstreamError) -> bool:
     carries no code), not about the account or the request."""
     return (
         exc.api == "unisender"
-        and not isinstance(exc, InvalidApiKey)
+        and not isinstance(exc, (InvalidApiKey, RefusedThroughout))
         and exc.code is not None
         and exc.code not in CALL_CODES
     )
@@ -195,7 +200,13 @@ class Applier:
                 (part_rows[middle:], part_owners[middle:]),
             ):
                 if budget <= 0:
-                    raise refusal
+                    raise RefusedThroughout(
+                        refusal.message,
+                        api=refusal.api,
+                        status=refusal.status,
+                        code=refusal.code,
+                        body=refusal.body,
+                    ) from refusal
                 budget -= 1
                 try:
                     result = await self.unisender.import_contacts(half_rows, list_id=self.list_id)

@@ -42,7 +42,14 @@ from amosync.errors import (
     Unauthorized,
 )
 from amosync.state import Services
-from amosync.sync.apply import AccountGone, Applier, ContactState, batches, is_row_error
+from amosync.sync.apply import (
+    AccountGone,
+    Applier,
+    ContactState,
+    RefusedThroughout,
+    batches,
+    is_row_error,
+)
 from amosync.sync.mapping import classify, unsynced_reason
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
@@ -358,6 +365,9 @@ SUSPECT_AFTER = 2
 # …and set aside after this many failures, once importContacts is seen working for others.
 GIVE_UP_AFTER = 5
 SET_ASIDE = "sync_failed"
+# More changes than this failing for what they hold in one run is no longer about them (a
+# refusal of everything, a broken database): the run stops with the error instead.
+MAX_SET_ASIDE = 20
 
 
 async def apply_pending(services: Services, account_id: int, *, budget: float = 30.0) -> int:
@@ -417,6 +427,7 @@ class _Pending:
         self.unisender = unisender
         self.applied = 0
         self.imported = False  # a batch went through in this run
+        self.set_aside_count = 0
         self.skipped: set[int] = set()  # suspects that failed again in this run
         self.failure: Exception | None = None
 
@@ -567,6 +578,9 @@ class _Pending:
     ) -> None:
         """The contact shows as unsynced with the error; its change is dropped. Its next
         state (a webhook) or the next full sync tries it afresh."""
+        self.set_aside_count += 1
+        if self.set_aside_count > MAX_SET_ASIDE:
+            raise exc
         if isinstance(exc, PermanentUpstreamError) and exc.api == "unisender" and exc.code:
             reason = f"unisender:{exc.code}"
         else:
@@ -613,7 +627,7 @@ async def _forget(session: AsyncSession, account_id: int, changes: list[PendingC
 def _blame(exc: Exception) -> str:
     """Whose failure: "account" (stop the account's work), "transient" (retry later) or
     "change" (what the changes hold: find the one and set it aside)."""
-    if isinstance(exc, (InvalidApiKey, AuthorizationRevoked, AccountGone)):
+    if isinstance(exc, (InvalidApiKey, AuthorizationRevoked, AccountGone, RefusedThroughout)):
         return "account"
     if isinstance(exc, PermanentUpstreamError):
         return "change" if is_row_error(exc) or exc.code is None else "account"
