@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -44,6 +47,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL and in-memory databases)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    database = parsed.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does, and make an existing one 0600.
+
+    SQLite creates a database with the process's umask (0644 as a rule: readable by every
+    user of the machine) and its -wal and -shm files with the database file's mode, so a
+    0600 database keeps them 0600 too; an existing one's are fixed here as well.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            file = path.with_name(name)
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
 def _json(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
@@ -59,6 +89,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # orjson for JSON columns: several times faster than json.dumps, on every webhook row.
     kwargs.setdefault("json_serializer", _json)
     if full.startswith("sqlite"):
+        path = sqlite_file(url)
+        if path is not None:
+            _private_sqlite_file(path)
         engine = create_async_engine(full, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
