@@ -272,6 +272,18 @@ class AccountProblem(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class DashboardSession(Base):
+    """A logged-in dashboard session (`amosync.web.security`): logging out deletes it, so
+    its cookie opens nothing afterwards, in any process."""
+
+    __tablename__ = "dashboard_sessions"
+
+    # sha256 of the session cookie: the database never holds a usable cookie.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class WebhookEvent(Base):
     """A received webhook request, kept briefly for the dashboard."""
 

@@ -39,7 +39,9 @@ from amosync.web.security import (
     DashboardSession,
     add_security_headers,
     clear_session_cookie,
-    new_session_cookie,
+    end_session,
+    open_session,
+    session_of,
     set_session_cookie,
     verify_session_cookie,
 )
@@ -150,8 +152,10 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 # -- sessions ---------------------------------------------------------------------------
 
 
-def current_session(request: Request, services: ServicesDep) -> DashboardSession | None:
-    return verify_session_cookie(services.admin_token, request.cookies.get(COOKIE))
+async def current_session(
+    request: Request, services: ServicesDep, session: SessionDep
+) -> DashboardSession | None:
+    return await session_of(session, services.admin_token, request.cookies.get(COOKIE))
 
 
 def require_login(
@@ -279,7 +283,7 @@ async def overview(
 
 
 @router.post("/login")
-async def login(request: Request, services: ServicesDep) -> Response:
+async def login(request: Request, services: ServicesDep, session: SessionDep) -> Response:
     """Exchange the admin token for a browser-session cookie."""
     form = await request.form()
     token = form.get("token")
@@ -296,7 +300,8 @@ async def login(request: Request, services: ServicesDep) -> Response:
         context = {"next": target, "error": "That is not the admin token. Check it and try again."}
         return render(request, "login.html", context, status=401)
     response = RedirectResponse(target, status_code=303)
-    set_session_cookie(response, new_session_cookie(services.admin_token), secure=_secure(request))
+    cookie = await open_session(session, services.admin_token)
+    set_session_cookie(response, cookie, secure=_secure(request))
     log.info("dashboard.login.succeeded")
     return response
 
@@ -305,13 +310,15 @@ async def login(request: Request, services: ServicesDep) -> Response:
 async def logout(
     request: Request,
     services: ServicesDep,
+    session: SessionDep,
     viewer: Annotated[DashboardSession | None, Depends(current_session)],
 ) -> Response:
-    """End the browser session."""
+    """End the browser session, on the server too."""
     if viewer is not None:
         token = (await request.form()).get("csrf")
         if not isinstance(token, str) or not viewer.check_csrf(services.admin_token, token):
             raise CsrfRejected
+        await end_session(session, viewer)
     response = _back("/", "logged_out")
     clear_session_cookie(response, secure=_secure(request))
     return response

@@ -5,10 +5,13 @@ that is *derived* from the token, never the token itself:
 
     cookie = "v1.<issued>.<nonce>.<hex HMAC-SHA256(key=admin token, "session|issued|nonce")>"
 
-so a leaked cookie does not leak the API token, every login gets a different cookie, the
-cookie stops working when the admin token changes, and no server-side session table is
-needed (any `serve` process can check it). A form's CSRF token is an HMAC of the cookie
-under another label, so it is bound to the session it was rendered for.
+so a leaked cookie does not leak the API token, every login gets a different cookie, and
+the cookie stops working when the admin token changes. A signature alone cannot be taken
+back, though: each login also stores the cookie's hash in `dashboard_sessions`, a session
+is only one while its row is there (in any `serve` process: the table is shared), and
+logging out deletes it, so a logged-out cookie replayed opens nothing. A form's CSRF token
+is an HMAC of the cookie under another label, so it is bound to the session it was
+rendered for.
 """
 
 from __future__ import annotations
@@ -18,10 +21,15 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from amosync.crypto import same
+from amosync.crypto import same, token_hash
+from amosync.db.models import DashboardSession as SessionRow
+from amosync.db.models import utcnow
 
 COOKIE = "amosync_session"
 # A session cookie ends with the browser session, but browsers that restore sessions keep
@@ -84,6 +92,41 @@ def verify_session_cookie(
     if not 0 <= age <= MAX_AGE_SECONDS:
         return None
     return DashboardSession(cookie=cookie, issued_at=int(issued))
+
+
+async def open_session(db: AsyncSession, admin_token: str) -> str:
+    """A new session: its cookie, stored (as a hash) until it expires or is logged out."""
+    now = utcnow()
+    cookie = new_session_cookie(admin_token, now=now.timestamp())
+    # Sessions nobody logged out of are forgotten once they have expired.
+    await db.execute(delete(SessionRow).where(SessionRow.expires_at < now))
+    db.add(
+        SessionRow(
+            id=token_hash(cookie),
+            created_at=now,
+            expires_at=now + timedelta(seconds=MAX_AGE_SECONDS),
+        )
+    )
+    await db.flush()
+    return cookie
+
+
+async def session_of(
+    db: AsyncSession, admin_token: str, cookie: str | None
+) -> DashboardSession | None:
+    """The session of a cookie that is signed, not too old and not logged out; else None."""
+    verified = verify_session_cookie(admin_token, cookie)
+    if verified is None:
+        return None
+    row = await db.get(SessionRow, token_hash(verified.cookie))
+    if row is None or row.expires_at <= utcnow():
+        return None
+    return verified
+
+
+async def end_session(db: AsyncSession, session: DashboardSession) -> None:
+    """Log out: the session's cookie opens nothing from now on."""
+    await db.execute(delete(SessionRow).where(SessionRow.id == token_hash(session.cookie)))
 
 
 def set_session_cookie(response: Response, value: str, *, secure: bool) -> None:
