@@ -23,6 +23,10 @@ within a minute gets 403 on every API request for `block_seconds`. Webhooks amoC
 off: `disable_webhook(account_id, destination)` (listed with `"disabled": true`, nothing
 posted to it; registering the destination again turns it back on), `remove_webhook(...)`.
 
+Tags and notes: `PATCH /api/v4/contacts` with `tags_to_add`/`tags_to_delete` and
+`POST /api/v4/contacts/notes`; see them with `tags(account_id, contact_id)` (names) and
+`notes(account_id, contact_id=None)`.
+
 Observations: `contact_pages(account_id)` (page numbers served, in order),
 `contact_pages_served`, `rate_limited(account_id)` (429s answered), `refresh_count`,
 `token_account(access_token)`, `webhooks(account_id)`, `deliveries` (webhooks posted, with
@@ -128,6 +132,9 @@ class Account:
     recent_429s: deque[float] = field(default_factory=deque)
     blocked_until: float = 0.0
     blocked: int = 0
+    # Tags by lower-cased name (amoCRM's tags are per account), and notes on contacts.
+    tags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self, base_url: str) -> dict[str, Any]:
         """`GET /api/v4/account`."""
@@ -210,6 +217,8 @@ class AmoCRMSimulator:
         self._signing_key = secrets.token_bytes(32)
         self._next_contact_id = 1_000_001
         self._next_webhook_id = 839_656
+        self._next_tag_id = 501_001
+        self._next_note_id = 42_709_001
         self._outbox: deque[Delivery] = deque()
         self._pump: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -438,6 +447,88 @@ class AmoCRMSimulator:
         if position is None or account.contacts.is_deleted(position):
             return None
         return self._contact_json(account, position)
+
+    def edit_tags(
+        self,
+        account_id: int,
+        contact_id: int,
+        *,
+        add: Sequence[dict[str, Any]] = (),
+        delete: Sequence[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """`tags_to_add` / `tags_to_delete` of `PATCH /api/v4/contacts`: tags named (or by
+        id) are added to or taken off the contact, its other tags untouched. A new name
+        becomes an account tag. Emits `update_contact`, as amoCRM does for any edit."""
+        account, position = self._find(account_id, contact_id, deleted=False)
+        store = account.contacts
+        data = store.data(position)
+        tags = [dict(tag) for tag in data.tags]
+        for ref in add:
+            tag = self._tag(account, ref, create=True)
+            if tag is not None and all(t["id"] != tag["id"] for t in tags):
+                tags.append(dict(tag))
+        for ref in delete:
+            tag = self._tag(account, ref, create=False)
+            if tag is not None:
+                tags = [t for t in tags if t["id"] != tag["id"]]
+        changed = with_changes(data)
+        changed.tags = tags
+        store.update(position, changed, unix_now())
+        self._emit(account, "update", position)
+        return self._contact_json(account, position)
+
+    def _tag(self, account: Account, ref: dict[str, Any], *, create: bool) -> dict[str, Any] | None:
+        if ref.get("id") is not None:
+            wanted = int(ref["id"])
+            found = [tag for tag in account.tags.values() if tag["id"] == wanted]
+            if not found:
+                raise KeyError(f"no tag {wanted} in account {account.id}")
+            return found[0]
+        name = str(ref.get("name") or "").strip()
+        if not name:
+            raise ValueError("a tag needs an id or a name")
+        tag = account.tags.get(name.lower())
+        if tag is None and create:
+            tag = {"id": self._next_tag_id, "name": name, "color": None}
+            self._next_tag_id += 1
+            account.tags[name.lower()] = tag
+        return tag
+
+    def tags(self, account_id: int, contact_id: int) -> list[str]:
+        """The names of the contact's tags, in order."""
+        account, position = self._find(account_id, contact_id, deleted=False)
+        return [str(tag["name"]) for tag in account.contacts.data(position).tags]
+
+    def add_note(
+        self, account_id: int, contact_id: int, note_type: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A note on a contact, as `POST /api/v4/contacts/notes` creates it."""
+        account, _position = self._find(account_id, contact_id, deleted=False)
+        now = unix_now()
+        note = {
+            "id": self._next_note_id,
+            "entity_id": contact_id,
+            "created_by": 0,
+            "updated_by": 0,
+            "created_at": now,
+            "updated_at": now,
+            "responsible_user_id": RESPONSIBLE_USERS[0],
+            "group_id": 0,
+            "note_type": note_type,
+            "params": dict(params),
+            "account_id": account.id,
+        }
+        self._next_note_id += 1
+        account.notes.append(note)
+        return note
+
+    def notes(self, account_id: int, contact_id: int | None = None) -> list[dict[str, Any]]:
+        """The account's contact notes (of one contact when given), oldest first."""
+        return [
+            dict(note)
+            for note in self.account(account_id).notes
+            if contact_id is None or note["entity_id"] == contact_id
+        ]
 
     def generate_contacts(self, account_id: int, n: int, *, seed: int = 0) -> range:
         """Add `n` realistic contacts quickly (no webhooks); returns their ids.

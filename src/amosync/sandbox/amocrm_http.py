@@ -44,6 +44,8 @@ def routes(sim: AmoCRMSimulator) -> list[Route]:
         Route("/oauth2/access_token", token, methods=["POST"]),
         Route("/api/v4/account", api(_account), methods=["GET"]),
         Route("/api/v4/contacts", api(_contacts), methods=["GET"]),
+        Route("/api/v4/contacts", api(_contacts_edit), methods=["PATCH"]),
+        Route("/api/v4/contacts/notes", api(_notes_add), methods=["POST"]),
         Route("/api/v4/contacts/{contact_id:int}", api(_contact), methods=["GET"]),
         Route("/api/v4/webhooks", api(_webhooks_list), methods=["GET"]),
         Route("/api/v4/webhooks", api(_webhooks_add), methods=["POST"]),
@@ -214,6 +216,114 @@ async def _contact(_sim: AmoCRMSimulator, account: Account, request: Request) ->
             account_id=account.id,
             base_url=_base_url(request),
         )
+    )
+
+
+MAX_BATCH = 250  # amoCRM takes at most 250 entities in one add or edit request
+
+
+async def _json_list(request: Request) -> list[Any] | None:
+    try:
+        value = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+async def _contacts_edit(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    """`PATCH /api/v4/contacts`: a JSON array of `{"id", ...}`; this simulator applies
+    `tags_to_add` and `tags_to_delete` (`[{"name"}]` or `[{"id"}]`) and nothing else."""
+    items = await _json_list(request)
+    if not items or len(items) > MAX_BATCH:
+        return _invalid("", f"the body must be a JSON array of 1 to {MAX_BATCH} contacts")
+    edits = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+            return _invalid(f"{index}.id", "This value should not be blank.")
+        refs = {}
+        for name in ("tags_to_add", "tags_to_delete"):
+            value = item.get(name, [])
+            if not isinstance(value, list) or not all(
+                isinstance(ref, dict)
+                and (isinstance(ref.get("name"), str) or isinstance(ref.get("id"), int))
+                for ref in value
+            ):
+                return _invalid(f"{index}.{name}", "tags must be objects with a name or an id")
+            refs[name] = value
+        position = account.contacts.position(item["id"])
+        if position is None or account.contacts.is_deleted(position):
+            return _invalid(f"{index}.id", "Entity not found")
+        edits.append((item["id"], refs, str(item.get("request_id", index))))
+    base = _base_url(request)
+    contacts = []
+    for contact_id, refs, request_id in edits:
+        try:
+            edited = sim.edit_tags(
+                account.id, contact_id, add=refs["tags_to_add"], delete=refs["tags_to_delete"]
+            )
+        except (KeyError, ValueError) as exc:
+            return _invalid("tags", str(exc))
+        contacts.append(
+            {
+                "id": contact_id,
+                "name": edited["name"],
+                "updated_at": edited["updated_at"],
+                "request_id": request_id,
+                "_links": {"self": {"href": f"{base}/api/v4/contacts/{contact_id}"}},
+            }
+        )
+    return _hal(
+        {
+            "_links": {"self": {"href": f"{base}/api/v4/contacts"}},
+            "_embedded": {"contacts": contacts},
+        }
+    )
+
+
+NOTE_TYPES = frozenset({"common", "call_in", "call_out", "service_message", "sms_in", "sms_out"})
+
+
+async def _notes_add(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    """`POST /api/v4/contacts/notes`: `[{"entity_id", "note_type", "params": {"text"}}]`."""
+    items = await _json_list(request)
+    if not items or len(items) > MAX_BATCH:
+        return _invalid("", f"the body must be a JSON array of 1 to {MAX_BATCH} notes")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("entity_id"), int):
+            return _invalid(f"{index}.entity_id", "This value should not be blank.")
+        if item.get("note_type") not in NOTE_TYPES:
+            return _invalid(f"{index}.note_type", "The value you selected is not a valid choice.")
+        params = item.get("params")
+        if item["note_type"] == "common" and (
+            not isinstance(params, dict) or not isinstance(params.get("text"), str)
+        ):
+            return _invalid(f"{index}.params.text", "This value should not be blank.")
+        position = account.contacts.position(item["entity_id"])
+        if position is None or account.contacts.is_deleted(position):
+            return _invalid(f"{index}.entity_id", "Entity not found")
+    base = _base_url(request)
+    notes = []
+    for index, item in enumerate(items):
+        note = sim.add_note(
+            account.id, item["entity_id"], item["note_type"], item.get("params") or {}
+        )
+        notes.append(
+            {
+                "id": note["id"],
+                "entity_id": note["entity_id"],
+                "request_id": str(item.get("request_id", index)),
+                "_links": {
+                    "self": {
+                        "href": f"{base}/api/v4/contacts/{note['entity_id']}/notes/{note['id']}"
+                    }
+                },
+            }
+        )
+    return _hal(
+        {
+            "_links": {"self": {"href": f"{base}/api/v4/contacts/notes"}},
+            "_embedded": {"notes": notes},
+        }
     )
 
 

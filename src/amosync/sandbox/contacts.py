@@ -22,6 +22,7 @@ from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from typing import Any
 
 PHONE_FIELD = {"field_id": 264909, "field_name": "Телефон", "field_code": "PHONE"}
@@ -79,6 +80,8 @@ class ContactData:
     last_name: str
     responsible_user_id: int
     custom_fields: FieldValues | None  # amoCRM's custom_fields_values; None is null
+    # `_embedded.tags`: [{"id", "name", "color"}], set through PATCH /api/v4/contacts.
+    tags: list[dict[str, Any]] = dataclass_field(default_factory=list)
 
 
 _PHONE_CODES = ("WORK", "MOB", "HOME")

@@ -24,6 +24,8 @@ names as the in-process Python API.
     POST   /amocrm/accounts/ID/webhooks/disable  {destination?}: amoCRM turned it off
     DELETE /amocrm/accounts/ID/webhooks        {destination?}: drop it (every one without)
     GET    /amocrm/accounts/ID/pages           contact page numbers served, in order
+    GET    /amocrm/accounts/ID/notes[?contact_id=CID]   notes on contacts, oldest first
+    GET    /amocrm/accounts/ID/contacts/CID/tags       the contact's tag names
     GET    /amocrm/accounts/ID/webhook-body?action=A&contact_id=CID   the form body
     GET    /amocrm/settings                    the knobs below, current values
     PUT    /amocrm/settings                    {latency, rate_limit_rps, access_token_ttl,
@@ -40,12 +42,17 @@ names as the in-process Python API.
     POST   /unisender/keys                     {key}
     DELETE /unisender/keys?key=K
     GET    /unisender/settings
-    PUT    /unisender/settings                 {latency, rate_limit_rpm, fault_rate,
-                                                fault_status, fault_code} (any subset)
+    PUT    /unisender/settings                 {latency, rate_limit_rpm, hook_timeout,
+                                                hook_retry_interval, hook_stop_after,
+                                                fault_rate, fault_status, fault_code}
     POST   /unisender/faults                   {method?, status?, code?, times?}
     DELETE /unisender/faults
     POST   /unisender/rejections               {email, code, message?, key?}
-    POST   /unisender/unsubscribe              {key, email, list_ids?}
+    POST   /unisender/unsubscribe              {key, email, list_ids?}: posted to its hooks
+    GET    /unisender/hooks?key=K              the key's hooks, as listHooks gives them
+    POST   /unisender/hooks/stop               {key, hook_url?}: stopped after failures
+    POST   /unisender/hooks/flush              {timeout?}: wait for the deliveries due now
+    GET    /unisender/hook-deliveries          events posted to hooks, attempts, statuses
     GET    /unisender/lists?key=K
     GET    /unisender/members?key=K&list_id=N[&status=S]
     GET    /unisender/contact?key=K&email=E    the contact, or null
@@ -90,6 +97,9 @@ AMOCRM_SETTINGS: dict[str, type | tuple[type, ...]] = {
 UNISENDER_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "latency": (int, float),
     "rate_limit_rpm": (int, float, type(None)),
+    "hook_timeout": (int, float),
+    "hook_retry_interval": (int, float),
+    "hook_stop_after": (int, float),
 }
 
 
@@ -127,6 +137,8 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route(account + "/webhooks/disable", _disable_webhook, "POST"),
         route(account + "/webhooks", _remove_webhook, "DELETE"),
         route(account + "/pages", _pages),
+        route(account + "/notes", _notes),
+        route(contact + "/tags", _tags),
         route(account + "/webhook-body", _webhook_body),
         route("/amocrm/settings", _amocrm_settings),
         route("/amocrm/settings", _amocrm_settings, "PUT"),
@@ -142,6 +154,10 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route("/unisender/faults", _unisender_clear_faults, "DELETE"),
         route("/unisender/rejections", _reject, "POST"),
         route("/unisender/unsubscribe", _unsubscribe, "POST"),
+        route("/unisender/hooks", _hooks),
+        route("/unisender/hooks/stop", _stop_hook, "POST"),
+        route("/unisender/hooks/flush", _flush_hooks, "POST"),
+        route("/unisender/hook-deliveries", _hook_deliveries),
         route("/unisender/lists", _lists),
         route("/unisender/members", _members),
         route("/unisender/contact", _contact),
@@ -316,6 +332,17 @@ async def _pages(sandbox: Sandbox, request: Request) -> Any:
     return sandbox.amocrm.contact_pages(request.path_params["account_id"])
 
 
+async def _notes(sandbox: Sandbox, request: Request) -> Any:
+    contact_id = request.query_params.get("contact_id")
+    return sandbox.amocrm.notes(
+        request.path_params["account_id"], int(contact_id) if contact_id else None
+    )
+
+
+async def _tags(sandbox: Sandbox, request: Request) -> Any:
+    return sandbox.amocrm.tags(*_ids(request))
+
+
 async def _webhook_body(sandbox: Sandbox, request: Request) -> Any:
     action = _query(request, "action")
     if action not in ("add", "update", "delete", "restore"):
@@ -419,6 +446,24 @@ async def _unsubscribe(sandbox: Sandbox, request: Request) -> Any:
     body = await _body(request)
     sandbox.unisender.unsubscribe(str(body["key"]), str(body["email"]), body.get("list_ids"))
     return _no_content()
+
+
+async def _hooks(sandbox: Sandbox, request: Request) -> Any:
+    return sandbox.unisender.hooks.list_hooks(_query(request, "key"))
+
+
+async def _stop_hook(sandbox: Sandbox, request: Request) -> Any:
+    body = await _body(request)
+    return {"stopped": sandbox.unisender.hooks.stop(str(body["key"]), body.get("hook_url"))}
+
+
+async def _flush_hooks(sandbox: Sandbox, request: Request) -> Any:
+    await sandbox.unisender.hooks.flush(float((await _body(request)).get("timeout", 30.0)))
+    return _no_content()
+
+
+async def _hook_deliveries(sandbox: Sandbox, _request: Request) -> Any:
+    return [delivery.as_json() for delivery in sandbox.unisender.hooks.deliveries]
 
 
 async def _lists(sandbox: Sandbox, request: Request) -> Any:

@@ -133,6 +133,14 @@ class RemoteAmoCRM(_Part):
         body = {"destination": destination}
         return int((await self._call("DELETE", path, json=body))["removed"])
 
+    async def tags(self, account_id: int, contact_id: int) -> list[str]:
+        path = f"/amocrm/accounts/{account_id}/contacts/{contact_id}/tags"
+        return list(await self._call("GET", path))
+
+    async def notes(self, account_id: int, contact_id: int | None = None) -> list[dict[str, Any]]:
+        params = {"contact_id": contact_id} if contact_id is not None else {}
+        return list(await self._call("GET", f"/amocrm/accounts/{account_id}/notes", params=params))
+
     async def contact_pages(self, account_id: int) -> list[int]:
         return list(await self._call("GET", f"/amocrm/accounts/{account_id}/pages"))
 
@@ -191,6 +199,19 @@ class RemoteUnisender(_Part):
             "list_ids": None if list_ids is None else list(list_ids),
         }
         await self._call("POST", "/unisender/unsubscribe", json=body)
+
+    async def hooks(self, key: str) -> list[dict[str, Any]]:
+        return list(await self._call("GET", "/unisender/hooks", params={"key": key}))
+
+    async def stop_hook(self, key: str, hook_url: str | None = None) -> int:
+        body = {"key": key, "hook_url": hook_url}
+        return int((await self._call("POST", "/unisender/hooks/stop", json=body))["stopped"])
+
+    async def flush_hooks(self, timeout: float = 30.0) -> None:
+        await self._call("POST", "/unisender/hooks/flush", json={"timeout": timeout})
+
+    async def hook_deliveries(self) -> list[dict[str, Any]]:
+        return list(await self._call("GET", "/unisender/hook-deliveries"))
 
     async def reject(
         self, email: str, code: str, message: str | None = None, *, key: str | None = None

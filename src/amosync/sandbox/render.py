@@ -38,7 +38,7 @@ def contact_json(
         "custom_fields_values": data.custom_fields,
         "account_id": account_id,
         "_links": {"self": {"href": f"{base_url}/api/v4/contacts/{contact_id}"}},
-        "_embedded": {"tags": [], "companies": []},
+        "_embedded": {"tags": [dict(tag) for tag in data.tags], "companies": []},
     }
 
 

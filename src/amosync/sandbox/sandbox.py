@@ -44,5 +44,6 @@ class Sandbox:
         self.unisender.add_key(DEMO_UNISENDER_KEY)
 
     async def aclose(self) -> None:
-        """Stop webhook deliveries and close their HTTP client."""
+        """Stop webhook (and Unisender hook) deliveries and close their HTTP clients."""
         await self.amocrm.aclose()
+        await self.unisender.hooks.aclose()

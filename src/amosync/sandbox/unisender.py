@@ -5,12 +5,14 @@
     uni.lists("key")                      # [{"id": 1, "title": "amoCRM"}]
     uni.list_members("key", 1)            # {"ann@example.com", ...}
     uni.contact("key", "ann@example.com") # {"email", "status", "lists": [...], "fields": {...}}
-    uni.unsubscribe("key", "ann@example.com")
+    uni.unsubscribe("key", "ann@example.com")  # posts `unsubscribe` to the key's hooks
+    uni.hooks.list_hooks("key"); uni.hooks.stop("key"); await uni.hooks.flush()
     uni.reject("blocked@example.com", "invalid_arg")     # importContacts logs it, skips it
     uni.warn("role@example.com", "role_address")          # logs it, imports it all the same
     uni.fail_imports("bad@example.com", code="unspecified")  # any call holding it fails
 
 Knobs: `latency` (seconds per call), `rate_limit_rpm` (calls per minute per key, None = off),
+`hook_timeout` (3 s), `hook_retry_interval` (600 s), `hook_stop_after` (86 400 s),
 `add_fault(method=..., status=503)` or `add_fault(method=..., code="retry_later")`,
 `faults.rate` for a random fault rate, `clear_faults()`.
 
@@ -34,6 +36,7 @@ from functools import lru_cache
 from typing import Any
 
 from amosync.sandbox.controls import CallLog, Fault, FaultPlan, RateWindow
+from amosync.sandbox.unisender_hooks import HookDesk, HookError
 
 MAX_IMPORT_ROWS = 500
 STATUSES = frozenset(
@@ -115,6 +118,33 @@ class UnisenderSimulator:
         self._warnings: dict[str, tuple[str, str]] = {}
         self._import_failures: dict[str, UnisenderError | UnisenderHTTPError] = {}
         self._next_list_id = 1
+        # setHook/listHooks/removeHook and the notifications posted to hooks.
+        self.hooks = HookDesk()
+
+    # Unisender's hook timing (see `unisender_hooks`), as knobs of the simulator.
+    @property
+    def hook_timeout(self) -> float:
+        return self.hooks.timeout
+
+    @hook_timeout.setter
+    def hook_timeout(self, value: float) -> None:
+        self.hooks.timeout = float(value)
+
+    @property
+    def hook_retry_interval(self) -> float:
+        return self.hooks.retry_interval
+
+    @hook_retry_interval.setter
+    def hook_retry_interval(self, value: float) -> None:
+        self.hooks.retry_interval = float(value)
+
+    @property
+    def hook_stop_after(self) -> float:
+        return self.hooks.stop_after
+
+    @hook_stop_after.setter
+    def hook_stop_after(self, value: float) -> None:
+        self.hooks.stop_after = float(value)
 
     # --- Python API -----------------------------------------------------------------------
 
@@ -127,6 +157,7 @@ class UnisenderSimulator:
     def remove_key(self, key: str) -> None:
         """Invalidate a key: calls with it get `invalid_api_key` from now on."""
         self.keys.pop(key, None)
+        self.hooks.forget(key)
 
     def lists(self, key: str) -> list[dict[str, Any]]:
         return [{"id": i, "title": title} for i, title in sorted(self._account(key).lists.items())]
@@ -152,11 +183,16 @@ class UnisenderSimulator:
         sub = self._account(key).contacts.get(email.strip().lower())
         if sub is None:
             raise KeyError(f"{email!r} is not a contact of this key")
+        left = []
         for list_id, membership in sub.lists.items():
-            if list_ids is None or list_id in list_ids:
+            if (list_ids is None or list_id in list_ids) and membership.status != "unsubscribed":
                 membership.status = "unsubscribed"
+                left.append(list_id)
         if list_ids is None:
             sub.status = "unsubscribed"
+        # Unisender notifies the key's hooks of every list the address left.
+        for list_id in left:
+            self.hooks.emit(key, "unsubscribe", sub.email, list_id)
 
     def reject(
         self, email: str, code: str, message: str | None = None, *, key: str | None = None
@@ -375,6 +411,21 @@ class UnisenderSimulator:
             sub.lists.pop(list_id, None)
         return {}
 
+    def _set_hook(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
+        try:
+            return self.hooks.set_hook(account.key, params)
+        except HookError as exc:
+            raise UnisenderError("invalid_arg", str(exc)) from None
+
+    def _list_hooks(self, account: KeyAccount, _params: Mapping[str, Any]) -> Any:
+        return self.hooks.list_hooks(account.key)
+
+    def _remove_hook(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
+        try:
+            return self.hooks.remove_hook(account.key, params)
+        except HookError as exc:
+            raise UnisenderError("invalid_arg", str(exc)) from None
+
     def _get_contact(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
         email = str(params.get("email") or "").strip().lower()
         if not _EMAIL.match(email):
@@ -412,6 +463,9 @@ _METHODS = {
     "importContacts": UnisenderSimulator._import_contacts,
     "exclude": UnisenderSimulator._exclude,
     "getContact": UnisenderSimulator._get_contact,
+    "setHook": UnisenderSimulator._set_hook,
+    "listHooks": UnisenderSimulator._list_hooks,
+    "removeHook": UnisenderSimulator._remove_hook,
 }
 
 
