@@ -138,3 +138,12 @@ def _rank(exc: BaseException) -> int:
     if isinstance(exc, TransientUpstreamError):
         return 4
     return 5
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether retrying the work that raised `exc` cannot help: a permanent upstream error,
+    or one of ours for bad input or state (a 4xx `AppError`: no key connected, no public
+    URL set...), which only a person's change fixes."""
+    if isinstance(exc, PermanentUpstreamError):
+        return True
+    return isinstance(exc, AppError) and exc.status < 500

@@ -30,6 +30,7 @@ from amosync.db.engine import dialect_name, insert_for
 from amosync.db.models import Account, AccountProblem, utcnow
 from amosync.errors import (
     AmoCRMBlocked,
+    AppError,
     AuthorizationRevoked,
     InvalidApiKey,
     PermanentUpstreamError,
@@ -96,6 +97,8 @@ def describe(exc: BaseException) -> str:
             f"{API_NAMES[exc.api]} refused a request ({_said(exc)}); retrying it will not "
             "help: fix what it names, then retry the sync"
         )
+    if isinstance(exc, AppError):
+        return exc.detail[:1000]
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 

@@ -34,7 +34,7 @@ from amosync.amocrm.models import Contact as AmoContact
 from amosync.amocrm.models import ContactsPage
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, SyncRun, utcnow
-from amosync.errors import AmoCRMBlocked, PermanentUpstreamError, root_cause
+from amosync.errors import AmoCRMBlocked, is_permanent, root_cause
 from amosync.metrics import contacts_synced
 from amosync.state import Services
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
@@ -114,7 +114,7 @@ class FullSync:
             if self._account_id is not None:
                 async with self.services.sessions() as session:
                     cause = await still_blocked(session, self._account_id, cause) or cause
-            if isinstance(cause, PermanentUpstreamError) or final_attempt:
+            if is_permanent(cause) or final_attempt:
                 await self._fail(cause)
             elif isinstance(cause, AmoCRMBlocked):
                 await self._waiting(cause)

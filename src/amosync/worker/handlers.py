@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from amosync.accounts.install import run_install, run_register_webhooks
 from amosync.db.engine import transaction
 from amosync.db.models import Account, PendingChange, SyncRun, utcnow
-from amosync.errors import PermanentUpstreamError, root_cause
+from amosync.errors import is_permanent, root_cause
 from amosync.sync.changes import apply_pending
 from amosync.sync.fullsync import RECONCILE_EVERY, FullSync
 from amosync.sync.reconcile import check_webhooks, reconcile
@@ -67,7 +67,7 @@ async def reconcile_account(ctx: JobContext) -> None:
     try:
         await _reconcile_once(ctx, ctx.account_id)
     except Exception as exc:
-        permanent = isinstance(root_cause(exc), PermanentUpstreamError)
+        permanent = is_permanent(root_cause(exc))
         if permanent or ctx.attempts >= ctx.max_attempts:
             await _next_pass(ctx, ctx.account_id)
         raise

@@ -50,7 +50,7 @@ from amosync.accounts.problems import (
 )
 from amosync.db.engine import dialect_name, transaction
 from amosync.db.models import Account, AccountProblem, Job, utcnow
-from amosync.errors import AmoCRMBlocked, PermanentUpstreamError, root_cause
+from amosync.errors import AmoCRMBlocked, PermanentUpstreamError, is_permanent, root_cause
 from amosync.state import Services
 from amosync.worker.queue import backoff
 
@@ -314,7 +314,7 @@ class Worker:
         if job.account_id is not None:
             async with self.services.sessions() as session:
                 cause = await still_blocked(session, job.account_id, cause) or cause
-        permanent = isinstance(cause, PermanentUpstreamError)
+        permanent = is_permanent(cause)
         error = describe(cause)[:2000]
         if isinstance(cause, AmoCRMBlocked) and job.account_id is not None:
             return await self._blocked(job, error, bound)
