@@ -299,3 +299,23 @@ class WebhookEvent(Base):
     updated: Mapped[int] = mapped_column(Integer, default=0)
     deleted: Mapped[int] = mapped_column(Integer, default=0)
     contact_ids: Mapped[list[str]] = mapped_column(default=list)
+
+
+class AppliedHour(Base):
+    """How many contacts' changes one account had applied in one clock hour (UTC), for the
+    dashboard's chart: contacts put in the list, left unsynced, and deleted.
+
+    Counted where changes are applied (`sync.apply.Applier`), full syncs and webhook
+    changes alike; nothing else keeps a per-hour record (contacts keep only their latest
+    `synced_at`, webhook events are pruned, sync runs only total a run).
+    """
+
+    __tablename__ = "applied_hours"
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    synced: Mapped[int] = mapped_column(Integer, default=0)
+    unsynced: Mapped[int] = mapped_column(Integer, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)

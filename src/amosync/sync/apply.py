@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from amosync.db.engine import PreparedInsert, among, dialect_name, insert_for, prepared
 from amosync.db.models import Account, Contact, ListedEmail, utcnow
 from amosync.errors import InvalidApiKey, PermanentUpstreamError
+from amosync.sync.activity import count_applied
 from amosync.sync.mapping import normalize_email
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportResult, ImportRow
@@ -294,6 +295,9 @@ class Applier:
                 }
             )
         await self._store(session, values, listed_now, keep_seen=run_id is None)
+        await count_applied(
+            session, self.account_id, synced=outcome.synced, unsynced=outcome.unsynced
+        )
         return outcome
 
     async def set_aside(
@@ -317,6 +321,7 @@ class Applier:
             "synced_at": None,
         }
         await prepared(_upsert_keeping_seen, connection.dialect).run(connection, [values])
+        await count_applied(session, self.account_id, unsynced=1)
 
     async def remove(self, session: AsyncSession, amocrm_ids: Sequence[int]) -> list[str]:
         """Contacts deleted in amoCRM: exclude their addresses, forget them."""
@@ -334,6 +339,7 @@ class Applier:
                 Contact.account_id == self.account_id, Contact.amocrm_id.in_(amocrm_ids)
             )
         )
+        await count_applied(session, self.account_id, deleted=len(amocrm_ids))
         return excluded
 
     async def _guard(self, *, force: bool = False) -> None:
