@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from amosync.db.models import AppliedHour
 from amosync.worker.runner import Worker
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 from tests.web import test_browser as browser_helpers
@@ -199,6 +201,11 @@ async def watch_the_first_sync(
         await expect(page.locator(f"{DETAILED} [data-field={state}]")).to_have_text(shown)
         await expect(page.locator(f"[data-tab={state}] [data-count={state}]")).to_have_text(shown)
     await expect(page.locator("[data-empty=contacts]")).to_contain_text("reload to see them")
+    # Every applied contact was counted for the hourly chart, where it was applied.
+    async with s.services.sessions() as session:
+        hours = (await session.execute(select(AppliedHour))).scalars().all()
+    assert sum(h.synced for h in hours) >= counts["synced"]
+    assert sum(h.unsynced for h in hours) >= counts["unsynced"]
     await page.wait_for_timeout(500)  # the bar's 0.4 s transition, for the screenshot
     await dashboard.screenshot("e2e_sync_done.png")
 

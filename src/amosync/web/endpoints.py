@@ -7,8 +7,10 @@ render their own friendly errors, the JSON endpoint the project's `{"error", "de
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,9 +19,11 @@ from urllib.parse import urlencode
 import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -32,8 +36,10 @@ from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import AppError, NotFound
 from amosync.ids import AccountIdPath, JobIdPath
 from amosync.pagination import decode_cursor, encode_cursor
+from amosync.sync import activity
 from amosync.sync import service as sync
-from amosync.web import queries, views
+from amosync.web import i18n, queries, views
+from amosync.web.i18n import N_, Language
 from amosync.web.security import (
     COOKIE,
     DashboardSession,
@@ -57,37 +63,92 @@ MAX_TOKEN_LENGTH = 1024
 # Messages a redirect may ask a page to show. Only these codes are accepted, so a link
 # cannot make the dashboard display text of someone else's choosing.
 NOTICES = {
-    "sync_started": ("ok", "A full sync has been queued."),
-    "sync_running": ("info", "A full sync is already running for this account; it is shown below."),
+    "sync_started": ("ok", N_("A full sync has been queued.")),
+    "sync_running": (
+        "info",
+        N_("A full sync is already running for this account; it is shown below."),
+    ),
     "sync_refused": (
         "error",
-        "This account is disconnected: install the widget in amoCRM again before syncing.",
+        N_("This account is disconnected: install the widget in amoCRM again before syncing."),
     ),
-    "job_retried": ("ok", "The job is back in the queue."),
-    "job_not_failed": ("info", "That job is no longer failed; there was nothing to retry."),
+    "job_retried": ("ok", N_("The job is back in the queue.")),
+    "job_not_failed": ("info", N_("That job is no longer failed; there was nothing to retry.")),
     "disconnected": (
         "ok",
-        "The account is disconnected: webhooks unregistered, tokens and the Unisender key "
-        "deleted. Its contact records are kept.",
+        N_(
+            "The account is disconnected: webhooks unregistered, tokens and the Unisender key "
+            "deleted. Its contact records are kept."
+        ),
     ),
-    "logged_out": ("info", "You are logged out."),
+    "logged_out": ("info", N_("You are logged out.")),
+}
+
+ERROR_TITLES = {
+    401: N_("Log in again"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    500: N_("Something went wrong"),
+}
+
+# Strings the dashboard script writes into the page itself.
+SCRIPT_MESSAGES = {
+    "queued": N_("queued"),
+    "running": N_("running"),
+    "done": N_("done"),
+    "failed": N_("failed"),
+    "run": N_("run #%(id)s"),
+    "per_second": N_("%(rate)s/s"),
+    "new_synced": N_("%(n)s synced contacts since this page loaded; reload to see them."),
+    "new_unsynced": N_("%(n)s unsynced contacts since this page loaded; reload to see them."),
 }
 
 templates = Jinja2Templates(directory=str(TEMPLATES))
+templates.env.add_extension("jinja2.ext.i18n")
+
+
+@pass_context
+def _gettext(context: Context, message: str) -> str:
+    language: Language = context["i18n"]
+    return language.gettext(message)
+
+
+@pass_context
+def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
+    language: Language = context["i18n"]
+    return language.ngettext(singular, plural, n)
+
+
+@pass_context
+def _pgettext(context: Context, where: str, message: str) -> str:
+    language: Language = context["i18n"]
+    return language.catalog.pgettext(where, message)
+
+
+@pass_context
+def _number(context: Context, value: int | float | None) -> str:
+    language: Language = context["i18n"]
+    return language.number(value)
+
+
+@pass_context
+def _reason(context: Context, value: str | None) -> str:
+    return views.reason_text(value, context["i18n"])
 
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
-def _number(value: int | float | None) -> str:
-    return "—" if value is None else f"{value:,}"
-
-
+# The page's language comes with each render (context["i18n"]): one environment serves all.
+templates.env.install_gettext_callables(  # type: ignore[attr-defined]
+    gettext=_gettext, ngettext=_ngettext, pgettext=_pgettext, newstyle=True
+)
 templates.env.filters["when"] = _when
 templates.env.filters["number"] = _number
-templates.env.filters["reason"] = views.reason_text
+templates.env.filters["reason"] = _reason
 templates.env.globals["version"] = __version__
+templates.env.globals["language_names"] = i18n.NAMES
 
 
 class LoginRequired(Exception):
@@ -187,14 +248,24 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def _safe_next(value: object) -> str:
+def _safe_next(value: object, *, keep_query: bool = False) -> str:
     """Where to go after login: only a dashboard path of this site (no open redirect)."""
-    if isinstance(value, str) and re.fullmatch(r"/(ui/[A-Za-z0-9_/-]*)?", value):
-        return value
-    return "/"
+    if not isinstance(value, str):
+        return "/"
+    path, mark, query = value.partition("?")
+    if not re.fullmatch(r"/(ui/[A-Za-z0-9_/.-]*)?", path) or ".." in path:
+        return "/"
+    # The query only ever follows a path of ours, so it cannot lead to another site.
+    if keep_query and mark and len(query) <= 500 and "#" not in query:
+        return f"{path}?{query}"
+    return path
 
 
 # -- rendering --------------------------------------------------------------------------
+
+
+def language_of(request: Request) -> Language:
+    return i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language"))
 
 
 def render(
@@ -206,23 +277,52 @@ def render(
     status: int = 200,
 ) -> HTMLResponse:
     services = request.app.state.services
+    language = language_of(request)
     notice = NOTICES.get(request.query_params.get("notice", ""))
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     full = {
         "csrf": session.csrf_token(services.admin_token) if session else None,
-        "notice": {"kind": notice[0], "text": notice[1]} if notice else None,
+        "notice": {"kind": notice[0], "text": language.gettext(notice[1])} if notice else None,
+        "i18n": language,
+        "lang": language.code,
+        "switch_url": "/ui/language?"
+        + urlencode({"to": language.other(), "next": _safe_next(here, keep_query=True)}),
+        "script_messages": i18n.messages_for_script(language, SCRIPT_MESSAGES),
         **context,
     }
-    return templates.TemplateResponse(request, name, full, status_code=status)
+    response = templates.TemplateResponse(request, name, full, status_code=status)
+    response.headers["Content-Language"] = language.code
+    response.headers["Vary"] = "Accept-Language, Cookie"
+    return response
+
+
+# Error codes whose page text is ours to translate; in English, and for any other code, the
+# page shows the detail its raiser wrote (which may name the id).
+ERROR_TEXTS = {
+    "csrf_rejected": N_(
+        "This form has expired or did not come from the dashboard. "
+        "Go back, reload the page and try again."
+    ),
+    "not_found": N_("There is no such page."),
+    "account_not_found": N_("There is no such account. It may have been deleted."),
+    "job_not_found": N_("There is no such job. It may have been removed."),
+    "run_not_found": N_("There is no such sync run."),
+    "unauthorized": N_("Your session has ended. Log in again to continue."),
+    "internal_error": N_("Something went wrong on our side; it has been logged."),
+}
 
 
 def _failure(request: Request, wants_json: bool, status: int, code: str, detail: str) -> Response:
     if wants_json:
         return JSONResponse({"error": code, "detail": detail}, status_code=status)
-    titles = {403: "Not allowed", 404: "Not found", 500: "Something went wrong"}
+    language = language_of(request)
     session = verify_session_cookie(
         request.app.state.services.admin_token, request.cookies.get(COOKIE)
     )
-    context = {"title": titles.get(status, "That did not work"), "detail": detail, "status": status}
+    title = language.gettext(ERROR_TITLES.get(status, N_("That did not work")))
+    translated = code in ERROR_TEXTS and language.code != i18n.DEFAULT
+    text = language.gettext(ERROR_TEXTS[code]) if translated else detail
+    context = {"title": title, "detail": text, "status": status, "code": code}
     return render(request, "error.html", context, session=session, status=status)
 
 
@@ -231,9 +331,12 @@ def _invalid(request: Request, wants_json: bool, exc: RequestValidationError) ->
     if errors and errors[0].get("loc", ("",))[0] == "path":
         return _failure(request, wants_json, 404, "not_found", "There is no such page.")
     fields = ", ".join(str(e.get("loc", ("", "?"))[-1]) for e in errors[:5])
-    return _failure(
-        request, wants_json, 400, "invalid_request", f"These values are not valid: {fields}."
-    )
+    if wants_json:
+        return _failure(
+            request, True, 400, "invalid_request", f"These values are not valid: {fields}."
+        )
+    text = language_of(request).gettext("These values are not valid: %(fields)s.")
+    return _failure(request, False, 400, "invalid_request", text % {"fields": fields})
 
 
 def _login_required(request: Request, wants_json: bool) -> Response:
@@ -243,12 +346,34 @@ def _login_required(request: Request, wants_json: bool) -> Response:
             status_code=401,
         )
     if request.method == "GET":
-        target = _safe_next(request.url.path)
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target = _safe_next(here, keep_query=True)
         location = "/" if target == "/" else "/?" + urlencode({"next": target})
         return RedirectResponse(location, status_code=303)
     return _failure(
         request, False, 401, "unauthorized", "Your session has ended. Log in again to continue."
     )
+
+
+@router.get("/ui/language")
+async def switch_language(
+    request: Request,
+    to: Annotated[str, Query(max_length=8)] = i18n.DEFAULT,
+    next_path: Annotated[str | None, Query(alias="next", max_length=600)] = None,
+) -> Response:
+    """The language switch: remembered in a cookie (a preference, not a credential)."""
+    response = RedirectResponse(_safe_next(next_path, keep_query=True), status_code=303)
+    if to in i18n.LOCALES:
+        response.set_cookie(
+            i18n.COOKIE,
+            to,
+            max_age=365 * 24 * 3600,
+            httponly=True,
+            samesite="lax",
+            secure=_secure(request),
+            path="/",
+        )
+    return response
 
 
 def _back(path: str, notice: str) -> RedirectResponse:
@@ -268,7 +393,8 @@ async def overview(
 ) -> Response:
     """The dashboard: the login form, or every account with its sync state."""
     if viewer is None:
-        return render(request, "login.html", {"next": _safe_next(next_path), "error": None})
+        login_context = {"next": _safe_next(next_path, keep_query=True), "error": None}
+        return render(request, "login.html", login_context)
     found = await repository.page(session, after=decode_cursor(cursor), limit=ACCOUNTS_PER_PAGE + 1)
     more = len(found) > ACCOUNTS_PER_PAGE
     found = found[:ACCOUNTS_PER_PAGE]
@@ -287,7 +413,7 @@ async def login(request: Request, services: ServicesDep, session: SessionDep) ->
     """Exchange the admin token for a browser-session cookie."""
     form = await request.form()
     token = form.get("token")
-    target = _safe_next(form.get("next"))
+    target = _safe_next(form.get("next"), keep_query=True)
     valid = (
         isinstance(token, str)
         and 0 < len(token) <= MAX_TOKEN_LENGTH
@@ -297,7 +423,8 @@ async def login(request: Request, services: ServicesDep, session: SessionDep) ->
         log.warning(
             "dashboard.login.failed", client=request.client.host if request.client else None
         )
-        context = {"next": target, "error": "That is not the admin token. Check it and try again."}
+        error = language_of(request).gettext("That is not the admin token. Check it and try again.")
+        context = {"next": target, "error": error}
         return render(request, "login.html", context, status=401)
     response = RedirectResponse(target, status_code=303)
     cookie = await open_session(session, services.admin_token)
@@ -333,6 +460,9 @@ def _account_url(account_id: int, **query: str | None) -> str:
     return f"/ui/accounts/{account_id}{suffix}"
 
 
+Reason = Annotated[str | None, Query(max_length=80)]
+
+
 @router.get("/ui/accounts/{account_id}")
 async def account_page(
     request: Request,
@@ -341,47 +471,158 @@ async def account_page(
     session: SessionDep,
     contacts: Literal["synced", "unsynced"] = "synced",
     q: Annotated[str | None, Query(max_length=200)] = None,
+    reason: Reason = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    """One account: live sync progress, contacts, webhook events and failures."""
+    """One account: its problems, live sync progress, run history and hourly chart,
+    contacts, webhook events and failures."""
     account = await accounts.require(session, account_id)
     [row] = await views.account_rows(session, [account])
     search = (q or "").strip() or None
-    rows = await sync.contacts_page(
+    reasons = await queries.unsynced_reasons(session, account_id)
+    # A reason filter only narrows unsynced contacts, and only to a reason that exists.
+    wanted = "" if reason == "-" else reason
+    chosen = wanted if contacts == "unsynced" and wanted in {r for r, _ in reasons} else None
+    rows = await queries.contacts(
         session,
         account_id,
         state=contacts,
         after=decode_cursor(cursor),
         limit=CONTACTS_PER_PAGE + 1,
         search=search,
+        reason=chosen,
     )
     more = len(rows) > CONTACTS_PER_PAGE
     rows = rows[:CONTACTS_PER_PAGE]
     integrations = await repository.integrations(session, account_id)
+    amocrm = views.amocrm_base([item.base_url for item in integrations], account.subdomain)
+    history = [views.progress(run) for run in await queries.runs(session, account_id, limit=10)]
+    chart = views.hourly_chart(await activity.recent_hours(session, account_id))
+    filters = {"contacts": contacts, "q": search, "reason": _reason_param(chosen)}
     context = {
         "account": row,
         "integrations": [accounts.integration_view(item) for item in integrations],
         # AMOSYNC_AMOCRM_BASE_URL sends every account's calls elsewhere (a sandbox, a proxy).
         "amocrm_override": request.app.state.services.settings.amocrm_base_url,
+        "amocrm_base": amocrm,
+        "contact_url": lambda amocrm_id: views.contact_url(amocrm, amocrm_id),
         "tab": contacts,
         "q": search or "",
+        "reason": chosen,
+        "reasons": reasons,
         "contacts": rows,
         "tab_urls": {
             state: _account_url(account_id, contacts=state, q=search)
             for state in ("synced", "unsynced")
         },
+        "reason_urls": {
+            code: _account_url(account_id, contacts="unsynced", q=search, reason=code or "-")
+            for code, _ in reasons
+        },
+        "all_reasons_url": _account_url(account_id, contacts="unsynced", q=search),
+        "csv_url": f"/ui/accounts/{account_id}/unsynced.csv?"
+        + urlencode({k: v for k, v in {"q": search, "reason": _reason_param(chosen)}.items() if v}),
         "next_url": (
             _account_url(
-                account_id, contacts=contacts, q=search, cursor=encode_cursor(rows[-1].amocrm_id)
+                account_id,
+                **filters,
+                cursor=encode_cursor(rows[-1].amocrm_id),
             )
             if more
             else None
         ),
-        "first_url": _account_url(account_id, contacts=contacts, q=search) if cursor else None,
+        "first_url": _account_url(account_id, **filters) if cursor else None,
+        "runs": history,
+        "chart": chart,
         "events": await queries.recent_webhook_events(session, account_id),
         "failed_jobs": await queries.failed_jobs(session, account_id=account_id),
     }
     return render(request, "account.html", context, session=viewer)
+
+
+def _reason_param(reason: str | None) -> str | None:
+    # "" (no reason recorded) travels as "-" so that it survives a URL.
+    return None if reason is None else (reason or "-")
+
+
+CSV_COLUMNS = ("amocrm_id", "name", "emails", "reason", "reason_text", "detail", "amocrm_url")
+CSV_PAGE = 1000
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula (a contact's
+    name is whatever someone typed into amoCRM)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get("/ui/accounts/{account_id}/unsynced.csv")
+async def unsynced_csv(
+    request: Request,
+    account_id: int,
+    _: Viewer,
+    services: ServicesDep,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    reason: Reason = None,
+) -> Response:
+    """Every unsynced contact of the account that matches the filters, as CSV (all pages:
+    read in keyset pages of 1,000 while the answer streams)."""
+    language = language_of(request)
+    async with services.sessions() as session:
+        account = await accounts.require(session, account_id)
+        integrations = await repository.integrations(session, account_id)
+    amocrm = views.amocrm_base([item.base_url for item in integrations], account.subdomain)
+    search = (q or "").strip() or None
+    chosen = "" if reason == "-" else reason
+
+    async def lines() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        # A byte-order mark, so that Excel reads the names as UTF-8.
+        yield "\ufeff"
+        writer.writerow(CSV_COLUMNS)
+        after: int | None = None
+        while True:
+            async with services.sessions() as session:
+                rows = await queries.contacts(
+                    session,
+                    account_id,
+                    state="unsynced",
+                    after=after,
+                    limit=CSV_PAGE,
+                    search=search,
+                    reason=chosen,
+                )
+            for contact in rows:
+                writer.writerow(
+                    [
+                        contact.amocrm_id,
+                        _cell(contact.name),
+                        _cell(" ".join(contact.emails or [])),
+                        _cell(contact.reason),
+                        views.reason_text(contact.reason, language),
+                        _cell(contact.detail),
+                        views.contact_url(amocrm, contact.amocrm_id) or "",
+                    ]
+                )
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if len(rows) < CSV_PAGE:
+                return
+            after = rows[-1].amocrm_id
+
+    name = f"amosync-{account_id}-unsynced" + (f"-{_slug(chosen)}" if chosen else "") + ".csv"
+    log.info("dashboard.unsynced.exported", account_id=account_id, reason=chosen)
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", value)[:60]
 
 
 @router.get("/ui/accounts/{account_id}/progress")

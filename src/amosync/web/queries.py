@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.db.models import Job, WebhookEvent
+from amosync.db.models import Contact, Job, SyncRun, WebhookEvent
 
 
 async def recent_webhook_events(
@@ -36,3 +36,63 @@ async def failed_jobs(
 
 async def job(session: AsyncSession, job_id: int) -> Job | None:
     return await session.get(Job, job_id)
+
+
+async def runs(
+    session: AsyncSession, account_id: int, *, before: int | None = None, limit: int = 20
+) -> Sequence[SyncRun]:
+    """The account's full syncs, newest first."""
+    query = select(SyncRun).where(SyncRun.account_id == account_id)
+    if before is not None:
+        query = query.where(SyncRun.id < before)
+    query = query.order_by(SyncRun.id.desc()).limit(limit)
+    return (await session.execute(query)).scalars().all()
+
+
+async def unsynced_reasons(session: AsyncSession, account_id: int) -> list[tuple[str, int]]:
+    """Each reason unsynced contacts of the account have, with how many, commonest first."""
+    count = func.count().label("n")
+    query = (
+        select(Contact.reason, count)
+        .where(Contact.account_id == account_id, Contact.state == "unsynced")
+        .group_by(Contact.reason)
+        .order_by(count.desc(), Contact.reason)
+    )
+    return [(reason or "", int(n)) for reason, n in await session.execute(query)]
+
+
+def _matching(search: str) -> ColumnElement[bool]:
+    escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    # emails is JSON text on both backends; searching its text finds any address.
+    return or_(
+        func.lower(cast(Contact.emails, String)).like(pattern, escape="\\"),
+        func.lower(Contact.name).like(pattern, escape="\\"),
+    )
+
+
+async def contacts(
+    session: AsyncSession,
+    account_id: int,
+    *,
+    state: str,
+    after: int | None,
+    limit: int,
+    search: str | None = None,
+    reason: str | None = None,
+) -> Sequence[Contact]:
+    """One page of the account's contacts in `state`, by amoCRM id; unsynced ones can be
+    narrowed to one reason (`""` is a contact with none recorded)."""
+    query = (
+        select(Contact)
+        .where(Contact.account_id == account_id, Contact.state == state)
+        .order_by(Contact.amocrm_id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(Contact.amocrm_id > after)
+    if search:
+        query = query.where(_matching(search))
+    if reason is not None:
+        query = query.where(Contact.reason.is_(None) if reason == "" else Contact.reason == reason)
+    return (await session.execute(query)).scalars().all()

@@ -6,32 +6,39 @@ can reach a page.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts import repository
 from amosync.accounts.service import is_connected
 from amosync.db.models import Account, SyncRun, utcnow
+from amosync.web.i18n import N_, Language
 
 ACTIVE = ("queued", "running")
 
 REASONS = {
-    "no_email": "No e-mail address",
-    "invalid_email": "Invalid e-mail address",
+    "no_email": N_("No e-mail address"),
+    "invalid_email": N_("Invalid e-mail address"),
 }
 
 
-def reason_text(reason: str | None) -> str:
-    """A person's wording of an unsynced reason code."""
+def reason_text(reason: str | None, language: Language) -> str:
+    """A person's wording of an unsynced reason code, in the page's language."""
     if not reason:
-        return "Unknown"
+        return language.gettext("Unknown")
     if reason.startswith("unisender:"):
-        return f"Rejected by Unisender ({reason.removeprefix('unisender:')})"
-    return REASONS.get(reason, reason.replace("_", " ").capitalize())
+        code = reason.removeprefix("unisender:")
+        return language.gettext("Rejected by Unisender (%(code)s)") % {"code": code}
+    if reason in REASONS:
+        return language.gettext(REASONS[reason])
+    # A code this version does not know yet: readable, if not translated.
+    return reason.replace("_", " ").capitalize()
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,11 @@ class Progress:
     unsynced: int
     failed: int
     expected: int | None
-    # None while the total is unknown (first sync: amoCRM gives no count): an
-    # indeterminate bar.
+    # None while the total is unknown (first sync: amoCRM gives no count).
     percent: int | None
+    # What the bar shows: None (indeterminate, moving) only while a run with no known
+    # total is active; a run that ended without one shows an empty bar, never a full one.
+    bar: int | None
     rate: float | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -72,6 +81,7 @@ class Progress:
             "failed": self.failed,
             "expected": self.expected,
             "percent": self.percent,
+            "bar": self.bar,
             "rate": self.rate,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -96,9 +106,13 @@ def progress(run: SyncRun, *, now: datetime | None = None) -> Progress:
         elapsed = ((run.finished_at or now or utcnow()) - run.started_at).total_seconds()
         if elapsed > 0:
             rate = round(processed / elapsed, 1)
+    bar = percent
+    if bar is None and run.status not in ACTIVE:
+        bar = 0
     return Progress(
         run_id=run.id,
         status=run.status,
+        bar=bar,
         fetched=run.fetched,
         synced=run.synced,
         unsynced=run.unsynced,
@@ -132,6 +146,8 @@ class AccountRow:
     list_id: int | None
     counts: Counts
     run: Progress | None
+    # The account's problems (SPEC §3): what a person must act on.
+    problems: tuple[Any, ...] = ()
 
     @property
     def title(self) -> str:
@@ -164,3 +180,155 @@ async def account_rows(session: AsyncSession, accounts: Sequence[Account]) -> li
             )
         )
     return rows
+
+
+# -- the chart of changes applied per hour (inline SVG, drawn here: no script, no CDN) -----
+
+CHART_WIDTH = 720
+CHART_HEIGHT = 220
+CHART_LEFT = 64  # room for the count labels
+CHART_BOTTOM = 28  # room for the hour labels
+CHART_TOP = 16
+CHART_RIGHT = 28  # room for the last hour's label
+SERIES = ("synced", "unsynced", "deleted")
+
+
+@dataclass(frozen=True)
+class Segment:
+    series: str
+    y: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Bar:
+    hour: datetime
+    x: float
+    width: float
+    synced: int
+    unsynced: int
+    deleted: int
+    segments: tuple[Segment, ...]
+
+    @property
+    def total(self) -> int:
+        return self.synced + self.unsynced + self.deleted
+
+
+@dataclass(frozen=True)
+class Tick:
+    y: float
+    value: int
+
+
+@dataclass(frozen=True)
+class HourLabel:
+    x: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    left: int
+    base: float  # the y of the zero line
+    bars: tuple[Bar, ...]
+    ticks: tuple[Tick, ...]
+    labels: tuple[HourLabel, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(bar.total for bar in self.bars)
+
+    @property
+    def right(self) -> int:
+        return self.width - CHART_RIGHT
+
+    def totals(self) -> dict[str, int]:
+        return {name: sum(getattr(bar, name) for bar in self.bars) for name in SERIES}
+
+
+def _nice_ceiling(value: int) -> int:
+    """The smallest of 1, 2, 5 × 10ⁿ at or above `value`: round tick values."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if factor * step >= value:
+                return factor * step
+        step *= 10
+
+
+def hourly_chart(rows: Sequence[Any], *, hours: int = 24, now: datetime | None = None) -> Chart:
+    """Bars for the last `hours` clock hours (UTC), oldest first; `rows` carry `hour`,
+    `synced`, `unsynced`, `deleted` (AppliedHour)."""
+    current = (now or utcnow()).replace(minute=0, second=0, microsecond=0)
+    by_hour = {row.hour: row for row in rows}
+    slots = [current - timedelta(hours=hours - 1 - i) for i in range(hours)]
+    peak = max([row.synced + row.unsynced + row.deleted for row in by_hour.values()] + [1])
+    top = _nice_ceiling(peak)
+    plot_height = CHART_HEIGHT - CHART_TOP - CHART_BOTTOM
+    base = CHART_TOP + plot_height
+    slot = (CHART_WIDTH - CHART_LEFT - CHART_RIGHT) / hours
+    bars = []
+    for index, hour in enumerate(slots):
+        row = by_hour.get(hour)
+        values = {name: int(getattr(row, name)) if row else 0 for name in SERIES}
+        segments = []
+        y = float(base)
+        for name in SERIES:
+            if values[name]:
+                height = max(1.0, values[name] / top * plot_height)
+                y -= height
+                segments.append(Segment(name, round(y, 2), round(height, 2)))
+        bars.append(
+            Bar(
+                hour=hour,
+                x=round(CHART_LEFT + index * slot + slot * 0.15, 2),
+                width=round(slot * 0.7, 2),
+                segments=tuple(segments),
+                **values,
+            )
+        )
+    fractions = (0.0, 0.5, 1.0) if top > 1 else (0.0, 1.0)
+    ticks = tuple(
+        Tick(y=round(base - fraction * plot_height, 2), value=int(top * fraction))
+        for fraction in fractions
+    )
+    labels = tuple(
+        HourLabel(x=round(CHART_LEFT + index * slot + slot / 2, 2), text=hour.strftime("%H:00"))
+        for index, hour in enumerate(slots)
+        if index % 6 == (hours - 1) % 6
+    )
+    return Chart(
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        left=CHART_LEFT,
+        base=base,
+        bars=tuple(bars),
+        ticks=ticks,
+        labels=labels,
+    )
+
+
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def amocrm_base(base_urls: Sequence[str | None], subdomain: str | None) -> str | None:
+    """Where the account's amoCRM pages are: its integration's base URL (amocrm.ru,
+    amocrm.com or kommo.com), else `https://<subdomain>.amocrm.ru`; None when neither
+    is a plain https host (never a link of someone else's making)."""
+    for url in base_urls:
+        if url:
+            parsed = urlsplit(url)
+            labels = (parsed.hostname or "").split(".")
+            if parsed.scheme == "https" and all(_HOST.fullmatch(label) for label in labels):
+                return f"https://{parsed.hostname}"
+    if subdomain and _HOST.fullmatch(subdomain.lower()):
+        return f"https://{subdomain.lower()}.amocrm.ru"
+    return None
+
+
+def contact_url(base: str | None, amocrm_id: int) -> str | None:
+    """A contact's card in amoCRM (`/contacts/detail/<id>`, as amoCRM's own links are)."""
+    return f"{base}/contacts/detail/{amocrm_id}" if base else None

@@ -8,8 +8,25 @@
   var IDLE_MS = 5000; // otherwise, to notice a sync started elsewhere (widget, API)
   var ACTIVE = { queued: true, running: true };
 
+  // The page's language and the strings this script writes, translated by the server.
+  var LANG = document.documentElement.lang || "en";
+  var MESSAGES = {};
+  try {
+    MESSAGES = JSON.parse(document.body.getAttribute("data-messages") || "{}");
+  } catch (ignored) {
+    MESSAGES = {};
+  }
+
+  function say(key, values) {
+    var text = MESSAGES[key] || key;
+    Object.keys(values || {}).forEach(function (name) {
+      text = text.split("%(" + name + ")s").join(String(values[name]));
+    });
+    return text;
+  }
+
   function number(value) {
-    return value === null || value === undefined ? "—" : Number(value).toLocaleString("en-US");
+    return value === null || value === undefined ? "—" : Number(value).toLocaleString(LANG);
   }
 
   function when(value) {
@@ -37,25 +54,25 @@
     if (!run) return;
 
     each(block, '[data-field="status"]', function (el) {
-      el.textContent = run.status;
+      el.textContent = say(run.status);
       el.className = "badge badge--" + run.status;
     });
     setField(block, "percent", run.percent === null ? "" : run.percent + "%");
-    setField(block, "run-id", "run #" + run.run_id);
+    setField(block, "run-id", say("run", { id: run.run_id }));
     each(block, '[data-field="bar"]', function (bar) {
       bar.setAttribute("data-status", run.status);
-      if (run.percent === null) {
-        bar.removeAttribute("value"); // indeterminate: the total is not known yet
+      if (run.bar === null) {
+        bar.removeAttribute("value"); // indeterminate: a run whose total is not known yet
       } else {
-        bar.value = run.percent;
+        bar.value = run.bar;
       }
-      bar.textContent = run.percent === null ? "" : run.percent + "%";
+      bar.textContent = run.bar === null ? "" : run.bar + "%";
     });
     setField(block, "fetched", number(run.fetched));
     setField(block, "synced", number(run.synced));
     setField(block, "unsynced", number(run.unsynced));
     setField(block, "failed", number(run.failed));
-    setField(block, "rate", run.rate === null ? "—" : run.rate + "/s");
+    setField(block, "rate", run.rate === null ? "—" : say("per_second", { rate: number(run.rate) }));
     setField(block, "started_at", when(run.started_at));
     setField(block, "finished_at", when(run.finished_at));
     each(block, '[data-field="error"]', function (el) {
@@ -74,7 +91,7 @@
       // An empty list rendered before these contacts arrived.
       each(scope, '[data-empty-state="' + state + '"]', function (el) {
         if (contacts[state] > 0) {
-          el.textContent = number(contacts[state]) + " " + state + " contacts since this page loaded; reload to see them.";
+          el.textContent = say("new_" + state, { n: number(contacts[state]) });
         }
       });
     });
