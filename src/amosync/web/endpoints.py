@@ -559,7 +559,7 @@ def _cell(value: object) -> str:
 @router.get("/ui/accounts/{account_id}/unsynced.csv")
 async def unsynced_csv(
     request: Request,
-    account_id: int,
+    account_id: AccountIdPath,
     _: Viewer,
     services: ServicesDep,
     q: Annotated[str | None, Query(max_length=200)] = None,
