@@ -80,22 +80,40 @@ async def test_unknown_token_is_refused_and_nothing_is_stored(database_url: str)
             assert await session.scalar(select(func.count()).select_from(PendingChange)) == 0
 
 
-async def test_malformed_payloads_get_4xx_and_store_nothing(database_url: str) -> None:
+async def test_unreadable_payloads_get_4xx_and_store_nothing(database_url: str) -> None:
     async with stack(database_url) as s:
         await connected(s)
         url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
         for body in (
-            b"contacts[add][0][id]=abc",
-            b"contacts[add][0][id]=1&contacts[add][0]=x",
-            b"contacts[add][0][id]=1&contacts[add][1][name]=no-id",
             b"\xff\xfe%%%",
+            b"contacts[add][0][id]=1&contacts[add][0][name]=a%00b",
+            b"contacts[add][0][id]=1&" + b"x" + b"[y]" * 16 + b"=1",
         ):
             response = await s.http.post(url, content=body, headers=headers)
             assert 400 <= response.status_code < 500, body
-            assert response.json()["error"]
+            assert response.json()["error"] == "malformed_webhook"
         async with s.services.sessions() as session:
             assert await session.scalar(select(func.count()).select_from(PendingChange)) == 0
+
+
+async def test_a_body_that_parses_is_stored_even_with_useless_parts(database_url: str) -> None:
+    """SPEC §5: only an unreadable body is refused; parts of no use are skipped."""
+    async with stack(database_url) as s:
+        await connected(s)
+        url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
+        body = (
+            b"contacts[add][0][id]=abc&contacts[add][1]=x&contacts[add][2][name]=no-id"
+            b"&contacts[add][3][id]=77&contacts[add][3][name]=Kept&contacts[add][3]"
+            b"[custom_fields][0][code]=EMAIL&contacts[add][3][custom_fields][0][values][0]"
+            b"[value]=kept@example.com&contacts[add][3][linked_leads_id][99999999999][ID]=1"
+        )
+        response = await s.http.post(url, content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["accepted"] == 1
+        await s.settle()
+        assert s.members() == {"kept@example.com"}
 
 
 async def test_other_entities_are_acknowledged_and_ignored(database_url: str) -> None:

@@ -11,21 +11,33 @@ amoCRM posts `application/x-www-form-urlencoded` bodies in the legacy (API v2) s
     &contacts[delete][0][id]=125&contacts[delete][0][type]=contact
     &account[subdomain]=acme&account[id]=30896271&account[_links][self]=https://acme.amocrm.ru
 
-What real deliveries look like, beyond that example, and how this module copes:
+What real deliveries look like, beyond that example (tests/fixtures/amocrm holds them, with
+their sources), and how this module copes:
 
+- keys named by entity ids, not indices: `[linked_leads_id][35144366][ID]=35144366` for
+  every deal the contact is linked to, `[catalog_elements_id][<catalog>][<element>]`; a key
+  part is only a name, whatever its size (PHP keeps one past 64 bits as a string key);
+- tags (`[tags][0][name]=vip`), `linked_company_id`, `company_name`, fields without `code`;
 - companies arrive under `contacts[...]` with `[type]=company`: skipped;
 - a value of a date field is a bare scalar (`[values][0]=1471813200`), not `[values][0][value]`;
+- system fields carry their `code` after their values: the tree is built before it is read;
+- `delete` entries may hold only an `id`; a `restore` may come without `custom_fields`, and
+  then its addresses are unknown: such a change is a `fetch` (sync.restore reads the contact);
 - note webhooks use one key both as a value and as a container
   (`contacts[note][0][note][type]=3` and `contacts[note][0][note][type][message_uuid]=…`),
   and Unsorted nests ten levels deep; `parse_webhook` only builds the parts it reads
   (`account[…]` and `contacts[add|update|delete|restore]…`), so other entities and events
   are acknowledged and ignored whatever their shape.
 
-No library parses PHP's bracket syntax with strict limits, so `parse_form` does it by hand.
-Anything odd (bad percent escapes, non-UTF-8, NUL characters, too many pairs, deep nesting,
-long keys, huge indices, a key used both as a value and a container, a contact without a
-numeric id) raises `MalformedWebhook` and nothing else, so the endpoint answers 400 and
-stores nothing: a request is taken whole or not at all.
+A body is refused (`MalformedWebhook`, 400, nothing stored) only when it cannot be read at
+all: not UTF-8, a NUL character (no database column can hold one), or over the limits on the
+body as a whole (key count, nesting depth; its size is capped before it gets here) or on what
+is read of it (contacts, fields of a contact, values of a field). Within those, every body
+is taken: a part that cannot be used (an entry without a numeric id, a list that is not a
+list) is skipped and logged, and the rest is stored. Where a key is both a value and a
+container, the later one wins, as in PHP.
+
+No library parses PHP's bracket syntax with these limits, so `parse_form` does it by hand.
 """
 
 from __future__ import annotations
@@ -34,14 +46,26 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal, TypeAlias, Union
 
+import structlog
+
 from amosync.errors import BadRequest
 
-MAX_PAIRS = 20_000  # a real pair takes ~70 bytes: the 1 MiB body limit comes first
+log = structlog.get_logger()
+
+# Limits on the body as a whole. A real pair takes ~70 bytes: the 1 MiB body cap comes first.
+MAX_PAIRS = 20_000
 MAX_DEPTH = 16  # a contact's e-mail value sits 8 levels deep; Unsorted goes to ~11
-MAX_KEY_LENGTH = 512
-MAX_INDEX = 100_000  # amoCRM numbers list items 0, 1, 2…; more is an attack, not a webhook
-# amoCRM ids are positive 64-bit integers; more digits than this cannot be one.
+# Limits on what is read. A real webhook holds at most a few hundred contacts, tens of fields
+# and a handful of values; a contact with a thousand addresses (SPEC §4) must still pass.
+MAX_CONTACTS = 5_000
+MAX_FIELDS = 1_000
+MAX_VALUES = 10_000
+# amoCRM ids are positive 64-bit integers; more digits than this cannot be one. A longer
+# digit string is still a fine key part, just not an index or an id.
 _MAX_ID_DIGITS = 18
+# Keys repeat from one webhook to the next, so their paths are cached; a long key is parsed
+# every time rather than kept.
+_CACHED_KEY_LENGTH = 256
 
 # `Node` is what the form builds: a value is a string or a dict of further nodes. A PHP
 # list (`a[0]`, `a[1]`, `a[]`) stays a dict keyed by the index as a string.
@@ -54,17 +78,21 @@ _WANTED = ("account[", *(f"contacts[{action}]" for action in _ACTIONS))
 
 
 class MalformedWebhook(BadRequest):
-    """The body is not a well-formed amoCRM webhook; nothing of it was used."""
+    """The body cannot be read as an amoCRM webhook; nothing of it was used."""
 
     code = "malformed_webhook"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContactChange:
-    """One contact of a webhook: its state after the change, or its deletion."""
+    """One contact of a webhook: its state after the change, or its deletion.
+
+    `fetch`: the contact is back (a restore) but the webhook did not say what it holds, so
+    its state must be read from amoCRM before it is applied.
+    """
 
     amocrm_id: int
-    action: Literal["upsert", "delete"]
+    action: Literal["upsert", "delete", "fetch"]
     raw_action: Action  # as amoCRM sent it: "restore" is an upsert, like "add"
     name: str | None = None
     # The EMAIL field's values in order, trimmed, blanks dropped; checked by sync.mapping.
@@ -95,12 +123,17 @@ def parse_webhook(body: bytes) -> WebhookPayload:
         sub = account.get("subdomain")
         subdomain = sub if isinstance(sub, str) and sub else None
     changes: list[ContactChange] = []
+    skipped: list[str] = []
     contacts = form.get("contacts")
     if isinstance(contacts, dict):
         # In the order amoCRM wrote them, so a later action on one contact wins a tie.
         for action, entries in contacts.items():
             if action in _ACTIONS:
-                changes.extend(_changes(action, entries))
+                changes.extend(_changes(action, entries, skipped))
+                if len(changes) > MAX_CONTACTS:
+                    raise MalformedWebhook(f"the webhook has more than {MAX_CONTACTS} contacts")
+    if skipped:
+        log.warning("webhook.parts.skipped", account_id=account_id, parts=skipped[:10])
     return WebhookPayload(account_id=account_id, subdomain=subdomain, changes=changes)
 
 
@@ -130,6 +163,9 @@ def _pairs(body: bytes) -> list[tuple[str, str]]:
             key, _, value = pair.partition("=")
             if "%" in key:
                 key = _unquote(key)
+            # The depth of the body as a whole, read or not: the one limit on a key.
+            if key.count("[") >= MAX_DEPTH:
+                raise MalformedWebhook(f"a form key is nested deeper than {MAX_DEPTH} levels")
             if "%" in value:
                 value = _unquote(value)
             pairs.append((key, value))
@@ -150,14 +186,16 @@ _BYTE = {
 
 
 def _unquote(text: str) -> str:
-    """Percent escapes → characters, refusing a stray "%" and escapes that are not UTF-8."""
+    """Percent escapes → characters; a "%" that starts no escape stays as it is (as PHP's
+    urldecode does), escapes that are not UTF-8 are refused."""
     first, *rest = text.encode("utf-8").split(b"%")
     chunks = [first]
     for chunk in rest:
         byte = _BYTE.get(chunk[:2])
         if byte is None:
-            raise MalformedWebhook("the form has a '%' that is not a percent escape")
-        chunks += (byte, chunk[2:])
+            chunks += (b"%", chunk)
+        else:
+            chunks += (byte, chunk[2:])
     raw = b"".join(chunks)
     if b"\x00" in raw:
         raise _nul()
@@ -180,75 +218,69 @@ def _build(pairs: list[tuple[str, str]]) -> Node:
     if any("[]" in key for key, _ in pairs):
         next_index = {}
     for key, value in pairs:
-        path = _path(key)
+        path = _path(key) if len(key) <= _CACHED_KEY_LENGTH else _parse_path(key)
+        if path is None:
+            continue  # a key PHP would have to guess at: not one amoCRM writes
         node = root
         for part in path[:-1]:
             if next_index is not None:
                 part = _slot(node, part, next_index)
             child = node.get(part)
-            if child is None:
+            if not isinstance(child, dict):
+                # New, or a value until now: the container replaces it, as in PHP.
                 node[part] = child = {}
-            elif not isinstance(child, dict):
-                raise _conflict(key)
             node = child
         part = path[-1]
         if next_index is not None:
             part = _slot(node, part, next_index)
-        if isinstance(node.get(part), dict):
-            raise _conflict(key)
-        node[part] = value
+        node[part] = value  # a later value replaces an earlier container, as in PHP
     return root
 
 
 def _slot(node: Node, part: str, next_index: dict[int, int]) -> str:
     if part == "":
         part = str(next_index.get(id(node), 0))
-        if int(part) > MAX_INDEX:
-            raise MalformedWebhook(f"a list has more than {MAX_INDEX} items")
     if _is_index(part) and int(part) >= next_index.get(id(node), 0):
         next_index[id(node)] = int(part) + 1
     return part
 
 
 @lru_cache(maxsize=4096)
-def _path(key: str) -> tuple[str, ...]:
-    """`a[b][0][]` → ("a", "b", "0", ""), refusing anything PHP would have to guess at."""
-    if len(key) > MAX_KEY_LENGTH:
-        raise MalformedWebhook(f"a form key is longer than {MAX_KEY_LENGTH} characters")
+def _path(key: str) -> tuple[str, ...] | None:
+    return _parse_path(key)
+
+
+def _parse_path(key: str) -> tuple[str, ...] | None:
+    """`a[b][0][]` → ("a", "b", "0", ""); None for a key whose brackets do not pair up."""
     head, bracket, rest = key.partition("[")
-    if not head or "]" in head:
-        raise MalformedWebhook(f"a form key is malformed: '{key[:80]}'")
     if not bracket:
-        return (head,)
-    if not rest.endswith("]"):
-        raise MalformedWebhook(f"a form key is malformed: '{key[:80]}'")
+        return (head,) if head and "]" not in head else None
     parts = rest[:-1].split("][")
-    if len(parts) >= MAX_DEPTH:
-        raise MalformedWebhook(f"a form key is nested deeper than {MAX_DEPTH} levels")
+    if not head or "]" in head or not rest.endswith("]"):
+        return None
     for part in parts:
         if "[" in part or "]" in part:
-            raise MalformedWebhook(f"a form key is malformed: '{key[:80]}'")
-        if _is_index(part) and (len(part) > 6 or int(part) > MAX_INDEX):
-            raise MalformedWebhook(f"an index is over {MAX_INDEX} in '{key[:80]}'")
+            return None
     return (head, *parts)
-
-
-def _conflict(key: str) -> MalformedWebhook:
-    return MalformedWebhook(f"the form uses '{key[:80]}' both as a value and as a container")
 
 
 # --- contacts ---------------------------------------------------------------------------
 
 
-def _changes(action: Action, entries: Node | str) -> list[ContactChange]:
+def _changes(action: Action, entries: Node | str, skipped: list[str]) -> list[ContactChange]:
     if not isinstance(entries, dict):
-        raise MalformedWebhook(f"contacts[{action}] must be a list of contacts")
+        skipped.append(f"contacts[{action}]")
+        return []
     changes = []
     for index, contact in _ordered(entries):
-        where = f"contacts[{action}][{index}]"
-        if not _is_index(index) or not isinstance(contact, dict):
-            raise MalformedWebhook(f"{where} is not a contact")
-        amocrm_id = _contact_id(contact.get("id"), where)
+        where = f"contacts[{action}][{index[:20]}]"
+        if not isinstance(contact, dict):
+            skipped.append(where)
+            continue
+        amocrm_id = _number(contact.get("id"))
+        if not amocrm_id:
+            skipped.append(f"{where}[id]")
+            continue
         # Companies come under contacts[...] too, told apart by their type.
         if contact.get("type", "contact") not in ("contact", ""):
             continue
@@ -256,25 +288,17 @@ def _changes(action: Action, entries: Node | str) -> list[ContactChange]:
             change = ContactChange(amocrm_id=amocrm_id, action="delete", raw_action=action)
         else:
             name = contact.get("name")
+            fields = contact.get("custom_fields")
             change = ContactChange(
                 amocrm_id=amocrm_id,
-                action="upsert",
+                action="fetch" if action == "restore" and fields is None else "upsert",
                 name=name if isinstance(name, str) else None,
-                emails=_emails(contact),
+                emails=_emails(fields, where),
                 updated_at=_number(contact.get("last_modified") or contact.get("updated_at")),
                 raw_action=action,
             )
         changes.append(change)
     return changes
-
-
-def _contact_id(value: Node | str | None, where: str) -> int:
-    if value is None:
-        raise MalformedWebhook(f"{where} has no id")
-    number = _number(value)
-    if number is None or number == 0:
-        raise MalformedWebhook(f"{where}[id] is not a contact id")
-    return number
 
 
 def _number(value: Node | str | None) -> int | None:
@@ -286,11 +310,12 @@ def _number(value: Node | str | None) -> int | None:
     return None
 
 
-def _emails(contact: Node) -> list[str]:
+def _emails(fields: Node | str | None, where: str) -> list[str]:
     """Values of the fields whose code is EMAIL — by code, never by position."""
-    fields = contact.get("custom_fields")
     if not isinstance(fields, dict):
         return []
+    if len(fields) > MAX_FIELDS:
+        raise MalformedWebhook(f"{where} has more than {MAX_FIELDS} custom fields")
     emails = []
     for _, custom_field in _ordered(fields):
         if not isinstance(custom_field, dict) or custom_field.get("code") != "EMAIL":
@@ -298,6 +323,8 @@ def _emails(contact: Node) -> list[str]:
         values = custom_field.get("values")
         if not isinstance(values, dict):
             continue
+        if len(values) > MAX_VALUES:
+            raise MalformedWebhook(f"{where} has a field with more than {MAX_VALUES} values")
         for _, item in _ordered(values):
             # {"value": "a@b.c", "enum": "101"} as a rule; a bare scalar for some field types.
             raw = item.get("value") if isinstance(item, dict) else item
@@ -307,12 +334,17 @@ def _emails(contact: Node) -> list[str]:
 
 
 def _is_index(key: str) -> bool:
-    return key.isdigit() and key.isascii() and (key == "0" or key[0] != "0")
+    return (
+        0 < len(key) <= _MAX_ID_DIGITS
+        and key.isdigit()
+        and key.isascii()
+        and (key == "0" or key[0] != "0")
+    )
 
 
 def _ordered(node: Node) -> list[tuple[str, Node | str]]:
     """A PHP list's items by index (other keys after them, as they came)."""
     items = list(node.items())
     if len(items) > 1:
-        items.sort(key=lambda item: int(item[0]) if _is_index(item[0]) else MAX_INDEX + 1)
+        items.sort(key=lambda item: (0, int(item[0])) if _is_index(item[0]) else (1, 0))
     return items
