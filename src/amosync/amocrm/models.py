@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Required
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field
 from typing_extensions import TypedDict
@@ -20,25 +20,33 @@ class _Model(BaseModel):
 
 
 class FieldValue(TypedDict, total=False):
-    """One value of a custom field: an address, a phone, a checkbox..."""
+    """One value of a custom field, as most field types have it: an address, a phone...
 
-    value: str | int | float | bool | None
-    enum_id: int | None
-    enum_code: str | None
+    `value` is whatever amoCRM sent: a string as a rule, a number (dates are unix seconds),
+    a boolean (checkbox), an object (legal entity, file) or even a list; some types have no
+    `value` at all (chained_list: `catalog_id`, `catalog_element_id`). Only the mapping
+    decides what it reads (strings of EMAIL fields), so no shape can fail a page.
+    """
+
+    value: Any
+    enum_id: Any
+    enum_code: Any
 
 
 class CustomField(TypedDict, total=False):
     """A contact's custom field; e-mail fields have `field_code == "EMAIL"`.
 
     Validated into plain dicts rather than models: a page holds a thousand of them, and
-    building model instances was most of the cost of reading a page.
+    building model instances was most of the cost of reading a page. `values` holds
+    `FieldValue`-like dicts, kept as `Any` so that an odd item is skipped by the mapping
+    rather than refused here (tests/fixtures/amocrm/api has every type).
     """
 
-    field_id: Required[int]
+    field_id: int | None
     field_name: str | None
     field_code: str | None
     field_type: str | None
-    values: list[FieldValue]
+    values: list[Any] | None
 
 
 class Contact(_Model):

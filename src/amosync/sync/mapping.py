@@ -82,7 +82,9 @@ def email_values(custom_fields_values: CustomFields | None) -> list[str]:
         if custom_field.get("field_code") != EMAIL_CODE:
             continue
         for value in custom_field.get("values") or ():
-            raw = value.get("value")
+            # Only strings are addresses: an object (file, legal entity), a list, a number
+            # or an item that is not even a dict is skipped, never a failed contact.
+            raw = value.get("value") if isinstance(value, dict) else None
             if isinstance(raw, str) and raw.strip():
                 values.append(raw.strip())
     return values
