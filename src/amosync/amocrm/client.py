@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from amosync.amocrm.models import (
     Account,
+    Contact,
     ContactsPage,
     ContactsResponse,
     TokenPair,
@@ -148,6 +149,20 @@ class AmoCRMClient:
         contacts = list(parsed.embedded.contacts)
         has_next = parsed.links.next is not None and bool(contacts)
         return ContactsPage(page=page, contacts=contacts, has_next=has_next)
+
+    async def get_contact(self, contact_id: int) -> Contact | None:
+        """One contact by id; None when amoCRM has no such contact (it answers 204, or 404).
+
+        For a restore webhook that did not carry the contact's fields (SPEC §5)."""
+        try:
+            response = await self._request("GET", f"/api/v4/contacts/{contact_id}")
+        except PermanentUpstreamError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if response.status_code == 204 or not response.content:
+            return None
+        return _parse(Contact.model_validate_json, response)
 
     async def iter_contacts(
         self, *, start_page: int = 1, updated_from: int | None = None

@@ -388,13 +388,21 @@ class AmoCRMSimulator:
         *,
         responsible_user_id: int | None = None,
         custom_fields_values: FieldValues | None = _UNSET,
+        contact_id: int | None = None,
     ) -> dict[str, Any]:
         """Create a contact (emits `add_contact`); returns it as the API shows it.
 
         Without `custom_fields_values`, the fields are built from `emails` and `phones`;
-        a contact with neither has `custom_fields_values: null`, as in amoCRM.
+        a contact with neither has `custom_fields_values: null`, as in amoCRM. `contact_id`
+        picks the id (to match a recorded webhook); it must be above every id given so far.
         """
         account = self.account(account_id)
+        if contact_id is not None:
+            if contact_id < self._next_contact_id and any(
+                len(a.contacts.ids) for a in self.accounts.values()
+            ):
+                raise ValueError(f"contact ids only grow: {contact_id} is taken or past")
+            self._next_contact_id = contact_id
         first, _, last = name.partition(" ")
         fields = (
             build_fields(emails, phones) if custom_fields_values is _UNSET else custom_fields_values

@@ -51,6 +51,7 @@ from amosync.sync.apply import (
     is_row_error,
 )
 from amosync.sync.mapping import classify, unsynced_reason
+from amosync.sync.restore import read_restored
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
 from amosync.worker.queue import insert_job, job_values
@@ -436,6 +437,8 @@ class _Pending:
             changes, known = await self._take()
             if not changes:
                 break
+            # A restore that came without the contact's fields is read from amoCRM first.
+            await read_restored(self.services, self.account_id, changes)
             fresh: list[PendingChange] = []
             stale: list[PendingChange] = []
             for change in changes:
