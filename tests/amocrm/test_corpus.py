@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
 import pytest
 
 from amosync.amocrm.models import ContactsResponse, TokenPair
@@ -178,13 +177,13 @@ def test_a_page_with_every_field_type_validates_and_yields_only_string_addresses
 def test_object_values_survive_validation_as_they_came() -> None:
     """Skipped by the mapping, but not mangled by the model (a later reader may want them)."""
     page = ContactsResponse.model_validate_json(corpus("api/contacts_page_every_field_type.json"))
-    fields = {
-        f["field_type"]: f for f in page.embedded.contacts[0].custom_fields_values or ()
-    }
+    fields = {f["field_type"]: f for f in page.embedded.contacts[0].custom_fields_values or ()}
     legal = fields["legal_entity"]["values"][0]
-    assert isinstance(legal, dict) and legal["value"]["vat_id"] == "7701234567"
+    assert isinstance(legal, dict)
+    assert legal["value"]["vat_id"] == "7701234567"
     assert fields["file"]["values"][0]["value"]["file_name"] == "dogovor.pdf"
-    assert fields["chained_list"]["values"][0] == {"catalog_id": 5067, "catalog_element_id": 1234567}
+    chained = fields["chained_list"]["values"][0]
+    assert chained == {"catalog_id": 5067, "catalog_element_id": 1234567}
 
 
 # --- OAuth ------------------------------------------------------------------------------
