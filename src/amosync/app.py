@@ -37,6 +37,7 @@ log = structlog.get_logger()
 WIDGET_PATHS: dict[str, tuple[str, ...]] = {
     "/vidget/unisender": ("POST",),
     "/acchasuni": ("GET",),
+    "/unisender/lists": ("GET",),
     "/sync": ("GET", "POST"),
     "/accounts/sync": ("GET",),
     "/accounts/unsync": ("GET",),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel
 
 from amosync.accounts import install, repository, service
 from amosync.accounts.disconnect import unregister_quietly
@@ -16,7 +17,7 @@ from amosync.accounts.schemas import (
     IntegrationOut,
     IntegrationUpdate,
 )
-from amosync.accounts.unisender import check_key, key_changed
+from amosync.accounts.unisender import account_lists, check_key, key_changed
 from amosync.auth import AdminDep, CallerDep
 from amosync.db.models import utcnow
 from amosync.deps import ServicesDep, SessionDep
@@ -176,3 +177,27 @@ async def has_unisender(
     caller.require_account(account_id)
     account = await service.require(session, account_id)
     return ConnectionOut(account_id=account_id, connected=service.is_connected(account))
+
+
+class UnisenderListOut(BaseModel):
+    id: int
+    title: str
+
+
+class UnisenderListsOut(BaseModel):
+    items: list[UnisenderListOut]
+
+
+@router.get("/unisender/lists")
+async def unisender_lists(
+    account_id: AccountIdQuery, caller: CallerDep, services: ServicesDep, session: SessionDep
+) -> UnisenderListsOut:
+    """The account's Unisender lists by id and title, for pickers (asked of Unisender with
+    the account's key). 400 `unisender_not_connected` without a key, `invalid_unisender_key`
+    when Unisender refuses it."""
+    caller.require_account(account_id)
+    account = await service.require(session, account_id)
+    lists = await account_lists(services, account)
+    return UnisenderListsOut(
+        items=[UnisenderListOut(id=item.id, title=item.title) for item in lists]
+    )

@@ -14,6 +14,7 @@ from amosync.metrics import observe_upstream
 from amosync.ratelimit import secret_key
 from amosync.state import Services
 from amosync.unisender.client import UnisenderClient
+from amosync.unisender.models import MailList
 from amosync.worker.queue import enqueue
 
 
@@ -107,3 +108,13 @@ async def key_changed(session: AsyncSession, account_id: int) -> None:
     )
     if kept is not None:
         await enqueue(session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}")
+
+
+async def account_lists(services: Services, account: Account) -> list[MailList]:
+    """The lists the account's stored key sees at Unisender (getLists), for pickers that
+    show them by title. A key Unisender refuses is a 400 `invalid_unisender_key`."""
+    client = account_client(services, account)
+    try:
+        return await client.get_lists()
+    except InvalidApiKey as exc:
+        raise _refused() from exc

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -31,13 +32,18 @@ from amosync import __version__
 from amosync.accounts import repository
 from amosync.accounts import service as accounts
 from amosync.accounts.disconnect import disconnect
+from amosync.accounts.problems import problems_for
+from amosync.accounts.unisender import account_lists, connect
 from amosync.crypto import same
+from amosync.db.models import Account
 from amosync.deps import ServicesDep, SessionDep
-from amosync.errors import AppError, NotFound
+from amosync.errors import AppError, BadRequest, NotFound, UpstreamError
 from amosync.ids import AccountIdPath, JobIdPath
 from amosync.pagination import decode_cursor, encode_cursor
+from amosync.state import Services
 from amosync.sync import activity
 from amosync.sync import service as sync
+from amosync.sync.reconcile import WEBHOOK_PROBLEMS, check_webhooks
 from amosync.web import i18n, queries, views
 from amosync.web.i18n import N_, Language
 from amosync.web.security import (
@@ -82,6 +88,37 @@ NOTICES = {
         ),
     ),
     "logged_out": ("info", N_("You are logged out.")),
+    "key_connected": (
+        "ok",
+        N_("Unisender accepted the key. It is stored, and a full sync has been queued."),
+    ),
+    "key_refused": (
+        "error",
+        N_(
+            "Unisender refused this key, so nothing was stored. Copy it again from "
+            "Unisender → Settings → API."
+        ),
+    ),
+    "key_empty": ("error", N_("Enter the Unisender API key first.")),
+    "unisender_unavailable": (
+        "error",
+        N_("Unisender did not answer, so nothing was changed. Try again in a minute."),
+    ),
+    "list_changed": (
+        "ok",
+        N_("The list is changed, and a full sync has been queued to fill it."),
+    ),
+    "list_unknown": ("error", N_("The key does not see that list any more; pick another.")),
+    "run_retried": ("ok", N_("The sync is retried as a new run.")),
+    "webhooks_registered": ("ok", N_("amoCRM has amosync's webhook again, and it is on.")),
+    "webhooks_failed": (
+        "error",
+        N_("amoCRM did not take the webhook; the problem below says why. Try again later."),
+    ),
+    "account_disconnected": (
+        "error",
+        N_("This account is disconnected: install the widget in amoCRM again first."),
+    ),
 }
 
 ERROR_TITLES = {
@@ -140,11 +177,16 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
+def _minute(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
 # The page's language comes with each render (context["i18n"]): one environment serves all.
 templates.env.install_gettext_callables(  # type: ignore[attr-defined]
     gettext=_gettext, ngettext=_ngettext, pgettext=_pgettext, newstyle=True
 )
 templates.env.filters["when"] = _when
+templates.env.filters["minute"] = _minute
 templates.env.filters["number"] = _number
 templates.env.filters["reason"] = _reason
 templates.env.globals["version"] = __version__
@@ -501,6 +543,7 @@ async def account_page(
     filters = {"contacts": contacts, "q": search, "reason": _reason_param(chosen)}
     context = {
         "account": row,
+        "problems": views.problem_views(row, language_of(request)),
         "integrations": [accounts.integration_view(item) for item in integrations],
         # AMOSYNC_AMOCRM_BASE_URL sends every account's calls elsewhere (a sandbox, a proxy).
         "amocrm_override": request.app.state.services.settings.amocrm_base_url,
@@ -696,3 +739,155 @@ async def retry_job(
     back = (await request.form()).get("back")
     path = _account_url(job.account_id) if back == "account" and job.account_id else "/"
     return _back(path, "job_retried" if retried else "job_not_failed")
+
+
+# -- fixing problems --------------------------------------------------------------------
+
+
+async def _form_field(request: Request, name: str) -> str:
+    value = (await request.form()).get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+async def _store_key(services: Services, session: AsyncSession, account: Account, key: str) -> None:
+    """Check the key with Unisender and store it: the list the account has when the key
+    sees it, else the one titled AMOSYNC_UNISENDER_LIST_TITLE (found or created)."""
+    if account.list_id is not None:
+        try:
+            await connect(services, session, account, key, account.list_id)
+            return
+        except BadRequest as exc:
+            if exc.code != "unknown_list":  # a key of another Unisender account
+                raise
+    await connect(services, session, account, key, None)
+
+
+@router.post("/ui/accounts/{account_id}/unisender-key")
+async def connect_unisender_key(
+    request: Request,
+    account_id: AccountIdPath,
+    _: FormPost,
+    services: ServicesDep,
+    session: SessionDep,
+) -> Response:
+    """Enter or replace the Unisender key: checked with Unisender before it is stored,
+    then a full sync starts."""
+    back = _account_url(account_id)
+    account = await accounts.require(session, account_id, for_update=True)
+    if account.status == "disconnected":
+        return _back(back, "account_disconnected")
+    key = await _form_field(request, "unisender_key")
+    if not key or len(key) > 255:
+        return _back(back, "key_empty")
+    try:
+        await _store_key(services, session, account, key)
+    except BadRequest as exc:
+        if exc.code == "invalid_unisender_key":
+            log.info("dashboard.unisender_key.refused", account_id=account_id)
+            return _back(back, "key_refused")
+        raise
+    except UpstreamError as exc:
+        log.warning("dashboard.unisender_key.unchecked", account_id=account_id, error=str(exc))
+        return _back(back, "unisender_unavailable")
+    await sync.start_full_sync(session, account_id)
+    services.notify_work()
+    log.info("dashboard.unisender_key.connected", account_id=account_id)
+    return _back(back, "key_connected")
+
+
+@router.get("/ui/accounts/{account_id}/list")
+async def choose_list(
+    request: Request, account_id: AccountIdPath, viewer: Viewer, services: ServicesDep
+) -> Response:
+    """The account's Unisender lists by title, to pick the one contacts go to."""
+    async with services.sessions() as session:
+        account = await accounts.require(session, account_id)
+        [row] = await views.account_rows(session, [account])
+    if account.unisender_key_enc is None:
+        return _back(_account_url(account_id), "key_empty")
+    try:
+        lists = await account_lists(services, account)
+    except BadRequest as exc:
+        if exc.code == "invalid_unisender_key":
+            return _back(_account_url(account_id), "key_refused")
+        raise
+    except UpstreamError:
+        return _back(_account_url(account_id), "unisender_unavailable")
+    context = {"account": row, "lists": lists, "current": account.list_id}
+    return render(request, "list.html", context, session=viewer)
+
+
+@router.post("/ui/accounts/{account_id}/list")
+async def change_list(
+    request: Request,
+    account_id: AccountIdPath,
+    _: FormPost,
+    services: ServicesDep,
+    session: SessionDep,
+) -> Response:
+    """Send the account's contacts to another of its lists (a full sync fills it)."""
+    back = _account_url(account_id)
+    account = await accounts.require(session, account_id, for_update=True)
+    if account.status == "disconnected":
+        return _back(back, "account_disconnected")
+    chosen = await _form_field(request, "list_id")
+    try:
+        lists = await account_lists(services, account)
+    except BadRequest as exc:
+        if exc.code == "invalid_unisender_key":
+            return _back(back, "key_refused")
+        raise
+    except UpstreamError:
+        return _back(back, "unisender_unavailable")
+    known = {str(item.id): item.id for item in lists}
+    if chosen not in known:
+        return _back(f"{back}/list", "list_unknown")
+    if account.list_id != known[chosen]:
+        account.list_id = known[chosen]
+        await session.flush()
+        await sync.start_full_sync(session, account_id)
+        services.notify_work()
+        log.info("dashboard.list.changed", account_id=account_id, list_id=account.list_id)
+    return _back(back, "list_changed")
+
+
+@router.post("/ui/accounts/{account_id}/retry")
+async def retry_sync(
+    account_id: AccountIdPath, _: FormPost, services: ServicesDep, session: SessionDep
+) -> Response:
+    """Retry a failed full sync: a new run, from the beginning (or the one already
+    active)."""
+    account = await accounts.require(session, account_id)
+    if account.status != "active":
+        return _back(_account_url(account_id), "sync_refused")
+    run, created = await sync.start_full_sync(session, account_id)
+    if created:
+        services.notify_work()
+        log.info("dashboard.sync.retried", account_id=account_id, run_id=run.id)
+    return _back(_account_url(account_id), "run_retried" if created else "sync_running")
+
+
+@router.post("/ui/accounts/{account_id}/webhooks")
+async def register_webhook_again(
+    account_id: AccountIdPath, _: FormPost, services: ServicesDep
+) -> Response:
+    """Register amosync's webhook at amoCRM again and check that amoCRM lists it, on."""
+    back = _account_url(account_id)
+    async with services.sessions() as session:
+        account = await accounts.require(session, account_id)
+    if account.status != "active":
+        return _back(back, "account_disconnected")
+    try:
+        if await check_webhooks(services, account_id) is not None:
+            # It was gone or off and is registered again: the second look clears the
+            # problem once amoCRM lists it, on.
+            await check_webhooks(services, account_id)
+    except (UpstreamError, AppError) as exc:
+        log.warning("dashboard.webhooks.failed", account_id=account_id, error=str(exc))
+        return _back(back, "webhooks_failed")
+    async with services.sessions() as session:
+        left = (await problems_for(session, [account_id])).get(account_id, [])
+    if any(problem.code in WEBHOOK_PROBLEMS for problem in left):
+        return _back(back, "webhooks_failed")
+    log.info("dashboard.webhooks.registered", account_id=account_id)
+    return _back(back, "webhooks_registered")

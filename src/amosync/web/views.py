@@ -16,6 +16,13 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts import repository
+from amosync.accounts.problems import (
+    KEY_MISSING_DETAIL,
+    REAUTH_DETAIL,
+    Problem,
+    ProblemCode,
+    problems_for,
+)
 from amosync.accounts.service import is_connected
 from amosync.db.models import Account, SyncRun, utcnow
 from amosync.web.i18n import N_, Language
@@ -147,7 +154,7 @@ class AccountRow:
     counts: Counts
     run: Progress | None
     # The account's problems (SPEC §3): what a person must act on.
-    problems: tuple[Any, ...] = ()
+    problems: tuple[Problem, ...] = ()
 
     @property
     def title(self) -> str:
@@ -158,6 +165,7 @@ async def account_rows(session: AsyncSession, accounts: Sequence[Account]) -> li
     ids = [account.id for account in accounts]
     counts = await repository.contact_counts(session, ids)
     runs = await repository.last_runs(session, ids)
+    problems = await problems_for(session, ids)
     now = utcnow()
     rows = []
     for account in accounts:
@@ -177,9 +185,125 @@ async def account_rows(session: AsyncSession, accounts: Sequence[Account]) -> li
                     pending=by_state.get("pending", 0),
                 ),
                 run=progress(run, now=now) if run else None,
+                problems=tuple(problems.get(account.id, [])),
             )
         )
     return rows
+
+
+# What each problem means and what to do about it, in the operator's words. The control
+# that fixes it (if the dashboard has one) is the template's: `PROBLEM_CONTROLS`.
+PROBLEMS: dict[str, tuple[str, str]] = {
+    ProblemCode.reauth_required: (
+        N_("amoCRM no longer accepts this account's authorization"),
+        N_(
+            "Install the amosync widget again in amoCRM (Settings → Integrations). "
+            "The account resumes by itself once amoCRM has authorised it."
+        ),
+    ),
+    ProblemCode.unisender_key_invalid: (
+        N_("Unisender refuses the API key"),
+        N_(
+            "Copy the key again from Unisender (Settings → API) and enter it below. It is "
+            "checked with Unisender before it is stored, and a full sync starts."
+        ),
+    ),
+    ProblemCode.unisender_key_missing: (
+        N_("No Unisender API key is connected"),
+        N_(
+            "Enter the account's Unisender API key (Unisender → Settings → API). It is "
+            "checked with Unisender before it is stored, and a full sync starts."
+        ),
+    ),
+    ProblemCode.amocrm_blocked: (
+        N_("amoCRM is blocking requests for a while"),
+        N_(
+            "amoCRM blocked this integration after too many requests. amosync pauses the "
+            "account and resumes by itself; nothing needs doing."
+        ),
+    ),
+    ProblemCode.amocrm_webhook_missing: (
+        N_("amosync's webhook is missing in amoCRM"),
+        N_(
+            "Changes made in amoCRM do not reach amosync. Register the webhook again; the "
+            "next reconciliation catches up on what was missed."
+        ),
+    ),
+    ProblemCode.amocrm_webhook_disabled: (
+        N_("amoCRM turned amosync's webhook off"),
+        N_(
+            "amoCRM disables a webhook whose deliveries keep failing. Check that amoCRM can "
+            "reach this service, then register the webhook again."
+        ),
+    ),
+    ProblemCode.unisender_hook_stopped: (
+        N_("Unisender stopped sending unsubscribes"),
+        N_(
+            "Unisender turned off the notification hook. Check that Unisender can reach "
+            "this service; amosync sets the hook again at its next pass."
+        ),
+    ),
+    ProblemCode.request_refused: (
+        N_("amoCRM or Unisender refused a request"),
+        N_("Fix what the message below names, then retry the sync as a new run."),
+    ),
+}
+
+# The control each problem gets on the account page (see problems.html).
+PROBLEM_CONTROLS = {
+    ProblemCode.unisender_key_invalid: "key",
+    ProblemCode.unisender_key_missing: "key",
+    ProblemCode.amocrm_webhook_missing: "webhooks",
+    ProblemCode.amocrm_webhook_disabled: "webhooks",
+    ProblemCode.request_refused: "retry",
+}
+
+
+@dataclass(frozen=True)
+class ProblemView:
+    code: str
+    title: str
+    advice: str
+    detail: str
+    since: datetime | None
+    control: str | None
+
+
+def problem_views(row: AccountRow, language: Language) -> list[ProblemView]:
+    """The account's problems as the page shows them, plus a failed last run (its retry
+    is the remedy), in the page's language; the detail stays as the service wrote it."""
+    out = []
+    for problem in row.problems:
+        title, advice = PROBLEMS.get(problem.code, (problem.code, ""))
+        out.append(
+            ProblemView(
+                code=str(problem.code),
+                title=language.gettext(title),
+                advice=language.gettext(advice) if advice else "",
+                # A derived problem's fixed English detail says no more than the advice.
+                detail=""
+                if problem.detail in (REAUTH_DETAIL, KEY_MISSING_DETAIL)
+                else problem.detail,
+                since=problem.since,
+                control=PROBLEM_CONTROLS.get(problem.code),
+            )
+        )
+    run = row.run
+    # A failed run on its own; with a problem, the problem is its cause and says what to do.
+    if run is not None and run.status == "failed" and row.status == "active" and not out:
+        out.append(
+            ProblemView(
+                code="sync_failed",
+                title=language.gettext("The last full sync failed"),
+                advice=language.gettext(
+                    "Once its cause is fixed, retry it: a new run starts from the beginning."
+                ),
+                detail=run.error or "",
+                since=run.finished_at,
+                control="retry",
+            )
+        )
+    return out
 
 
 # -- the chart of changes applied per hour (inline SVG, drawn here: no script, no CDN) -----
@@ -290,11 +414,8 @@ def hourly_chart(rows: Sequence[Any], *, hours: int = 24, now: datetime | None =
                 **values,
             )
         )
-    fractions = (0.0, 0.5, 1.0) if top > 1 else (0.0, 1.0)
-    ticks = tuple(
-        Tick(y=round(base - fraction * plot_height, 2), value=int(top * fraction))
-        for fraction in fractions
-    )
+    marks = sorted({0, top // 2, top}) if top > 1 else [0, top]
+    ticks = tuple(Tick(y=round(base - mark / top * plot_height, 2), value=mark) for mark in marks)
     labels = tuple(
         HourLabel(x=round(CHART_LEFT + index * slot + slot / 2, 2), text=hour.strftime("%H:00"))
         for index, hour in enumerate(slots)
