@@ -41,6 +41,21 @@ class Stack:
     services: Services
     url: str
     http: httpx.AsyncClient  # the service, with the admin token
+    app: Any = None
+    _serving: AsyncExitStack | None = None
+
+    async def stop_service(self) -> None:
+        """Take the service's HTTP server down (the database and sandbox stay)."""
+        assert self._serving is not None
+        await self._serving.aclose()
+        self._serving = None
+
+    async def start_service(self) -> None:
+        """Serve the same app on the same port again."""
+        assert self._serving is None
+        self._serving = AsyncExitStack()
+        port = int(self.url.rsplit(":", 1)[1])
+        await self._serving.enter_async_context(serving(self.app, port=port))
 
     def widget_headers(self, account_id: int = ACCOUNT_ID) -> dict[str, str]:
         assert self.settings.amocrm_client_secret
@@ -135,10 +150,19 @@ async def stack(database_url: str, **overrides: Any) -> AsyncIterator[Stack]:
         await empty_database(services)
         app = create_app(services=services, migrate=False, worker=False)
         app.state.services = services
-        url = await stack_.enter_async_context(serving(app, port=port))
+        # Its own exit stack, so a test can take the service down and bring it back.
+        serving_ = AsyncExitStack()
+        url = await serving_.enter_async_context(serving(app, port=port))
         http = await stack_.enter_async_context(
             httpx.AsyncClient(
                 base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
             )
         )
-        yield Stack(sandbox, sandbox_url, settings, services, url, http)
+        built = Stack(sandbox, sandbox_url, settings, services, url, http, app, serving_)
+
+        async def stop_serving() -> None:
+            if built._serving is not None:
+                await built._serving.aclose()
+
+        stack_.push_async_callback(stop_serving)
+        yield built

@@ -20,6 +20,7 @@ from amosync.accounts.endpoints import router as accounts_router
 from amosync.accounts.rpc import router as rpc_router
 from amosync.accounts.system import router as system_router
 from amosync.config import Settings, get_settings
+from amosync.consent.endpoints import router as consent_router
 from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.health import router as health_router
 from amosync.metrics import router as metrics_router
@@ -256,6 +257,7 @@ def create_app(
     app.include_router(health_router)
     # /accounts/sync and /accounts/unsync before /accounts/{account_id}.
     app.include_router(sync_router)
+    app.include_router(consent_router)  # /accounts/{id}/settings before /accounts/{id}
     app.include_router(accounts_router)
     app.include_router(system_router)
     app.include_router(rpc_router)

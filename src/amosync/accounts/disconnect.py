@@ -17,6 +17,7 @@ from sqlalchemy import delete, update
 
 from amosync.accounts import service
 from amosync.accounts.install import unregister_webhooks
+from amosync.consent.hooks import remove_hook_quietly
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Integration, PendingChange, SyncRun, utcnow
 from amosync.errors import Forbidden
@@ -31,6 +32,7 @@ async def disconnect(services: Services, account_id: int) -> None:
     async with services.sessions() as session:
         await service.require(session, account_id)
     await unregister_quietly(services, account_id)
+    await remove_hook_quietly(services, account_id)
     async with transaction(services.sessions) as session:
         await session.execute(
             update(Account)

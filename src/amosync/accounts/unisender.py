@@ -103,6 +103,10 @@ async def key_changed(session: AsyncSession, account_id: int) -> None:
     """A new key is stored: what Unisender said of the old one no longer holds, and the
     webhook changes kept while it was refused go out now."""
     await clear_problem(session, account_id, *CLEARED_BY_KEY)
+    # The new key gets our hook, so unsubscribes come back to amoCRM (SPEC §9).
+    await enqueue(
+        session, "unisender_hook", account_id=account_id, dedupe_key=f"unisender_hook:{account_id}"
+    )
     kept = await session.scalar(
         select(PendingChange.amocrm_id).where(PendingChange.account_id == account_id).limit(1)
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, Self, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -200,13 +200,31 @@ class AmoCRMClient:
                 raise
             log.info("amocrm.webhook.absent")
 
+    async def add_tags(self, contact_ids: Sequence[int], tag: str) -> None:
+        """Add the tag `tag` to each contact, its other tags untouched (`tags_to_add`)."""
+        for start in range(0, len(contact_ids), MAX_PAGE_SIZE):
+            body = [
+                {"id": contact_id, "tags_to_add": [{"name": tag}]}
+                for contact_id in contact_ids[start : start + MAX_PAGE_SIZE]
+            ]
+            await self._request("PATCH", "/api/v4/contacts", json=body)
+
+    async def add_notes(self, notes: Sequence[tuple[int, str]]) -> None:
+        """A `common` note with text on each (contact id, text)."""
+        for start in range(0, len(notes), MAX_PAGE_SIZE):
+            body = [
+                {"entity_id": contact_id, "note_type": "common", "params": {"text": text}}
+                for contact_id, text in notes[start : start + MAX_PAGE_SIZE]
+            ]
+            await self._request("POST", "/api/v4/contacts/notes", json=body)
+
     async def _request(
         self,
         method: str,
         path: str,
         *,
         params: dict[str, str | int] | None = None,
-        json: dict[str, Any] | None = None,
+        json: dict[str, Any] | list[Any] | None = None,
     ) -> httpx.Response:
         refreshed = False
 
@@ -233,7 +251,7 @@ class AmoCRMClient:
         token: str,
         *,
         params: dict[str, str | int] | None,
-        json: dict[str, Any] | None,
+        json: dict[str, Any] | list[Any] | None,
     ) -> httpx.Response:
         await self._limiter.acquire()
         started = time.monotonic()

@@ -84,6 +84,10 @@ class Account(Base):
     # because it must be sent again to unregister the webhook.
     webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     webhook_token_enc: Mapped[str | None] = mapped_column(Text)
+    # The same for the URL of the account's Unisender hook (`POST /unisender/webhook`): its
+    # own secret, so that neither URL can be used for the other.
+    unisender_hook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    unisender_hook_token_enc: Mapped[str | None] = mapped_column(Text)
     reconciled_at: Mapped[datetime | None]
     # Worker lease: one account is handled by one worker at a time.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
@@ -319,3 +323,46 @@ class AppliedHour(Base):
     synced: Mapped[int] = mapped_column(Integer, default=0)
     unsynced: Mapped[int] = mapped_column(Integer, default=0)
     deleted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConsentEvent(Base):
+    """An unsubscribe Unisender notified us of, and what was written back to amoCRM.
+
+    Stored before the hook's 200; `dedupe_key` (the address, list and event time) makes a
+    redelivered event the same row, so it is written back once.
+    """
+
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        UniqueConstraint("account_id", "dedupe_key"),
+        Index("ix_consent_events_account_status", "account_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE")
+    )
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(320))
+    list_id: Mapped[int | None] = mapped_column(BigInteger)
+    # As Unisender gave it ("2026-12-02 19:40:00", a Unix time…); None when it gave none.
+    event_time: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # pending | done | no_contact (no contact of the account holds the address) |
+    # disabled (consent.enabled was false: nothing written)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    contact_ids: Mapped[list[str]] = mapped_column(default=list)
+    processed_at: Mapped[datetime | None]
+
+
+class ConsentWrite(Base):
+    """What was written to one amoCRM contact for one event: a retried job skips it."""
+
+    __tablename__ = "consent_writes"
+
+    event_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("consent_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    amocrm_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    noted: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, status
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
@@ -17,7 +18,7 @@ from amosync.amocrm.webhooks import parse_webhook
 from amosync.auth import CallerDep
 from amosync.body import read_fields
 from amosync.crypto import token_hash
-from amosync.db.models import Contact
+from amosync.db.models import ConsentEvent, Contact
 from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import BadRequest, Unauthorized
 from amosync.ids import AccountIdQuery, RunIdPath
@@ -26,6 +27,7 @@ from amosync.middleware import MAX_BODY, BodyRefused, read_body
 from amosync.pagination import Page, decode_cursor, encode_cursor
 from amosync.state import Services
 from amosync.sync import changes, service
+from amosync.sync.mapping import normalize_email
 from amosync.sync.schemas import (
     SyncedContact,
     SyncRequest,
@@ -120,12 +122,27 @@ async def synced_contacts(
     rows, next_cursor = await _contacts(
         session, caller, account_id, "synced", limit, cursor, search
     )
+    wanted = {normalize_email(email) for row in rows for email in row.emails or []}
+    gone = (
+        set(
+            (
+                await session.execute(
+                    select(ConsentEvent.email)
+                    .where(ConsentEvent.account_id == account_id, ConsentEvent.email.in_(wanted))
+                    .distinct()
+                )
+            ).scalars()
+        )
+        if wanted
+        else set()
+    )
     items = [
         SyncedContact(
             amocrm_id=row.amocrm_id,
             name=row.name,
             emails=list(row.emails or []),
             synced_at=row.synced_at,
+            unsubscribed=[e for e in row.emails or [] if normalize_email(e) in gone],
         )
         for row in rows
     ]

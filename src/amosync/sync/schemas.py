@@ -26,6 +26,9 @@ class ContactOut(BaseModel):
 
 class SyncedContact(ContactOut):
     synced_at: datetime | None
+    # Its addresses that unsubscribed in Unisender (SPEC §9): still in the list, never
+    # subscribed again by a sync.
+    unsubscribed: list[str] = []
 
 
 class UnsyncedContact(ContactOut):

@@ -1,4 +1,5 @@
-"""Unisender API: lists, importContacts, exclude, getContact.
+"""Unisender API: lists, importContacts, exclude, getContact, and the hooks (setHook,
+listHooks, removeHook) that tell us of unsubscribes.
 
 Every call is `POST {base}/{method}?format=json` with a form body. The API key travels in the
 body, never in the URL, so it cannot end up in an access log or a proxy's. Array arguments use
@@ -48,6 +49,7 @@ from amosync.unisender.models import (
     ImportRow,
     MailList,
     UnisenderContact,
+    UnisenderHook,
 )
 
 log = structlog.get_logger()
@@ -64,6 +66,7 @@ TRANSIENT_CODES = RATE_LIMIT_CODES | {"retry_later"}
 _NOT_FOUND = ("not found", "не найден")
 
 _LISTS = TypeAdapter(list[MailList])
+_HOOKS = TypeAdapter(list[UnisenderHook])
 
 
 def encode_form(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -237,6 +240,41 @@ class UnisenderClient:
             "getContact",
             result,
         )
+
+    async def set_hook(self, hook_url: str, events: Sequence[str]) -> None:
+        """Install (or replace: the URL identifies it) an active `json_post` handler that
+        gets each of `events`, of any list, one event per request."""
+        pairs = [
+            ("api_key", self._api_key),
+            ("hook_url", hook_url),
+            ("event_format", "json_post"),
+            *((f"events[{event}]", "*") for event in events),
+            ("single_event", "1"),
+            ("status", "active"),
+        ]
+        await self._call("setHook", encode_form(pairs))
+
+    async def list_hooks(self) -> list[UnisenderHook]:
+        result = await self._call("listHooks", encode_form([("api_key", self._api_key)]))
+        if isinstance(result, dict):  # PHP writes a keyed array as an object
+            result = list(result.values())
+        return _validate(
+            lambda: _HOOKS.validate_python(
+                [item for item in result or [] if isinstance(item, dict)]
+            ),
+            "listHooks",
+            result,
+        )
+
+    async def remove_hook(self, hook_url: str) -> None:
+        """Remove the handler at `hook_url`; one that is already gone is not an error."""
+        body = encode_form([("api_key", self._api_key), ("hook_url", hook_url)])
+        try:
+            await self._call("removeHook", body)
+        except PermanentUpstreamError as exc:
+            if isinstance(exc, InvalidApiKey):
+                raise
+            log.info("unisender.hook.absent", error=exc.message)
 
     async def _call(self, method: str, body: bytes, *, whole: bool = False) -> Any:
         """POST one method and return its `result` (`whole`: the answer, `warnings` and

@@ -107,3 +107,16 @@ class UnisenderContact(_Model):
 
     def in_list(self, list_id: int) -> bool:
         return any(membership.id == list_id for membership in self.lists)
+
+
+class UnisenderHook(_Model):
+    """An entry of `listHooks`. Its shape is not documented: only `hook_url` (the handler's
+    identifier, per the `setHook` documentation) and `status` are read, and any status
+    other than `active` counts as stopped."""
+
+    hook_url: str
+    status: str = "active"
+
+    @property
+    def active(self) -> bool:
+        return self.status.strip().lower() == "active"

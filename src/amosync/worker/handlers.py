@@ -7,8 +7,10 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from amosync.accounts.install import run_install, run_register_webhooks
+from amosync.consent.hooks import ensure_hook, run_ensure_hook
+from amosync.consent.writeback import run_consent
 from amosync.db.engine import transaction
-from amosync.db.models import Account, PendingChange, SyncRun, utcnow
+from amosync.db.models import Account, ConsentEvent, PendingChange, SyncRun, utcnow
 from amosync.errors import is_permanent, root_cause
 from amosync.sync.changes import apply_pending
 from amosync.sync.fullsync import RECONCILE_EVERY, FullSync
@@ -92,6 +94,8 @@ async def _reconcile_once(ctx: JobContext, account_id: int) -> None:
         or not account.unisender_valid
     ):
         return
+    # Unisender side: our hook set and active (a stopped one is set active again).
+    await ensure_hook(ctx.services, account_id)
     if running is None:
         started = utcnow()
         since = account.reconciled_at or started - timedelta(seconds=RECONCILE_EVERY)
@@ -116,6 +120,16 @@ async def _next_pass(ctx: JobContext, account_id: int) -> None:
             await enqueue(
                 session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}"
             )
+        # Unsubscribes whose write-back failed for good are tried again too.
+        waiting = await session.scalar(
+            select(ConsentEvent.id)
+            .where(ConsentEvent.account_id == account_id, ConsentEvent.status == "pending")
+            .limit(1)
+        )
+        if waiting is not None:
+            await enqueue(
+                session, "consent", account_id=account_id, dedupe_key=f"consent:{account_id}"
+            )
         await enqueue(
             session,
             "reconcile",
@@ -131,4 +145,6 @@ HANDLERS: dict[str, Handler] = {
     "full_sync": full_sync,
     "changes": changes,
     "reconcile": reconcile_account,
+    "unisender_hook": run_ensure_hook,
+    "consent": run_consent,
 }

@@ -1,0 +1,138 @@
+"""`POST /unisender/webhook` (Unisender's notifications) and the settings route (SPEC §3, §9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from amosync.accounts import service as accounts
+from amosync.auth import CallerDep
+from amosync.consent.events import unsubscribes
+from amosync.consent.settings import AccountSettings, consent_settings
+from amosync.crypto import token_hash
+from amosync.db.engine import dialect_name, insert_for
+from amosync.db.models import Account, ConsentEvent, utcnow
+from amosync.deps import ServicesDep, SessionDep
+from amosync.errors import BadRequest, Unauthorized
+from amosync.ids import AccountIdPath
+from amosync.worker.queue import enqueue
+
+router = APIRouter()
+
+MAX_TOKEN = 256
+
+
+class HookAccepted(BaseModel):
+    accepted: int
+    ignored: int
+
+
+HOOK_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "token",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "maxLength": MAX_TOKEN},
+            "description": "the account's hook secret, from the URL given to setHook",
+        }
+    ],
+    "requestBody": {
+        "content": {"application/json": {"schema": {}}},
+        "required": True,
+    },
+}
+
+
+async def _account_for(session: SessionDep, token: str | None) -> Account:
+    if not token or len(token) > MAX_TOKEN:
+        raise Unauthorized("the hook URL carries no valid token", code="invalid_hook_token")
+    account = await session.scalar(
+        select(Account).where(Account.unisender_hook_token_hash == token_hash(token))
+    )
+    if account is None:
+        raise Unauthorized("unknown hook token", code="invalid_hook_token")
+    return account
+
+
+@router.post(
+    "/unisender/webhook",
+    tags=["Unisender"],
+    response_model=HookAccepted,
+    openapi_extra=HOOK_OPENAPI,
+)
+async def unisender_webhook(
+    request: Request, services: ServicesDep, session: SessionDep
+) -> HookAccepted:
+    """Unisender's event notifications: unsubscribes are stored before the 200 and written
+    back to amoCRM by the worker; other events are acknowledged and ignored."""
+    account = await _account_for(session, request.query_params.get("token"))
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body is not JSON", code="invalid_json") from None
+    found, other = unsubscribes(body)
+    if account.status == "disconnected" or not found:
+        return HookAccepted(accepted=0, ignored=other + len(found))
+    insert = insert_for(dialect_name(session))
+    now = utcnow()
+    rows: dict[str, dict[str, Any]] = {
+        event.dedupe_key: {
+            "account_id": account.id,
+            "dedupe_key": event.dedupe_key,
+            "email": event.email,
+            "list_id": event.list_id,
+            "event_time": event.event_time,
+            "received_at": now,
+            "status": "pending",
+            "contact_ids": [],
+        }
+        for event in found
+    }
+    # A redelivered event is the row already stored: nothing new, nothing written twice.
+    await session.execute(
+        insert(ConsentEvent)
+        .values(list(rows.values()))
+        .on_conflict_do_nothing(index_elements=["account_id", "dedupe_key"])
+    )
+    await enqueue(session, "consent", account_id=account.id, dedupe_key=f"consent:{account.id}")
+    # Committed before the answer goes out (SessionDep); an inline worker polls within
+    # a fraction of a second should it wake before the commit.
+    services.notify_work()
+    return HookAccepted(accepted=len(found), ignored=other)
+
+
+@router.get("/unisender/webhook", tags=["Unisender"], include_in_schema=False)
+async def unisender_webhook_check(request: Request, session: SessionDep) -> dict[str, bool]:
+    """A GET to the hook URL (a check some senders make when a hook is set): 200 for our
+    token, 401 otherwise; nothing is stored."""
+    await _account_for(session, request.query_params.get("token"))
+    return {"ok": True}
+
+
+@router.get("/accounts/{account_id}/settings", tags=["accounts"])
+async def get_settings(
+    account_id: AccountIdPath, caller: CallerDep, session: SessionDep
+) -> AccountSettings:
+    """The account's settings: `consent` (SPEC §9)."""
+    caller.require_account(account_id)
+    account = await accounts.require(session, account_id)
+    return AccountSettings(consent=consent_settings(account.settings))
+
+
+@router.put("/accounts/{account_id}/settings", tags=["accounts"])
+async def put_settings(
+    account_id: AccountIdPath, body: AccountSettings, caller: CallerDep, session: SessionDep
+) -> AccountSettings:
+    """Store the account's settings (every key optional: defaults otherwise); unknown keys
+    or wrong types → 422."""
+    caller.require_account(account_id)
+    account = await accounts.require(session, account_id, for_update=True)
+    stored = dict(account.settings or {})
+    stored["consent"] = body.consent.model_dump()
+    account.settings = stored
+    return AccountSettings(consent=body.consent)
