@@ -176,8 +176,9 @@ async def visible_english(page: Any) -> list[str]:
             return copy.innerText;
         }"""
     )
-    text = re.sub(r"\S+@\S+|https?://\S+|#\d+|\b[a-z]+(?:_[a-z]+)+\b", " ", text)
-    words = re.findall(r"[A-Za-z][A-Za-z-]*", text)
+    # Addresses, links, ids and snake_case codes or settings are not words.
+    text = re.sub(r"\S+@\S+|https?://\S+|#\d+|\b[a-z]+(?:_[a-z]+)+\b", " ", text, flags=re.I)
+    words = [w.strip("-") for w in re.findall(r"[A-Za-z][A-Za-z-]*", text)]
     return sorted({w for w in words if w.lower() not in NAMES and not re.search(r"\d", w)})
 
 

@@ -28,6 +28,7 @@ from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 from tests.web.test_browser import TIMEOUT_MS, Dashboard
 from tests.web.test_browser import browser as browser  # noqa: F401 - the fixture
+from tests.web.test_browser_pages import no_sideways_scroll, visible_english
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -95,6 +96,8 @@ async def test_no_key_then_a_refused_key_then_a_good_one(
             missing = page.locator("[data-problem=unisender_key_missing]")
             await expect(missing.locator("h3")).to_have_text("API-ключ Unisender не подключён")
             await dashboard.screenshot("problems_ru_phone_key_missing.png")
+            assert await visible_english(page) == []
+            await no_sideways_scroll(page)
 
             await missing.locator("input[name=unisender_key]").fill("not-a-key-unisender-knows")
             await missing.locator("[data-action=connect-key]").click()
@@ -248,6 +251,7 @@ async def test_a_webhook_amocrm_turned_off_is_registered_again(
             problem = page.locator("[data-problem=amocrm_webhook_disabled]")
             await expect(problem.locator("h3")).to_have_text("amoCRM отключил вебхук amosync")
             await dashboard.screenshot("problems_ru_webhook_disabled.png")
+            assert await visible_english(page) == []
 
             await problem.locator("[data-action=register-webhooks]").click()
             await expect(page.locator("[data-notice]")).to_contain_text("снова зарегистрирован")
