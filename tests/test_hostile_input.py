@@ -223,6 +223,12 @@ async def test_dashboard_ids_out_of_range_are_not_found(
         ("POST", f"/ui/accounts/{bad}/sync"),
         ("POST", f"/ui/accounts/{bad}/disconnect"),
         ("POST", f"/ui/jobs/{bad}/retry"),
+        ("GET", f"/ui/accounts/{bad}/unsynced.csv"),
+        ("GET", f"/ui/accounts/{bad}/list"),
+        ("POST", f"/ui/accounts/{bad}/list"),
+        ("POST", f"/ui/accounts/{bad}/unisender-key"),
+        ("POST", f"/ui/accounts/{bad}/retry"),
+        ("POST", f"/ui/accounts/{bad}/webhooks"),
     ]:
         data = {"csrf": token} if method == "POST" else None
         response = await operator.request(method, path, data=data)
