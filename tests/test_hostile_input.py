@@ -229,6 +229,7 @@ async def test_dashboard_ids_out_of_range_are_not_found(
         ("POST", f"/ui/accounts/{bad}/unisender-key"),
         ("POST", f"/ui/accounts/{bad}/retry"),
         ("POST", f"/ui/accounts/{bad}/webhooks"),
+        ("POST", f"/ui/accounts/{bad}/unisender-hook"),
     ]:
         data = {"csrf": token} if method == "POST" else None
         response = await operator.request(method, path, data=data)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from amosync.consent.hooks import ensure_hook
 from amosync.db.models import Account, SyncRun
 from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
@@ -124,3 +125,28 @@ async def test_a_list_the_key_does_not_see_is_refused(database_url: str, chosen:
             response = await http.post(f"{PAGE}/list", data={"csrf": token, "list_id": chosen})
         assert response.headers["location"] == f"{PAGE}/list?notice=list_unknown"
         assert (await s.http.get(f"/accounts/{ACCOUNT_ID}")).json()["list_id"] == before
+
+
+async def test_a_stopped_unisender_hook_is_set_again_from_the_page(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        await s.connect_unisender()
+        await s.settle()
+        hooks = s.sandbox.unisender.hooks
+        # Unisender stopped it, the reconciliation pass saw that; stopped again since.
+        assert hooks.stop(UNISENDER_KEY) == 1
+        assert await ensure_hook(s.services, ACCOUNT_ID) is not None
+        assert hooks.stop(UNISENDER_KEY) == 1
+        shown = (await s.http.get(f"/accounts/{ACCOUNT_ID}")).json()["problems"]
+        assert [p["code"] for p in shown] == ["unisender_hook_stopped"]
+        http, token = await operator(s)
+        async with contextlib.aclosing(http):
+            page = await http.get(PAGE, headers={"Accept-Language": "ru"})
+            assert 'data-action="set-unisender-hook"' in page.text
+            assert "Unisender перестал присылать отписки" in page.text
+
+            response = await http.post(f"{PAGE}/unisender-hook", data={"csrf": token})
+
+        assert response.headers["location"] == f"{PAGE}?notice=unisender_hook_set"
+        assert [h["status"] for h in hooks.list_hooks(UNISENDER_KEY)] == ["active"]
+        assert (await s.http.get(f"/accounts/{ACCOUNT_ID}")).json()["problems"] == []

@@ -32,8 +32,9 @@ from amosync import __version__
 from amosync.accounts import repository
 from amosync.accounts import service as accounts
 from amosync.accounts.disconnect import disconnect
-from amosync.accounts.problems import problems_for
+from amosync.accounts.problems import ProblemCode, problems_for
 from amosync.accounts.unisender import account_lists, connect
+from amosync.consent.hooks import ensure_hook
 from amosync.crypto import same
 from amosync.db.models import Account
 from amosync.deps import ServicesDep, SessionDep
@@ -114,6 +115,11 @@ NOTICES = {
     "webhooks_failed": (
         "error",
         N_("amoCRM did not take the webhook; the problem below says why. Try again later."),
+    ),
+    "unisender_hook_set": ("ok", N_("Unisender's hook is active again.")),
+    "unisender_hook_failed": (
+        "error",
+        N_("Unisender did not take the hook; the problem below says why. Try again later."),
     ),
     "account_disconnected": (
         "error",
@@ -891,3 +897,29 @@ async def register_webhook_again(
         return _back(back, "webhooks_failed")
     log.info("dashboard.webhooks.registered", account_id=account_id)
     return _back(back, "webhooks_registered")
+
+
+@router.post("/ui/accounts/{account_id}/unisender-hook")
+async def set_unisender_hook_again(
+    account_id: AccountIdPath, _: FormPost, services: ServicesDep
+) -> Response:
+    """Set amosync's Unisender hook (unsubscribes, SPEC §9) active again and check it."""
+    back = _account_url(account_id)
+    async with services.sessions() as session:
+        account = await accounts.require(session, account_id)
+    if account.status != "active":
+        return _back(back, "account_disconnected")
+    try:
+        if await ensure_hook(services, account_id) is not None:
+            # It was stopped and is set again: the second look clears the problem once
+            # Unisender lists it active.
+            await ensure_hook(services, account_id)
+    except (UpstreamError, AppError) as exc:
+        log.warning("dashboard.unisender_hook.failed", account_id=account_id, error=str(exc))
+        return _back(back, "unisender_hook_failed")
+    async with services.sessions() as session:
+        left = (await problems_for(session, [account_id])).get(account_id, [])
+    if any(problem.code == ProblemCode.unisender_hook_stopped for problem in left):
+        return _back(back, "unisender_hook_failed")
+    log.info("dashboard.unisender_hook.set", account_id=account_id)
+    return _back(back, "unisender_hook_set")

@@ -239,8 +239,9 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     ProblemCode.unisender_hook_stopped: (
         N_("Unisender stopped sending unsubscribes"),
         N_(
-            "Unisender turned off the notification hook. Check that Unisender can reach "
-            "this service; amosync sets the hook again at its next pass."
+            "Unisender stops a hook whose deliveries fail for a day, so unsubscribes no "
+            "longer reach amoCRM. Check that Unisender can reach this service, then set the "
+            "hook again."
         ),
     ),
     ProblemCode.request_refused: (
@@ -255,6 +256,7 @@ PROBLEM_CONTROLS = {
     ProblemCode.unisender_key_missing: "key",
     ProblemCode.amocrm_webhook_missing: "webhooks",
     ProblemCode.amocrm_webhook_disabled: "webhooks",
+    ProblemCode.unisender_hook_stopped: "unisender_hook",
     ProblemCode.request_refused: "retry",
 }
 
