@@ -8,12 +8,14 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
 from sqlalchemy import update
 
 from amosync.db.engine import transaction
 from amosync.db.models import ConsentEvent, Job, utcnow
 from amosync.worker.runner import Worker
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
+from tests.web.conftest import log_in
 
 ANN = "ann@example.com"
 
@@ -296,3 +298,33 @@ async def test_an_address_no_contact_holds_is_recorded_and_skipped(database_url:
         await s.settle()
         assert await s.count(ConsentEvent, ConsentEvent.status == "no_contact") == 1
         assert s.sandbox.amocrm.notes(ACCOUNT_ID) == []
+
+
+async def test_the_dashboard_lists_the_accounts_recent_unsubscribes(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await setup(s)
+        s.sandbox.unisender.unsubscribe(UNISENDER_KEY, ANN)
+        await deliver(s)
+        async with httpx.AsyncClient(base_url=s.url) as web:
+            assert (await log_in(web)).status_code in (200, 303)
+            page = await web.get(f"/ui/accounts/{ACCOUNT_ID}", headers={"Accept-Language": "en"})
+        assert page.status_code == 200
+        table = page.text.split('data-table="consent-events"', 1)[1].split("</table>", 1)[0]
+        assert ANN in table
+        assert "Tagged: 2 contacts" in table
+
+
+async def test_put_accounts_refuses_bad_consent_settings(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        bad = await s.http.put(
+            f"/accounts/{ACCOUNT_ID}", json={"settings": {"consent": {"note": "sometimes"}}}
+        )
+        assert bad.status_code == 422
+        assert bad.json()["error"] == "invalid_settings"
+        ok = await s.http.put(
+            f"/accounts/{ACCOUNT_ID}", json={"settings": {"consent": {"note": False}}}
+        )
+        assert ok.status_code == 200
+        settings = (await s.http.get(f"/accounts/{ACCOUNT_ID}/settings")).json()
+        assert settings["consent"]["note"] is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts import repository
@@ -17,9 +18,10 @@ from amosync.accounts.schemas import (
     IntegrationUpdate,
     SyncRunOut,
 )
+from amosync.consent.settings import ConsentSettings
 from amosync.crypto import Cipher
 from amosync.db.models import Account, Integration, SyncRun
-from amosync.errors import BadRequest, Conflict, NotFound
+from amosync.errors import AppError, BadRequest, Conflict, NotFound
 
 
 def run_view(run: SyncRun) -> SyncRunOut:
@@ -102,7 +104,18 @@ def apply_changes(account: Account, cipher: Cipher, data: AccountCreate | Accoun
     if "list_id" in fields:
         account.list_id = data.list_id
     if "settings" in fields:
-        account.settings = data.settings or {}
+        settings = data.settings or {}
+        if "consent" in settings:
+            # The same check as PUT /accounts/{id}/settings, so no bad value is stored.
+            try:
+                ConsentSettings.model_validate(settings["consent"])
+            except ValidationError as exc:
+                raise AppError(
+                    f"settings.consent: {exc.errors()[0]['msg']}",
+                    code="invalid_settings",
+                    status=422,
+                ) from None
+        account.settings = settings
     if "unisender_key" in fields:
         account.unisender_key_enc = cipher.encrypt_optional(data.unisender_key)
         # A key set by hand counts as connected once Unisender has accepted it

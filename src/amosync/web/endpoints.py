@@ -584,6 +584,7 @@ async def account_page(
         "runs": history,
         "chart": chart,
         "events": await queries.recent_webhook_events(session, account_id),
+        "consent_events": await queries.recent_consent_events(session, account_id),
         "failed_jobs": await queries.failed_jobs(session, account_id=account_id),
     }
     return render(request, "account.html", context, session=viewer)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.db.models import Contact, Job, SyncRun, WebhookEvent
+from amosync.db.models import ConsentEvent, Contact, Job, SyncRun, WebhookEvent
 
 
 async def recent_webhook_events(
@@ -95,4 +95,17 @@ async def contacts(
         query = query.where(_matching(search))
     if reason is not None:
         query = query.where(Contact.reason.is_(None) if reason == "" else Contact.reason == reason)
+    return (await session.execute(query)).scalars().all()
+
+
+async def recent_consent_events(
+    session: AsyncSession, account_id: int, *, limit: int = 20
+) -> Sequence[ConsentEvent]:
+    """The account's latest unsubscribes from Unisender and what was written back."""
+    query = (
+        select(ConsentEvent)
+        .where(ConsentEvent.account_id == account_id)
+        .order_by(ConsentEvent.received_at.desc(), ConsentEvent.id.desc())
+        .limit(limit)
+    )
     return (await session.execute(query)).scalars().all()
