@@ -55,6 +55,7 @@ import jwt
 import structlog
 
 from amosync.sandbox.contacts import (
+    GENERATED_TAGS,
     RESPONSIBLE_USERS,
     ContactData,
     ContactStore,
@@ -389,12 +390,16 @@ class AmoCRMSimulator:
         responsible_user_id: int | None = None,
         custom_fields_values: FieldValues | None = _UNSET,
         contact_id: int | None = None,
+        tags: Sequence[str] = (),
+        leads: Sequence[int] = (),
+        companies: Sequence[int] = (),
     ) -> dict[str, Any]:
         """Create a contact (emits `add_contact`); returns it as the API shows it.
 
         Without `custom_fields_values`, the fields are built from `emails` and `phones`;
         a contact with neither has `custom_fields_values: null`, as in amoCRM. `contact_id`
         picks the id (to match a recorded webhook); it must be above every id given so far.
+        `tags` (names), `leads` and `companies` (ids) are what the contact is linked to.
         """
         account = self.account(account_id)
         if contact_id is not None:
@@ -408,7 +413,12 @@ class AmoCRMSimulator:
             build_fields(emails, phones) if custom_fields_values is _UNSET else custom_fields_values
         )
         responsible = responsible_user_id or RESPONSIBLE_USERS[0]
-        data = ContactData(name, first, last, responsible, fields)
+        tag_list = [
+            dict(tag) for ref in tags if (tag := self._tag(account, {"name": ref}, create=True))
+        ]
+        data = ContactData(
+            name, first, last, responsible, fields, tag_list, tuple(leads), tuple(companies)
+        )
         contact_id = self._next_contact_id
         self._next_contact_id += 1
         position = account.contacts.append(contact_id, data, unix_now())
@@ -544,11 +554,15 @@ class AmoCRMSimulator:
         Names are Russian and English; ~5% have `custom_fields_values: null`, ~10% only a
         phone, ~3% a malformed address, ~7% an address shared with other contacts, ~3% only
         a text field; the rest have one to three addresses (some with capitals, a few the
-        same address twice). The same seed and `n` give the same contacts' shapes.
+        same address twice). Apart from that, ~30% are linked to deals, ~12% to a company,
+        ~25% have tags, ~4% a legal-entity and ~3% a file field (objects as values). The
+        same seed and `n` give the same contacts' shapes.
         """
         if n < 0:
             raise ValueError("n must be >= 0")
         account = self.account(account_id)
+        for tag in GENERATED_TAGS:  # the tags generated contacts carry are the account's
+            account.tags.setdefault(str(tag["name"]).lower(), dict(tag))
         first_id = self._next_contact_id
         account.contacts.generate(first_id, n, seed, unix_now())
         self._next_contact_id += n

@@ -183,6 +183,7 @@ async def _contacts(_sim: AmoCRMSimulator, account: Account, request: Request) -
     if not positions:
         return Response(status_code=204)  # amoCRM: an empty page has no body at all
     base = _base_url(request)
+    with_leads = _with_leads(request)
     contacts = [
         contact_json(
             store.ids[p],
@@ -191,6 +192,7 @@ async def _contacts(_sim: AmoCRMSimulator, account: Account, request: Request) -
             store.updated[p],
             account_id=account.id,
             base_url=base,
+            with_leads=with_leads,
         )
         for p in positions
     ]
@@ -215,8 +217,14 @@ async def _contact(_sim: AmoCRMSimulator, account: Account, request: Request) ->
             store.updated[position],
             account_id=account.id,
             base_url=_base_url(request),
+            with_leads=_with_leads(request),
         )
     )
+
+
+def _with_leads(request: Request) -> bool:
+    """`?with=leads` (a comma-separated list): amoCRM adds `_embedded.leads` only then."""
+    return "leads" in request.query_params.get("with", "").split(",")
 
 
 MAX_BATCH = 250  # amoCRM takes at most 250 entities in one add or edit request

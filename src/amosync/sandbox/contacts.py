@@ -11,6 +11,13 @@ The custom fields follow amoCRM's system fields: Phone (`field_code` PHONE) and 
 (`field_code` EMAIL) are `multitext` fields whose values carry `enum_id`/`enum_code`;
 Position (`field_code` POSITION) is a `text` field. A contact without any field value has
 `custom_fields_values: null`, as amoCRM answers.
+
+Besides, as on a real account (tests/fixtures/amocrm holds the real shapes): ~30% of the
+generated contacts are linked to one to three deals (`linked_leads_id[<lead id>][ID]` in
+webhooks, `_embedded.leads` with `with=leads`), ~12% to a company, ~25% carry tags, and ~4%
+of those with fields have a legal-entity field and ~3% a file field, both with an object as
+`values[].value`. These come from a hash of the id, so the shares of the recipes above stay
+as they are.
 """
 
 from __future__ import annotations
@@ -82,6 +89,82 @@ class ContactData:
     custom_fields: FieldValues | None  # amoCRM's custom_fields_values; None is null
     # `_embedded.tags`: [{"id", "name", "color"}], set through PATCH /api/v4/contacts.
     tags: list[dict[str, Any]] = dataclass_field(default_factory=list)
+    # The ids of the deals and companies the contact is linked to.
+    leads: Sequence[int] = ()
+    companies: Sequence[int] = ()
+
+
+# The account's tags that generated contacts carry (ids as amoCRM's, names as people type them).
+_TAG_NAMES = (
+        (90001, "vip"), (90002, "Выставка 2026"), (90003, "callback"),
+        (90004, "Заявка с сайта"), (90005, "опт"), (90006, "newsletter"),
+)  # fmt: skip
+GENERATED_TAGS: tuple[dict[str, Any], ...] = tuple(
+    {"id": tag_id, "name": name, "color": None} for tag_id, name in _TAG_NAMES
+)
+# One tag or two different ones; a generated contact gets one of these lists.
+_TAG_SETS = [[tag] for tag in GENERATED_TAGS] + [
+    [a, b] for n, a in enumerate(GENERATED_TAGS) for b in GENERATED_TAGS[n + 1 :]
+][::3]
+LEGAL_ENTITY_FIELD = {"field_id": 301022, "field_name": "Юр. лицо", "field_code": None}
+FILE_FIELD = {"field_id": 301023, "field_name": "Договор", "field_code": None}
+_LEAD_BASE = 20_000_000  # deal ids: 8 digits and up, as on a real account
+_COMPANY_BASE = 30_000_000
+# Shares out of 1024 of the id hash in `_generated`, as ranges of it.
+_LEADS_SHARE = 307  # [0, 307): ~30% linked to deals
+_COMPANY_FROM = 1024 - 123  # ~12% linked to a company
+_TAGS_FROM, _TAGS_TO = 300, 300 + 256  # ~25% tagged
+_LEGAL_FROM, _LEGAL_TO = 600, 600 + 41  # ~4% with a legal-entity field
+_FILE_FROM, _FILE_TO = 700, 700 + 31  # ~3% with a file field
+_NO_LINKS: tuple[int, ...] = ()
+# Shared by the generated contacts, never changed in place (edits build new lists).
+_NO_TAGS: list[dict[str, Any]] = []
+
+
+def company_name(company_id: int) -> str:
+    """The name of a generated company, as webhooks carry it in `company_name`."""
+    return f"ООО «Компания {company_id % 10_000}»"
+
+
+def _legal_entity(company_id: int) -> dict[str, Any]:
+    """A `legal_entity` field: `value` is an object (amocrm-api-php's LegalEntity model)."""
+    inn = f"77{company_id % 100_000_000:08d}"
+    return {
+        **LEGAL_ENTITY_FIELD,
+        "field_type": "legal_entity",
+        "values": [
+            {
+                "value": {
+                    "name": company_name(company_id),
+                    "entity_type": 2,
+                    "vat_id": inn,
+                    "tax_registration_reason_code": f"1027{inn}",
+                    "address": "Москва, ул. Тверская, 1",
+                    "kpp": "770101001",
+                    "bank_code": "044525225",
+                    "external_uid": None,
+                }
+            }
+        ],
+    }
+
+
+def _file(contact_id: int) -> dict[str, Any]:
+    """A `file` field: `value` is an object (amocrm-api-php's File model)."""
+    return {
+        **FILE_FIELD,
+        "field_type": "file",
+        "values": [
+            {
+                "value": {
+                    "file_uuid": f"a8a5e1c4-2d6f-4c53-8f1e-{contact_id:012x}",
+                    "version_uuid": f"0f9e8d7c-6b5a-4f3e-9d2c-{contact_id:012x}",
+                    "file_name": f"dogovor-{contact_id}.pdf",
+                    "file_size": 100_000 + contact_id % 90_000,
+                }
+            }
+        ],
+    }
 
 
 _PHONE_CODES = ("WORK", "MOB", "HOME")
@@ -166,7 +249,23 @@ def _generated(contact_id: int, recipe: int, first: int, last: int) -> ContactDa
             _addresses(contact_id, recipe, first_latin, last_latin),
             (_phone(contact_id),) if recipe % 3 == 0 else (),
         )
-    return ContactData(name, first_name, last_name, responsible, fields)
+    # Links, tags and object-valued fields by a hash of the id (Knuth's multiplicative one),
+    # independent of the recipe; each share is a range of it, so a contact can have several.
+    # Written flat, with shared read-only tag lists: a page derives 250 contacts.
+    spread = (contact_id * 2654435761) & 0xFFFFFFFF
+    h = spread >> 22  # 0..1023
+    leads = _NO_LINKS
+    if h < _LEADS_SHARE:
+        lead = _LEAD_BASE + contact_id * 3
+        leads = tuple(range(lead, lead + 1 + spread % 3))
+    companies = (_COMPANY_BASE + contact_id % 5_000,) if h >= _COMPANY_FROM else _NO_LINKS
+    tags = _TAG_SETS[spread % len(_TAG_SETS)] if _TAGS_FROM <= h < _TAGS_TO else _NO_TAGS
+    if fields is not None and _LEGAL_FROM <= h < _FILE_TO:
+        if h < _LEGAL_TO:
+            fields.append(_legal_entity(_COMPANY_BASE + contact_id % 5_000))
+        elif h >= _FILE_FROM:
+            fields.append(_file(contact_id))
+    return ContactData(name, first_name, last_name, responsible, fields, tags, leads, companies)
 
 
 def _addresses(contact_id: int, recipe: int, first: str, last: str) -> list[str]:

@@ -1,11 +1,15 @@
-"""amoCRM's wire shapes: contacts as API v4 JSON, and contacts as webhook form bodies."""
+"""amoCRM's wire shapes: contacts as API v4 JSON, and contacts as webhook form bodies.
+
+Both follow the real payloads of tests/fixtures/amocrm (SOURCES.md names their sources);
+tests/sandbox/test_shapes.py checks that what is rendered here looks like them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlencode
 
-from amosync.sandbox.contacts import ContactData
+from amosync.sandbox.contacts import ContactData, company_name
 
 # What amoCRM sends as the acting user in webhooks for changes made by the API/robots.
 SYSTEM_USER_ID = 0
@@ -19,8 +23,23 @@ def contact_json(
     *,
     account_id: int,
     base_url: str,
+    with_leads: bool = False,
 ) -> dict[str, Any]:
-    """One contact as `GET /api/v4/contacts` lists it."""
+    """One contact as `GET /api/v4/contacts` lists it (`with_leads`: `?with=leads`)."""
+    embedded: dict[str, Any] = {
+        "tags": [dict(tag) for tag in data.tags] if data.tags else [],
+        "companies": [
+            {"id": company, "_links": {"self": {"href": f"{base_url}/api/v4/companies/{company}"}}}
+            for company in data.companies
+        ]
+        if data.companies
+        else [],
+    }
+    if with_leads:
+        embedded["leads"] = [
+            {"id": lead, "_links": {"self": {"href": f"{base_url}/api/v4/leads/{lead}"}}}
+            for lead in data.leads
+        ]
     return {
         "id": contact_id,
         "name": data.name,
@@ -38,7 +57,7 @@ def contact_json(
         "custom_fields_values": data.custom_fields,
         "account_id": account_id,
         "_links": {"self": {"href": f"{base_url}/api/v4/contacts/{contact_id}"}},
-        "_embedded": {"tags": [dict(tag) for tag in data.tags], "companies": []},
+        "_embedded": embedded,
     }
 
 
@@ -54,8 +73,14 @@ def webhook_pairs(
     """The `contacts[{action}][0][...]` fields of one webhook, in amoCRM's order.
 
     add/update/restore carry the whole contact in the legacy (API v2) shape: `date_create`,
-    `last_modified`, `custom_fields[i]` with `id`, `name`, `values[j][value]`,
-    `values[j][enum]` and, for system fields only, `code`. delete carries the id and type.
+    `last_modified`, `company_name` and `linked_company_id` for a contact of a company,
+    `custom_fields[i]` with `id`, `name`, `values[j][value]`, `values[j][enum]` and, for
+    system fields only, `code` after the values; then `tags[k][id]`/`[name]` and one
+    `linked_leads_id[<lead id>][ID]` per linked deal. A date field's value is a bare number
+    (`values[j]=1700000000`). delete carries the id and type.
+
+    No real webhook with an object value (file, legal entity) was found: it is rendered as
+    PHP's http_build_query would (`values[j][value][file_name]=...`), an assumption.
     """
     prefix = f"contacts[{action}][0]"
     if action == "delete" or data is None:
@@ -70,17 +95,32 @@ def webhook_pairs(
         (f"{prefix}[modified_user_id]", str(SYSTEM_USER_ID)),
         (f"{prefix}[account_id]", str(account_id)),
     ]
+    if data.companies:
+        company = data.companies[0]
+        pairs.append((f"{prefix}[company_name]", company_name(company)))
+        pairs.append((f"{prefix}[linked_company_id]", str(company)))
     for index, field in enumerate(data.custom_fields or ()):
         field_prefix = f"{prefix}[custom_fields][{index}]"
         pairs.append((f"{field_prefix}[id]", str(field.get("field_id"))))
         pairs.append((f"{field_prefix}[name]", str(field.get("field_name") or "")))
+        bare = field.get("field_type") in _BARE_TYPES
         for value_index, value in enumerate(field.get("values") or ()):
             value_prefix = f"{field_prefix}[values][{value_index}]"
-            pairs.append((f"{value_prefix}[value]", _text(value.get("value"))))
+            raw = value.get("value")
+            if bare:
+                pairs.append((value_prefix, _text(raw)))
+            elif isinstance(raw, dict):
+                pairs += [(f"{value_prefix}[value][{k}]", _text(v)) for k, v in raw.items()]
+            else:
+                pairs.append((f"{value_prefix}[value]", _text(raw)))
             if value.get("enum_id") is not None:
                 pairs.append((f"{value_prefix}[enum]", str(value["enum_id"])))
         if field.get("field_code"):
             pairs.append((f"{field_prefix}[code]", str(field["field_code"])))
+    for index, tag in enumerate(data.tags):
+        pairs.append((f"{prefix}[tags][{index}][id]", str(tag.get("id"))))
+        pairs.append((f"{prefix}[tags][{index}][name]", str(tag.get("name"))))
+    pairs += [(f"{prefix}[linked_leads_id][{lead}][ID]", str(lead)) for lead in data.leads]
     pairs += [
         (f"{prefix}[created_at]", str(created_at)),
         (f"{prefix}[updated_at]", str(updated_at)),
@@ -100,6 +140,10 @@ def account_pairs(account_id: int, subdomain: str) -> list[tuple[str, str]]:
 def form_body(pairs: list[tuple[str, str]]) -> bytes:
     """`application/x-www-form-urlencoded`, brackets percent-encoded as amoCRM sends them."""
     return urlencode(pairs).encode()
+
+
+# Field types whose webhook value is a bare number, not `[value]` (real: a lead's date field).
+_BARE_TYPES = frozenset({"date", "birthday", "date_time"})
 
 
 def _text(value: object) -> str:
