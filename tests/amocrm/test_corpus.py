@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
+from aiolimiter import AsyncLimiter
 
+from amosync.amocrm.client import AmoCRMClient, refresh_tokens
 from amosync.amocrm.models import ContactsResponse, TokenPair
 from amosync.amocrm.webhooks import ContactChange, parse_webhook
+from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
+from amosync.retry import RetryPolicy
 from amosync.sync.mapping import contact_emails
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "amocrm"
@@ -193,3 +198,102 @@ def test_the_token_body_validates() -> None:
     pair = TokenPair.model_validate_json(corpus("oauth/token.json"))
     assert (pair.token_type, pair.expires_in) == ("Bearer", 86400)
     assert pair.refresh_token.startswith("def50200")
+
+
+# --- error bodies, as the client reads them ---------------------------------------------
+# httpx.MockTransport here: the sandbox answers its errors as problem+json, and cannot give
+# the nginx page a real block answers with.
+
+
+def answering(*responses: httpx.Response) -> httpx.AsyncClient:
+    answers = list(responses)
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+def problem(name: str, status: int) -> httpx.Response:
+    return httpx.Response(
+        status,
+        content=corpus(f"oauth/{name}"),
+        headers={"Content-Type": "application/problem+json"},
+    )
+
+
+async def refresh_with(http: httpx.AsyncClient) -> TokenPair:
+    return await refresh_tokens(
+        http,
+        "https://acme.amocrm.ru",
+        client_id="client",
+        client_secret="secret",
+        redirect_uri="https://amosync.example/vidget",
+        refresh_token="def50200spent",
+        retry_policy=RetryPolicy(attempts=2, timeout=5, wait_initial=0, wait_max=0, wait_jitter=0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("error_401_refresh_token_revoked.json", 401),
+        ("error_400_code_revoked.json", 400),
+    ],
+)
+async def test_refused_grants_are_authorization_revoked(name: str, status: int) -> None:
+    async with answering(problem(name, status)) as http:
+        with pytest.raises(AuthorizationRevoked) as caught:
+            await refresh_with(http)
+    assert caught.value.status == status
+    assert "revoked" in (caught.value.body or "")
+
+
+async def test_a_refused_client_is_permanent() -> None:
+    async with answering(problem("error_401_invalid_client.json", 401)) as http:
+        with pytest.raises(PermanentUpstreamError) as caught:
+            await refresh_with(http)
+    assert caught.value.status == 401
+
+
+async def test_the_token_body_is_read_by_the_refresh() -> None:
+    token = httpx.Response(200, content=corpus("oauth/token.json"))
+    async with answering(token) as http:
+        pair = await refresh_with(http)
+    assert pair.expires_in == 86400
+
+
+class _Tokens:
+    async def access_token(self) -> str:
+        return "dead"
+
+    async def refresh(self, _stale: str) -> str:
+        return "also-dead"
+
+
+async def test_an_api_401_after_a_refresh_is_authorization_revoked() -> None:
+    async with answering(problem("error_401_api_unauthorized.json", 401)) as http:
+        client = AmoCRMClient("https://acme.amocrm.ru", _Tokens(), AsyncLimiter(100, 1), http=http)
+        with pytest.raises(AuthorizationRevoked):
+            await client.get_account()
+
+
+async def test_the_real_block_page_after_429s_is_amocrm_blocked() -> None:
+    """A blocked account answers 403 with nginx's HTML, not JSON (SOURCES.md)."""
+    too_many = problem("error_429.json", 429)
+    blocked = httpx.Response(
+        403, content=corpus("oauth/error_403_blocked.html"), headers={"Content-Type": "text/html"}
+    )
+    policy = RetryPolicy(attempts=3, timeout=5, wait_initial=0, wait_max=0, wait_jitter=0)
+    async with answering(too_many, blocked) as http:
+        client = AmoCRMClient(
+            "https://acme.amocrm.ru",
+            _Tokens(),
+            AsyncLimiter(100, 1),
+            http=http,
+            retry_policy=policy,
+        )
+        with pytest.raises(AmoCRMBlocked) as caught:
+            await client.get_account()
+    assert caught.value.status == 403
+    assert "403 Forbidden" in (caught.value.body or "")
