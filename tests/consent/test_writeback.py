@@ -328,3 +328,21 @@ async def test_put_accounts_refuses_bad_consent_settings(database_url: str) -> N
         assert ok.status_code == 200
         settings = (await s.http.get(f"/accounts/{ACCOUNT_ID}/settings")).json()
         assert settings["consent"]["note"] is False
+
+
+async def test_a_burst_of_unsubscribes_is_written_in_a_few_calls(database_url: str) -> None:
+    async with stack(database_url) as s:
+        amo = s.sandbox.amocrm
+        await s.install()
+        emails = [f"person{n}@example.com" for n in range(30)]
+        ids = [amo.add_contact(ACCOUNT_ID, f"P{n}", emails=[e])["id"] for n, e in enumerate(emails)]
+        await s.connect_unisender()
+        await s.settle()
+        for email in emails:
+            s.sandbox.unisender.unsubscribe(UNISENDER_KEY, email)
+        await deliver(s)
+        assert set(amo.tagged(ACCOUNT_ID, "unsubscribed")) == set(ids)
+        assert all(len(notes(s, i)) == 1 for i in ids)
+        patches = s.sandbox.calls.matching(api="amocrm", path="/api/v4/contacts")
+        edits = [c for c in patches if c.method == "PATCH"]
+        assert 1 <= len(edits) <= 10  # batched, not one call per unsubscribe

@@ -136,6 +136,8 @@ class Account:
     # Tags by lower-cased name (amoCRM's tags are per account), and notes on contacts.
     tags: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    # When each (contact id, lower-cased tag name) was first added, for latency figures.
+    tagged_at: dict[tuple[int, str], float] = field(default_factory=dict)
 
     def as_json(self, base_url: str) -> dict[str, Any]:
         """`GET /api/v4/account`."""
@@ -485,6 +487,7 @@ class AmoCRMSimulator:
             tag = self._tag(account, ref, create=True)
             if tag is not None and all(t["id"] != tag["id"] for t in tags):
                 tags.append(dict(tag))
+                account.tagged_at.setdefault((contact_id, str(tag["name"]).lower()), time.time())
         for ref in delete:
             tag = self._tag(account, ref, create=False)
             if tag is not None:
@@ -516,6 +519,15 @@ class AmoCRMSimulator:
         """The names of the contact's tags, in order."""
         account, position = self._find(account_id, contact_id, deleted=False)
         return [str(tag["name"]) for tag in account.contacts.data(position).tags]
+
+    def tagged(self, account_id: int, tag: str) -> dict[int, float]:
+        """The contacts the tag was added to, and when (Unix time) it first was."""
+        wanted = tag.strip().lower()
+        return {
+            contact_id: at
+            for (contact_id, name), at in self.account(account_id).tagged_at.items()
+            if name == wanted
+        }
 
     def add_note(
         self, account_id: int, contact_id: int, note_type: str, params: dict[str, Any]

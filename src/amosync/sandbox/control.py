@@ -26,6 +26,7 @@ names as the in-process Python API.
     GET    /amocrm/accounts/ID/pages           contact page numbers served, in order
     GET    /amocrm/accounts/ID/notes[?contact_id=CID]   notes on contacts, oldest first
     GET    /amocrm/accounts/ID/contacts/CID/tags       the contact's tag names
+    GET    /amocrm/accounts/ID/tagged?tag=T    {contact id: when T was first added}
     GET    /amocrm/accounts/ID/webhook-body?action=A&contact_id=CID   the form body
     GET    /amocrm/settings                    the knobs below, current values
     PUT    /amocrm/settings                    {latency, rate_limit_rps, access_token_ttl,
@@ -138,6 +139,7 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route(account + "/webhooks", _remove_webhook, "DELETE"),
         route(account + "/pages", _pages),
         route(account + "/notes", _notes),
+        route(account + "/tagged", _tagged),
         route(contact + "/tags", _tags),
         route(account + "/webhook-body", _webhook_body),
         route("/amocrm/settings", _amocrm_settings),
@@ -337,6 +339,11 @@ async def _notes(sandbox: Sandbox, request: Request) -> Any:
     return sandbox.amocrm.notes(
         request.path_params["account_id"], int(contact_id) if contact_id else None
     )
+
+
+async def _tagged(sandbox: Sandbox, request: Request) -> Any:
+    tagged = sandbox.amocrm.tagged(request.path_params["account_id"], _query(request, "tag"))
+    return {str(contact_id): at for contact_id, at in tagged.items()}
 
 
 async def _tags(sandbox: Sandbox, request: Request) -> Any:

@@ -137,6 +137,11 @@ class RemoteAmoCRM(_Part):
         path = f"/amocrm/accounts/{account_id}/contacts/{contact_id}/tags"
         return list(await self._call("GET", path))
 
+    async def tagged(self, account_id: int, tag: str) -> dict[int, float]:
+        path = f"/amocrm/accounts/{account_id}/tagged"
+        answer = await self._call("GET", path, params={"tag": tag})
+        return {int(contact_id): float(at) for contact_id, at in answer.items()}
+
     async def notes(self, account_id: int, contact_id: int | None = None) -> list[dict[str, Any]]:
         params = {"contact_id": contact_id} if contact_id is not None else {}
         return list(await self._call("GET", f"/amocrm/accounts/{account_id}/notes", params=params))
