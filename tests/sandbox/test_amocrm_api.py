@@ -8,6 +8,7 @@ import time
 import pytest
 
 from amosync.sandbox.contacts import EMAIL_FIELD
+from amosync.sandbox.controls import max_in_window, shortest_span
 from tests.sandbox.conftest import ACCOUNT_ID, Served
 
 
@@ -155,6 +156,58 @@ async def test_rate_limit_answers_429_and_counts_them(served: Served, token: str
     assert served.sandbox.calls.count_where(path="/api/v4/account", status=429) == 2
     await asyncio.sleep(1.05)  # the window slides: calls are allowed again
     assert (await served.api("GET", "/api/v4/account", token)).status_code == 200
+
+
+async def test_token_requests_count_against_the_account_limit(served: Served) -> None:
+    pair = await served.install()
+    served.amo.rate_limit_rps = 3
+    assert (await served.api("GET", "/api/v4/account", pair["access_token"])).status_code == 200
+    refreshed = await served.token_request(
+        grant_type="refresh_token", refresh_token=pair["refresh_token"]
+    )
+    assert refreshed.status_code == 200
+    token = refreshed.json()["access_token"]
+    assert (await served.api("GET", "/api/v4/account", token)).status_code == 200
+    # The window holds three requests now, the refresh among them.
+    again = await served.token_request(
+        grant_type="refresh_token", refresh_token=refreshed.json()["refresh_token"]
+    )
+    assert again.status_code == 429
+    assert served.amo.rate_limited(ACCOUNT_ID) == 1
+    # Refused before the grant was looked at: the refresh token is not spent.
+    await asyncio.sleep(1.05)
+    retried = await served.token_request(
+        grant_type="refresh_token", refresh_token=refreshed.json()["refresh_token"]
+    )
+    assert retried.status_code == 200
+
+
+async def test_arrivals_give_the_most_requests_in_any_second(served: Served, token: str) -> None:
+    # The code exchange of the `token` fixture arrived too.
+    assert len(served.amo.arrivals(ACCOUNT_ID)) == 1
+    served.amo.rate_limit_rps = 4
+    started = time.time()
+    for _ in range(4):
+        assert (await served.api("GET", "/api/v4/account", token)).status_code == 200
+    arrivals = served.amo.arrivals(ACCOUNT_ID, since=started)
+    assert len(arrivals) == 4
+    assert arrivals == sorted(arrivals)
+    assert started <= arrivals[0] <= arrivals[-1] <= time.time()
+    assert served.amo.max_per_second(ACCOUNT_ID, since=started) == 4
+    for _ in range(2):  # over the limit: answered 429, but they did arrive
+        assert (await served.api("GET", "/api/v4/account", token)).status_code == 429
+    assert served.amo.max_per_second(ACCOUNT_ID, since=started) == 6
+    assert served.amo.max_per_second() == served.amo.max_per_second(ACCOUNT_ID) >= 6
+
+
+def test_max_in_window_is_half_open_and_shortest_span_is_the_slack() -> None:
+    times = [0.0, 0.1, 0.2, 1.0, 1.05, 2.5]
+    assert max_in_window(times, 1.0) == 4  # 0.1, 0.2, 1.0 and 1.05 lie within [0.1, 1.1)
+    assert max_in_window([0.0, 1.0], 1.0) == 1  # 1 s apart: not in one window
+    assert max_in_window([], 1.0) == 0
+    assert shortest_span(times, 3) == pytest.approx(0.2)
+    assert shortest_span(times, 2) == pytest.approx(0.05)
+    assert shortest_span(times, 7) is None
 
 
 async def test_latency_is_added_to_every_call(served: Served, token: str) -> None:

@@ -55,6 +55,13 @@ async def test_remote_amocrm_controls(served: Served, remote: RemoteSandbox) -> 
     assert (await served.api("GET", "/api/v4/account", pair["access_token"])).status_code == 200
     calls = await remote.calls(api="amocrm", path="/api/v4/account")
     assert [call["status"] for call in calls] == [500, 200]
+    # The code exchange and the two calls (the fault picked before the token is read
+    # is not the account's).
+    assert len(await remote.amocrm.arrivals(ACCOUNT_ID)) == 2
+    assert await remote.amocrm.max_per_second(ACCOUNT_ID) == 2
+    assert await remote.amocrm.arrivals(ACCOUNT_ID, since=calls[-1]["at"] + 1) == []
+    assert (await remote.amocrm.account(ACCOUNT_ID))["max_per_second"] == 2
+    assert (await remote.stats())["amocrm"]["max_per_second"] == 2
     assert (await remote.calls_summary())["by_path"]["/api/v4/account"] == 2
     await remote.clear_calls()
     assert served.sandbox.calls == []

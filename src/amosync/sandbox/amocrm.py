@@ -28,7 +28,9 @@ Tags and notes: `PATCH /api/v4/contacts` with `tags_to_add`/`tags_to_delete` and
 `notes(account_id, contact_id=None)`.
 
 Observations: `contact_pages(account_id)` (page numbers served, in order),
-`contact_pages_served`, `rate_limited(account_id)` (429s answered), `refresh_count`,
+`contact_pages_served`, `rate_limited(account_id)` (429s answered), `max_per_second(account_id)`
+(the most of its requests, token requests included, that arrived in any 1-second window),
+`arrivals(account_id)` (their arrival times), `refresh_count`,
 `token_account(access_token)`, `webhooks(account_id)`, `deliveries` (webhooks posted, with
 their HTTP status), `blocked(account_id)` (403s answered while blocked), and the sandbox-wide
 call log.
@@ -64,7 +66,7 @@ from amosync.sandbox.contacts import (
     unix_now,
     with_changes,
 )
-from amosync.sandbox.controls import Call, CallLog, Fault, FaultPlan, RateWindow
+from amosync.sandbox.controls import Arrivals, Call, CallLog, Fault, FaultPlan, RateWindow
 from amosync.sandbox.render import account_pairs, contact_json, form_body, webhook_pairs
 
 log = structlog.get_logger()
@@ -127,6 +129,7 @@ class Account:
     contacts: ContactStore = field(default_factory=ContactStore)
     webhooks: dict[str, Webhook] = field(default_factory=dict)
     window: RateWindow = field(default_factory=lambda: RateWindow(1.0))
+    arrivals: Arrivals = field(default_factory=Arrivals)
     pages: list[int] = field(default_factory=list)
     rate_limited: int = 0
     # The 403 block: when the recent 429s reached the simulator's threshold, until when.
@@ -620,6 +623,32 @@ class AmoCRMSimulator:
 
     def is_blocked(self, account: Account) -> bool:
         return time.monotonic() < account.blocked_until
+
+    def arrivals(self, account_id: int, since: float | None = None) -> list[float]:
+        """When the account's requests arrived (unix time, from `since` on), 429s included."""
+        return self.account(account_id).arrivals.since(since)
+
+    def max_per_second(self, account_id: int | None = None, since: float | None = None) -> int:
+        """The most requests of the account (or of any one account) in any 1-second window."""
+        if account_id is not None:
+            return self.account(account_id).arrivals.max_in_window(1.0, since)
+        return max(
+            (account.arrivals.max_in_window(1.0, since) for account in self.accounts.values()),
+            default=0,
+        )
+
+    def admit(self, account: Account) -> bool:
+        """Record a request's arrival; False (and one more 429 counted) when over the limit.
+
+        Token requests count too: amoCRM's 7 per second are per account, and the account's
+        OAuth endpoint is on its host like the API.
+        """
+        account.arrivals.record()
+        if account.window.admit(self.rate_limit_rps):
+            return True
+        account.rate_limited += 1
+        self.note_rate_limited(account)
+        return False
 
     def _find(self, account_id: int, contact_id: int, *, deleted: bool) -> tuple[Account, int]:
         account = self.account(account_id)

@@ -2,9 +2,10 @@
 
 Every request first waits `latency`, then may hit an injected fault; API requests are then
 authenticated by their bearer token (which also names the account, since every account
-shares the sandbox's base URL) and rate-limited per account. Errors are
-`application/problem+json` as amoCRM sends them; lists are `application/hal+json`, and an
-empty list page is `204 No Content` with no body at all.
+shares the sandbox's base URL) and rate-limited per account; so are token requests, whose
+code or refresh token names the account. Errors are `application/problem+json` as amoCRM
+sends them; lists are `application/hal+json`, and an empty list page is `204 No Content`
+with no body at all.
 """
 
 from __future__ import annotations
@@ -94,18 +95,21 @@ async def _api_call(sim: AmoCRMSimulator, request: Request, handler: Handler) ->
         elif sim.is_blocked(account):
             # amoCRM's documentation says requests are restricted after repeated excess; the
             # body of that answer is not documented, so this is its usual problem+json.
+            account.arrivals.record()
             account.blocked += 1
             response = problem(403, "Forbidden", "Access denied")
-        elif not account.window.admit(sim.rate_limit_rps):
-            account.rate_limited += 1
-            sim.note_rate_limited(account)
-            response = problem(429, "Too Many Requests", "Превышен лимит запросов к API")
+        elif not sim.admit(account):
+            response = _too_many()
         else:
             response = await handler(sim, account, request)
     sim.calls.record(
         Call("amocrm", request.method, path, response.status_code, time.time(), account_id)
     )
     return response
+
+
+def _too_many() -> Response:
+    return problem(429, "Too Many Requests", "Превышен лимит запросов к API")
 
 
 def _bearer(request: Request) -> str:
@@ -124,9 +128,13 @@ async def _oauth(sim: AmoCRMSimulator, request: Request) -> Response:
     else:
         body = await _body(request)
         account_id = sim.oauth_account(body)
-        answer = sim.oauth(body)
-        media = "application/json" if answer.status == 200 else "application/problem+json"
-        response = Response(orjson.dumps(answer.body), answer.status, media_type=media)
+        account = sim.accounts.get(account_id) if account_id is not None else None
+        if account is not None and not sim.admit(account):
+            response = _too_many()  # before the grant is looked at, so it is not spent
+        else:
+            answer = sim.oauth(body)
+            media = "application/json" if answer.status == 200 else "application/problem+json"
+            response = Response(orjson.dumps(answer.body), answer.status, media_type=media)
     sim.calls.record(Call("amocrm", "POST", path, response.status_code, time.time(), account_id))
     return response
 

@@ -6,12 +6,15 @@ key → 404 `{"error": "not_found", "detail"}`; bad input → 400 `{"error": "ba
 names as the in-process Python API.
 
     GET    /health                             {"ok": true}
-    GET    /stats                              refreshes, 429s, deliveries
+    GET    /stats                              refreshes, 429s, max per second, deliveries
 
     amoCRM (ID = account id, CID = contact id)
     POST   /amocrm/integrations                {client_id, client_secret, redirect_uri}
     POST   /amocrm/accounts                    {account_id?, subdomain?, name?}
-    GET    /amocrm/accounts/ID                 contacts, pages served, 429s, webhooks
+    GET    /amocrm/accounts/ID                 contacts, pages served, 429s, max per second,
+                                               webhooks
+    GET    /amocrm/accounts/ID/arrivals?since=U   when its requests arrived (unix times) and
+                                               the most in any 1-second window
     POST   /amocrm/accounts/ID/codes           {client_id} → {"code"}
     POST   /amocrm/accounts/ID/tokens          {client_id} → a token pair
     POST   /amocrm/accounts/ID/revoke          revoke all its tokens
@@ -77,6 +80,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from amosync.sandbox.amocrm import Action, AmoCRMSimulator
+from amosync.sandbox.controls import max_in_window
 from amosync.sandbox.sandbox import Sandbox
 from amosync.sandbox.unisender import UnisenderSimulator
 
@@ -141,6 +145,7 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route(account + "/notes", _notes),
         route(account + "/tagged", _tagged),
         route(contact + "/tags", _tags),
+        route(account + "/arrivals", _arrivals),
         route(account + "/webhook-body", _webhook_body),
         route("/amocrm/settings", _amocrm_settings),
         route("/amocrm/settings", _amocrm_settings, "PUT"),
@@ -236,6 +241,7 @@ async def _account(sandbox: Sandbox, request: Request) -> Any:
         "pages_served": len(account.pages),
         "rate_limited": account.rate_limited,
         "blocked": account.blocked,
+        "max_per_second": account.arrivals.max_in_window(1.0),
         "webhooks": amo.webhooks(account.id),
     }
 
@@ -348,6 +354,13 @@ async def _tagged(sandbox: Sandbox, request: Request) -> Any:
 
 async def _tags(sandbox: Sandbox, request: Request) -> Any:
     return sandbox.amocrm.tags(*_ids(request))
+
+
+async def _arrivals(sandbox: Sandbox, request: Request) -> Any:
+    since = request.query_params.get("since")
+    arrivals = sandbox.amocrm.account(request.path_params["account_id"]).arrivals
+    times = arrivals.since(float(since) if since else None)
+    return {"arrivals": times, "max_per_second": max_in_window(times, 1.0)}
 
 
 async def _webhook_body(sandbox: Sandbox, request: Request) -> Any:
@@ -524,6 +537,7 @@ async def _stats(sandbox: Sandbox, _request: Request) -> Any:
         "amocrm": {
             "refresh_count": amo.refresh_count,
             "rate_limited": amo.rate_limited(),
+            "max_per_second": amo.max_per_second(),
             "deliveries": len(amo.deliveries),
             "failed_deliveries": sum(1 for d in amo.deliveries if d.status != 200),
         },

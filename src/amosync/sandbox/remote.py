@@ -61,8 +61,20 @@ class RemoteAmoCRM(_Part):
         return dict(await self._call("POST", "/amocrm/accounts", json=body))
 
     async def account(self, account_id: int) -> dict[str, Any]:
-        """Contacts, pages served, 429s answered and webhooks of the account."""
+        """Contacts, pages served, 429s answered, max per second and webhooks of the account."""
         return dict(await self._call("GET", f"/amocrm/accounts/{account_id}"))
+
+    async def arrivals(self, account_id: int, since: float | None = None) -> list[float]:
+        """When the account's requests arrived (unix time, from `since` on), 429s included."""
+        params = {} if since is None else {"since": since}
+        answer = await self._call("GET", f"/amocrm/accounts/{account_id}/arrivals", params=params)
+        return [float(at) for at in answer["arrivals"]]
+
+    async def max_per_second(self, account_id: int, since: float | None = None) -> int:
+        """The most of the account's requests that arrived in any 1-second window."""
+        params = {} if since is None else {"since": since}
+        answer = await self._call("GET", f"/amocrm/accounts/{account_id}/arrivals", params=params)
+        return int(answer["max_per_second"])
 
     async def issue_code(self, account_id: int, client_id: str) -> str:
         answer = await self._call(
