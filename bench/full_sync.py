@@ -74,9 +74,11 @@ async def _one(
             amocrm_rps=rps or 100_000,
             unisender_rpm=6_000_000,
         )
+        # Before the install, so that its calls take as long as the sync's, as they would at
+        # amoCRM (the limiter learns from how long calls take).
+        await amocrm.amocrm.configure(latency=latency, rate_limit_rps=rps)
         services = await installed_account(settings, amocrm, unisender, contacts)
         try:
-            await amocrm.amocrm.configure(latency=latency, rate_limit_rps=rps)
             async with transaction(services.sessions) as session:
                 sync_run, _ = await start_full_sync(session, ACCOUNT_ID)
                 run_id = sync_run.id

@@ -25,6 +25,7 @@ from amosync.db.engine import transaction
 from amosync.db.models import Account, Integration
 from amosync.errors import AppError, BadRequest, PermanentUpstreamError, TransientUpstreamError
 from amosync.hosts import InvalidHost, account_host
+from amosync.ratelimit import amocrm_key
 from amosync.state import Services
 from amosync.worker.queue import enqueue
 from amosync.worker.runner import JobContext
@@ -105,6 +106,8 @@ async def run_install(ctx: JobContext) -> None:
     base_url = account_base_url(settings.amocrm_base_url, host)
     assert settings.amocrm_client_secret
     assert settings.amocrm_redirect_uri
+    # The account's rate limit, by its host: the account's clients and refreshes share it.
+    limiter = services.limits.window(amocrm_key(host), settings.amocrm_rps)
     if "tokens" not in payload:
         pair = await exchange_code(
             services.http,
@@ -113,6 +116,7 @@ async def run_install(ctx: JobContext) -> None:
             client_secret=settings.amocrm_client_secret,
             redirect_uri=settings.amocrm_redirect_uri,
             code=cipher.decrypt(payload["code"]),
+            limiter=limiter,
         )
         payload.pop("code")
         payload["tokens"] = {
@@ -123,7 +127,6 @@ async def run_install(ctx: JobContext) -> None:
         await ctx.save_payload(payload)
     tokens = payload["tokens"]
     if "account_id" not in payload:
-        limiter = services.limits.get(f"amocrm:host:{host}", settings.amocrm_rps)
         client = AmoCRMClient(
             base_url, _StaticTokens(cipher.decrypt(tokens["access"])), limiter, http=services.http
         )

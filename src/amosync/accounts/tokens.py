@@ -6,6 +6,9 @@ lock on the integration row with a compare-and-swap (`refresh_lock_owner/_until`
 while `token_version` is unchanged); the winner refreshes and stores the new pair with
 `token_version + 1` in one statement; everyone else waits for the version to move and reads
 the new pair. The same code path works on SQLite and PostgreSQL.
+
+A token is refreshed `refresh_margin()` before it expires, and the refresh waits for the
+account's rate limit like any other request to its host.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
+import jwt
 import structlog
 from sqlalchemy import or_, select, update
 
@@ -23,12 +28,17 @@ from amosync.db.engine import transaction
 from amosync.db.models import Account, Integration, utcnow
 from amosync.errors import AuthorizationRevoked, PermanentUpstreamError, TransientUpstreamError
 from amosync.metrics import observe_upstream
+from amosync.ratelimit import SlidingWindow, amocrm_key
 from amosync.state import Services
 
 log = structlog.get_logger()
 
-# Refresh this long before expiry, so a long page fetch never starts with a dying token.
+# Refresh this long before expiry, so a long page fetch never starts with a dying token...
 REFRESH_MARGIN = timedelta(minutes=5)
+# ...but never more than this share of the token's lifetime: a token of 5 minutes or less
+# would be due for a refresh as soon as it is issued, i.e. before every call. A quarter of
+# a 60-s token still covers a request's 15-s timeout.
+REFRESH_SHARE = 0.25
 LOCK_SECONDS = 30.0
 WAIT_STEP = 0.05
 
@@ -44,6 +54,38 @@ class _Current:
     client_secret: str | None
     redirect_uri: str | None
     base_url: str
+    host: str | None  # the account's own host, where its rate limit applies
+    stored_at: datetime  # when the row was last written: no earlier than the pair's issue
+
+    def expiring(self) -> bool:
+        """True when the access token is within its refresh margin of expiry."""
+        if self.expires_at is None:
+            return False
+        lifetime = token_lifetime(self.access_token) or self.expires_at - self.stored_at
+        return self.expires_at - utcnow() < refresh_margin(lifetime)
+
+
+def refresh_margin(lifetime: timedelta) -> timedelta:
+    """How long before expiry a token of this lifetime is refreshed."""
+    return max(timedelta(0), min(REFRESH_MARGIN, lifetime * REFRESH_SHARE))
+
+
+def token_lifetime(access_token: str | None) -> timedelta | None:
+    """`exp - iat` of an access token that is a JWT, as amoCRM's are; None if unreadable.
+
+    Only the lifetime is read (two times of amoCRM's clock, so its skew cancels out); the
+    signature is amoCRM's business. Without it, `_Current.expiring` falls back to the time
+    between the row's last write and the expiry, which can only be shorter.
+    """
+    if not access_token:
+        return None
+    try:
+        claims = jwt.decode(access_token, options={"verify_signature": False})
+        issued, expires = claims["iat"], claims["exp"]
+        lifetime = datetime.fromtimestamp(expires, UTC) - datetime.fromtimestamp(issued, UTC)
+    except (jwt.InvalidTokenError, KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
+    return lifetime if lifetime > timedelta(0) else None
 
 
 class DbTokenSource:
@@ -90,6 +132,8 @@ class DbTokenSource:
             client_secret=client_secret,
             redirect_uri=integration.redirect_uri or settings.amocrm_redirect_uri,
             base_url=settings.amocrm_base_url or integration.base_url or "",
+            host=urlsplit(integration.base_url).hostname if integration.base_url else None,
+            stored_at=integration.updated_at,
         )
         return self._cached
 
@@ -97,9 +141,16 @@ class DbTokenSource:
         current = self._cached or await self._load()
         return current.base_url
 
+    async def limiter(self) -> SlidingWindow:
+        """The account's amoCRM rate limit, shared by its clients, install and refreshes."""
+        current = self._cached or await self._load()
+        # By the account's host, as the install's calls are; the id before a host is known.
+        key = amocrm_key(current.host) if current.host else f"amocrm:{self.account_id}"
+        return self.services.limits.window(key, self.services.settings.amocrm_rps)
+
     async def access_token(self) -> str:
         current = self._cached or await self._load()
-        if current.expires_at is not None and current.expires_at - utcnow() < REFRESH_MARGIN:
+        if current.expiring():
             return await self.refresh(current.access_token or "")
         assert current.access_token is not None
         return current.access_token
@@ -109,10 +160,7 @@ class DbTokenSource:
         while True:
             current = await self._load()
             fresh = current.access_token
-            expiring = current.expires_at is not None and (
-                current.expires_at - utcnow() < REFRESH_MARGIN
-            )
-            if fresh and fresh != stale and not expiring:
+            if fresh and fresh != stale and not current.expiring():
                 return fresh  # someone else refreshed while we waited
             if await self._lock(current):
                 return await self._refresh_locked(current)
@@ -168,6 +216,7 @@ class DbTokenSource:
                 client_secret=current.client_secret,
                 redirect_uri=current.redirect_uri,
                 refresh_token=current.refresh_token,
+                limiter=await self.limiter(),
             )
         except AuthorizationRevoked:
             await self._unlock(current)
@@ -211,5 +260,5 @@ async def amocrm_client(services: Services, account_id: int) -> AmoCRMClient:
     """An amoCRM client for the account, sharing the process's rate limit and connections."""
     tokens = DbTokenSource(services, account_id)
     base_url = await tokens.base_url()
-    limiter = services.limits.get(f"amocrm:{account_id}", services.settings.amocrm_rps)
+    limiter = await tokens.limiter()
     return AmoCRMClient(base_url, tokens, limiter, http=services.http, observer=observe_upstream)

@@ -1,7 +1,8 @@
 """amoCRM (Kommo) API v4: OAuth tokens and the few API calls amosync makes.
 
 Every API request waits for the account's rate limiter, carries the current access token,
-and is classified into the `amosync.errors` tree:
+and is classified into the `amosync.errors` tree (token requests wait for the same limiter
+when given it: amoCRM counts them among the account's 7 per second):
 
     2xx                      the result (204 on a list: no more pages)
     401                      one `tokens.refresh(stale)` and one more try, then AuthorizationRevoked
@@ -16,6 +17,7 @@ HTTP status and an excerpt of the body, never a token.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,7 +27,6 @@ from weakref import WeakKeyDictionary
 import httpx
 import orjson
 import structlog
-from aiolimiter import AsyncLimiter
 from pydantic import ValidationError
 
 from amosync.amocrm.models import (
@@ -45,6 +46,7 @@ from amosync.errors import (
     UpstreamError,
 )
 from amosync.hosts import InvalidHost, host_name
+from amosync.ratelimit import Limiter, paced
 from amosync.retry import (
     DEFAULT_POLICY,
     CallObserver,
@@ -101,7 +103,7 @@ class AmoCRMClient:
         self,
         base_url: str,
         tokens: TokenSource,
-        limiter: AsyncLimiter,
+        limiter: Limiter,
         http: httpx.AsyncClient | None = None,
         timeout: float = 15.0,
         *,
@@ -116,6 +118,11 @@ class AmoCRMClient:
         self._timeout = httpx.Timeout(timeout)
         self._policy = retry_policy
         self._observer = observer
+
+    @property
+    def limiter(self) -> Limiter:
+        """The account's rate limit this client waits on."""
+        return self._limiter
 
     async def __aenter__(self) -> Self:
         return self
@@ -253,17 +260,26 @@ class AmoCRMClient:
         params: dict[str, str | int] | None,
         json: dict[str, Any] | list[Any] | None,
     ) -> httpx.Response:
-        await self._limiter.acquire()
         started = time.monotonic()
         try:
-            response = await self._http.request(
-                method,
-                self.base_url + path,
-                params=params,
-                json=json,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=self._timeout,
-            )
+            async with paced(self._limiter) as slot:
+                started = time.monotonic()  # the call's duration, not the wait for the limit
+                request = self._http.build_request(
+                    method,
+                    self.base_url + path,
+                    params=params,
+                    json=json,
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                    timeout=self._timeout,
+                )
+                response = await self._http.send(request, stream=True)
+                # The headers are in, so the request had reached amoCRM: the limiter's
+                # bound on when it was counted (the body may take a while longer).
+                slot.answer()
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException as exc:
             self._observe("transient", started)
             raise TransientUpstreamError(f"{method} {path} timed out", api=API) from exc
@@ -303,10 +319,10 @@ class AmoCRMClient:
 # account limiter, so the 429s of one job and the 403 of the next, in one process, still
 # read as a block; across processes a lone 403 is a refused request.
 BLOCK_MEMORY = 15 * 60.0
-_rate_limited_at: WeakKeyDictionary[AsyncLimiter, float] = WeakKeyDictionary()
+_rate_limited_at: WeakKeyDictionary[Limiter, float] = WeakKeyDictionary()
 
 
-def _check_block(limiter: AsyncLimiter, method: str, path: str, response: httpx.Response) -> None:
+def _check_block(limiter: Limiter, method: str, path: str, response: httpx.Response) -> None:
     status = response.status_code
     if status == 429:
         _rate_limited_at[limiter] = time.monotonic()
@@ -333,6 +349,7 @@ async def exchange_code(
     code: str,
     timeout: float = 15.0,
     retry_policy: RetryPolicy = DEFAULT_POLICY,
+    limiter: Limiter | None = None,
 ) -> TokenPair:
     """Trade an authorization code (single-use, 20 minutes) for a token pair."""
     return await _token_request(
@@ -347,6 +364,7 @@ async def exchange_code(
         },
         timeout=timeout,
         retry_policy=retry_policy,
+        limiter=limiter,
     )
 
 
@@ -360,6 +378,7 @@ async def refresh_tokens(
     refresh_token: str,
     timeout: float = 15.0,
     retry_policy: RetryPolicy = DEFAULT_POLICY,
+    limiter: Limiter | None = None,
 ) -> TokenPair:
     """Trade a refresh token (single-use) for a new pair; the old one is dead afterwards."""
     return await _token_request(
@@ -374,6 +393,7 @@ async def refresh_tokens(
         },
         timeout=timeout,
         retry_policy=retry_policy,
+        limiter=limiter,
     )
 
 
@@ -384,6 +404,7 @@ async def _token_request(
     *,
     timeout: float,
     retry_policy: RetryPolicy,
+    limiter: Limiter | None,
 ) -> TokenPair:
     url = base_url.rstrip("/") + OAUTH_PATH
     grant = body["grant_type"]
@@ -393,9 +414,10 @@ async def _token_request(
     # as AuthorizationRevoked, which is what a later retry by the worker would find too.
     async def attempt() -> TokenPair:
         try:
-            response = await http.post(
-                url, json=body, headers={"Accept": "application/json"}, timeout=timeout
-            )
+            async with paced(limiter) if limiter is not None else contextlib.nullcontext():
+                response = await http.post(
+                    url, json=body, headers={"Accept": "application/json"}, timeout=timeout
+                )
         except httpx.TimeoutException as exc:
             raise TransientUpstreamError(f"token request ({grant}) timed out", api=API) from exc
         except httpx.TransportError as exc:
