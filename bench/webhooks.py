@@ -13,6 +13,10 @@
 (b) End to end: `amosync serve` with its inline worker, 100 changes/s for 20 s; the time
     from a webhook's 200 to its address being in the sandbox's Unisender list (the list is
     polled every 50 ms, which adds up to 50 ms). Targets: p50 ≤ 1 s, p99 ≤ 3 s.
+(c) Consent: 20 unsubscribes/s for 20 s in the Unisender sandbox, each posted to the
+    service's hook; the time until the amoCRM sandbox has the tag on the contact, with
+    amoCRM's 7 requests/s enforced. Targets: p50 ≤ 2 s, p99 ≤ 5 s. `--consent-only` runs
+    this part alone.
 
 The load generator runs in a process of its own (a small asyncio HTTP/1.1 client on
 keep-alive connections), so it does not take the server's CPU; the sandboxes run in others.
@@ -41,8 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi import FastAPI, Request  # noqa: E402
 
+from amosync.db.engine import transaction  # noqa: E402
 from amosync.logging import configure_logging  # noqa: E402
 from amosync.sandbox import RemoteSandbox  # noqa: E402
+from amosync.sync.service import start_full_sync  # noqa: E402
+from amosync.worker.runner import Worker  # noqa: E402
 from bench.common import (  # noqa: E402
     ACCOUNT_ID,
     KEY,
@@ -416,6 +423,105 @@ async def _end_to_end(db: str, sandboxes: Sandboxes, args: argparse.Namespace) -
     }
 
 
+def unsubscriber(n: int) -> str:
+    return f"unsub{n}@bench.example"
+
+
+def consent(db: str, args: argparse.Namespace) -> dict[str, float]:
+    with sandbox_processes() as sandboxes:
+        return run(_consent(db, sandboxes, args))  # type: ignore[no-any-return]
+
+
+async def _consent(db: str, sandboxes: Sandboxes, args: argparse.Namespace) -> dict[str, float]:
+    """Unsubscribes in the sandbox's Unisender at a fixed rate; for each, the time until
+    the amoCRM sandbox has the tag on the contact (the sandbox stamps when a tag is first
+    added, so no polling error), with amoCRM's 7 requests/s enforced by the sandbox."""
+    count = int(args.consent_rate * args.consent_duration)
+    port = free_port()
+    service = f"http://{HOST}:{port}"
+    async with (
+        database(db) as db_url,
+        RemoteSandbox(sandboxes.amocrm) as amo,
+        RemoteSandbox(sandboxes.unisender) as uni,
+    ):
+        # The hook URL is {PUBLIC_URL}/unisender/webhook: the service about to start.
+        settings = settings_for(
+            db_url, sandboxes, unisender_rpm=600_000, amocrm_redirect_uri=f"{service}/vidget"
+        )
+        services = await installed_account(settings, amo, uni, contacts=0)
+        await amo.amocrm.configure(webhooks_enabled=False)  # nobody listens yet
+        contact_of = {}
+        for n in range(count):
+            added = await amo.amocrm.add_contact(ACCOUNT_ID, f"Unsub {n}", emails=[unsubscriber(n)])
+            contact_of[n] = int(added["id"])
+        await amo.amocrm.configure(webhooks_enabled=True, rate_limit_rps=7)
+        async with transaction(services.sessions) as session:
+            await start_full_sync(session, ACCOUNT_ID)
+        await Worker(services, concurrency=1).drain(120)  # the sync, and the hook set
+        await services.aclose()
+        [hook] = await uni.unisender.hooks(KEY)
+        assert hook["hook_url"].startswith(service), hook
+        env = settings_env(settings, worker="inline")
+        with cli_process(["serve", "--port", str(port)], env, ready_url=f"{service}/health"):
+            before = (await amo.stats())["amocrm"]["rate_limited"]
+            since = time.time()
+            sent: dict[int, float] = {}
+            start = time.monotonic()
+            for n in range(count):
+                due = start + n / args.consent_rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                sent[n] = time.time()
+                await uni.unisender.unsubscribe(KEY, unsubscriber(n))
+            deadline = time.monotonic() + 60
+            tagged: dict[int, float] = {}
+            while time.monotonic() < deadline:
+                tagged = await amo.amocrm.tagged(ACCOUNT_ID, "unsubscribed")
+                if len(tagged) >= count:
+                    break
+                await asyncio.sleep(0.25)
+            window = time.time() - since
+            # Each batch's notes follow its tags by one request: wait for the last ones.
+            notes = await amo.amocrm.notes(ACCOUNT_ID)
+            while len(notes) < len(tagged) and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                notes = await amo.amocrm.notes(ACCOUNT_ID)
+            calls = await amo.calls(api="amocrm", account_id=ACCOUNT_ID, since=since)
+            limited = (await amo.stats())["amocrm"]["rate_limited"] - before
+    delays = [tagged[contact_of[n]] - sent[n] for n in sent if contact_of[n] in tagged]
+    return {
+        "sent": count,
+        "tagged": len(delays),
+        "notes": len(notes),
+        "p50": percentile(delays, 0.5),
+        "p99": percentile(delays, 0.99),
+        "max": max(delays, default=float("nan")),
+        "amocrm_calls": len(calls),
+        "amocrm_rps": len(calls) / window if window else float("nan"),
+        "rate_limited": limited,
+    }
+
+
+def report_consent(db: str, args: argparse.Namespace) -> None:
+    print(
+        f"== consent, {db}: {args.consent_rate:.0f} unsubscribes/s for "
+        f"{args.consent_duration:.0f} s, inline worker, amoCRM limited to 7 requests/s =="
+    )
+    figures = consent(db, args)
+    print(
+        f"  tagged {figures['tagged']:.0f} of {figures['sent']:.0f} contacts, "
+        f"{figures['notes']:.0f} notes"
+    )
+    print(
+        f"  unsubscribe -> tag in amoCRM: p50 {figures['p50']:.2f} s (target <= 2)  "
+        f"p99 {figures['p99']:.2f} s (target <= 5)  max {figures['max']:.2f} s"
+    )
+    print(
+        f"  amoCRM requests {figures['amocrm_calls']:.0f} "
+        f"({figures['amocrm_rps']:.1f}/s over the run), 429s {figures['rate_limited']:.0f}"
+    )
+    sys.stdout.flush()
+
+
 def report(db: str, args: argparse.Namespace) -> None:
     print(f"== ingest, {db}: one `amosync serve` (AMOSYNC_WORKER=off) vs a do-nothing endpoint ==")
     figures = ingest(db, args)
@@ -469,13 +575,20 @@ def main() -> None:
     parser.add_argument("--e2e-rate", type=float, default=100, help="changes/s end to end")
     parser.add_argument("--e2e-duration", type=float, default=20)
     parser.add_argument("--unisender-latency", type=float, default=0.05, help="seconds")
+    parser.add_argument("--consent-rate", type=float, default=20, help="unsubscribes/s")
+    parser.add_argument("--consent-duration", type=float, default=20)
+    parser.add_argument(
+        "--consent-only", action="store_true", help="only (c), unsubscribe -> amoCRM tag"
+    )
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.e2e_duration = 3, 5
+        args.duration, args.e2e_duration, args.consent_duration = 3, 5, 5
     configure_logging("json", level=40)
     for db in args.only or ["sqlite", "postgresql"]:
-        report(db, args)
+        if not args.consent_only:
+            report(db, args)
+        report_consent(db, args)
 
 
 if __name__ == "__main__":
