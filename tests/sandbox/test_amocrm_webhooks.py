@@ -87,6 +87,7 @@ async def test_contact_changes_post_real_format_webhooks(
     hooks, destination = receiver
     await subscribe(served, token, destination, EVENTS)
     amo = served.amo
+    amo.restore_without_fields = 0.0  # every restore carries the contact's fields
     ann = amo.add_contact(ACCOUNT_ID, "Ann Lee", emails=["ann@example.com"], phones=["+7 900"])
     amo.update_contact(ACCOUNT_ID, ann["id"], emails=["ann@new.example", "a2@new.example"])
     amo.delete_contact(ACCOUNT_ID, ann["id"])
@@ -124,6 +125,29 @@ async def test_contact_changes_post_real_format_webhooks(
     assert restore["contacts[restore][0][custom_fields][1][values][0][value]"] == "ann@new.example"
     assert [d.status for d in amo.deliveries] == [200] * 4
     assert served.sandbox.calls.count_where(api="webhook", path="/webhook", status=200) == 4
+
+
+async def test_a_share_of_restores_come_without_custom_fields(
+    served: Served, token: str, receiver: tuple[Receiver, str]
+) -> None:
+    """As in tests/fixtures/amocrm/webhooks/contact_restore_without_fields.form."""
+    hooks, destination = receiver
+    await subscribe(served, token, destination, ["restore_contact"])
+    amo = served.amo
+    contacts = [
+        amo.add_contact(ACCOUNT_ID, f"C{n}", emails=[f"c{n}@example.com"]) for n in range(40)
+    ]
+    for contact in contacts:
+        amo.delete_contact(ACCOUNT_ID, contact["id"])
+        amo.restore_contact(ACCOUNT_ID, contact["id"])
+    await amo.flush_webhooks()
+
+    bare = [form for _, form in hooks.received if not any("[custom_fields]" in key for key in form)]
+    assert 0.2 < len(bare) / len(hooks.received) < 0.8
+    assert set(bare[0]) >= {"contacts[restore][0][id]", "contacts[restore][0][name]"}
+    amo.restore_without_fields = 1.0
+    body = amo.webhook_body(ACCOUNT_ID, "restore", contacts[0]["id"])
+    assert b"custom_fields" not in body
 
 
 async def test_only_subscribed_events_are_sent(

@@ -156,11 +156,14 @@ def test_webhook_bodies_parse_like_the_corpus_and_use_its_key_layouts() -> None:
 def test_deletes_and_restores_parse_like_the_corpus() -> None:
     sandbox = generated(10)
     amo = sandbox.amocrm
-    contact_id = amo.account(ACCOUNT_ID).contacts.ids[3]
+    store = amo.account(ACCOUNT_ID).contacts
+    contact_id = next(
+        store.ids[p] for p in range(len(store.ids)) if store.data(p).custom_fields is not None
+    )
     (delete,) = parse_webhook(amo.webhook_body(ACCOUNT_ID, "delete", contact_id)).changes
     assert (delete.amocrm_id, delete.action) == (contact_id, "delete")
-    (restore,) = parse_webhook(amo.webhook_body(ACCOUNT_ID, "restore", contact_id)).changes
-    assert restore.raw_action == "restore"
-    assert restore.action == (
-        "upsert" if amo.get_contact(ACCOUNT_ID, contact_id)["custom_fields_values"] else "fetch"
-    )
+    for share, action in ((0.0, "upsert"), (1.0, "fetch")):
+        amo.restore_without_fields = share
+        body = amo.webhook_body(ACCOUNT_ID, "restore", contact_id)
+        (restore,) = parse_webhook(body).changes
+        assert (restore.raw_action, restore.action) == ("restore", action)

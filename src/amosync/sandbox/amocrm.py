@@ -14,8 +14,10 @@ Knobs (plain attributes, change them at any time): `latency` (seconds added to e
 request), `rate_limit_rps` (per account, None = off; real amoCRM allows 7), `access_token_ttl`
 (seconds, default 86400), `refresh_token_ttl`, `code_ttl` (1200: codes live 20 minutes),
 `webhooks_enabled` (False: nothing is posted, build bodies with `webhook_body`),
-`webhook_concurrency`, `webhook_timeout`. Faults: `add_fault(status, path=..., times=...)`,
-`faults.rate`/`faults.rate_status` for a random fault rate, `clear_faults()`.
+`webhook_concurrency`, `webhook_timeout`, `restore_without_fields` (0.5: the share of
+restore webhooks posted without `custom_fields`, by a hash of the id). Faults:
+`add_fault(status, path=..., times=...)`, `faults.rate`/`faults.rate_status` for a random
+fault rate, `clear_faults()`.
 
 The block amoCRM puts on an integration that keeps exceeding its limit: with
 `block_after_429s = N`, an account that was answered N 429s (by the rate limit or injected)
@@ -48,7 +50,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -209,6 +211,9 @@ class AmoCRMSimulator:
         self.webhooks_enabled = True
         self.webhook_concurrency = 1
         self.webhook_timeout = 2.0
+        # The share of `restore` webhooks posted without `custom_fields` (real ones may come
+        # so, SPEC §5): a receiver must then read the contact from the API.
+        self.restore_without_fields = 0.5
         # After this many 429s within a minute an account is answered 403 for a while.
         self.block_after_429s: int | None = None
         self.block_seconds = 60.0
@@ -739,10 +744,15 @@ class AmoCRMSimulator:
 
     def _webhook_body(self, account: Account, action: Action, position: int) -> bytes:
         store = account.contacts
+        contact_id = store.ids[position]
+        data = store.data(position)
+        # Which restores come bare is decided by a hash of the id, so it is reproducible.
+        if action == "restore" and _share(contact_id) < self.restore_without_fields:
+            data = replace(data, custom_fields=None)
         pairs = webhook_pairs(
             action,
-            store.ids[position],
-            store.data(position),
+            contact_id,
+            data,
             store.created[position],
             store.updated[position],
             account_id=account.id,
@@ -827,6 +837,12 @@ class AmoCRMSimulator:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+def _share(contact_id: int) -> float:
+    """A fraction in [0, 1) that a contact id hashes to (not the hash contacts.py uses for
+    links and tags, so the two do not go together)."""
+    return ((contact_id * 40503) & 0xFFFF) / 65536
 
 
 _OAUTH_PROBLEM = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"
