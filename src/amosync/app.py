@@ -5,12 +5,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
@@ -155,6 +158,48 @@ def install_error_handlers(app: FastAPI) -> None:
         return await _unexpected(request, exc)
 
 
+DOCS_ASSETS = "/docs/assets"
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files shipped in the fastapi-offline package.
+
+    FastAPI's own pages load their scripts from a CDN: offline, or behind a proxy that
+    blocks it, /docs was a blank page.
+    """
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title="amosync — API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title="amosync — API",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+        # ReDoc's sidebar shows its vendor's logo from their CDN (and hides it when that
+        # fails): images from here only, so the page asks nothing of the outside world.
+        page.headers["Content-Security-Policy"] = "img-src 'self' data:"
+        return page
+
+
 FastHandler = Callable[[FastAPI, Scope, Receive, Send], Awaitable[None]]
 
 
@@ -223,7 +268,13 @@ def create_app(
 
             await upgrade_async(settings.database_url)
         own = services is None
-        state = services or build_services(settings)
+        ready = settings
+        if own and not settings.admin_token:
+            from amosync.preflight import prepare
+
+            # The admin token generated once and kept, not a new one at every start.
+            ready = await prepare(settings, migrate=False)
+        state = services or build_services(ready)
         app.state.services = state
         run_worker = (settings.worker == "inline") if worker is None else worker
         stop_worker: Any = None
@@ -251,8 +302,11 @@ def create_app(
         version=__version__,
         description="Keeps the e-mail addresses of amoCRM contacts in a Unisender list.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
     install_webhook(app)  # first: the busiest route
     app.include_router(health_router)
     # /accounts/sync and /accounts/unsync before /accounts/{account_id}.
