@@ -1,25 +1,32 @@
 # Two commands set up a fresh machine: `make run` (the service, embedded default) and
-# `make test` (lint, types, tests). Each makes its own virtualenv and installs what it needs.
+# `make test` (lint, types, tests). They share one virtualenv: `make run` installs what the
+# service needs to run, `make test` adds the development tools (linters, pytest, Playwright).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint demo sandbox bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/pip:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUNTIME): pyproject.toml | $(BIN)/pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $(RUNTIME)
+
+$(STAMP): pyproject.toml | $(BIN)/pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(RUNTIME) $(STAMP)
+
+run: $(RUNTIME)
 	$(BIN)/amosync serve --host $${HOST:-127.0.0.1} --port $${PORT:-8080}
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/amosync demo
 
-sandbox: $(STAMP)
+sandbox: $(RUNTIME)
 	$(BIN)/amosync sandbox --port $${PORT:-9000}
 
 lint: $(STAMP)
