@@ -76,6 +76,19 @@ def database_url(
     _pg_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """An empty PostgreSQL database of the test's own, not migrated."""
+    if not _pg_ok():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (required in CI)")
+        pytest.skip("PostgreSQL is not reachable")
+    name = f"amosync_empty_{uuid.uuid4().hex[:12]}"
+    _pg_execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    _pg_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def make_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,

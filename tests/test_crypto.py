@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from amosync.config import Settings
+from amosync.config import ConfigError, Settings, load_settings
 from amosync.crypto import Cipher
 
 
@@ -42,7 +42,6 @@ def test_postgresql_requires_a_key() -> None:
         settings.resolve_encryption_key()
 
 
-def test_a_malformed_key_is_refused() -> None:
-    settings = Settings(_env_file=None, encryption_key="short")  # type: ignore[call-arg]
-    with pytest.raises(ValueError, match="Fernet key"):
-        settings.resolve_encryption_key()
+def test_a_malformed_key_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match="AMOSYNC_ENCRYPTION_KEY is not a Fernet key"):
+        load_settings(_env_file=None, encryption_key="short")

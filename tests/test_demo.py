@@ -17,7 +17,9 @@ from tests.servers import free_port
 def test_demo_installs_syncs_and_keeps_serving(tmp_path: Path) -> None:
     port, sandbox_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("AMOSYNC_")}
-    env["AMOSYNC_DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.db'}"
+    # The user's own database, where `amosync serve` keeps its data: the demo keeps apart.
+    own = tmp_path / "amosync.db"
+    own.write_bytes(b"the user's database")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -42,16 +44,23 @@ def test_demo_installs_syncs_and_keeps_serving(tmp_path: Path) -> None:
         assert process.stdout is not None
         deadline = time.monotonic() + 90
         token = None
+        demo_folder = None
         while time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
                 break
             output.append(line)
+            folder = re.search(r"demo data in (\S+)", line)
+            if folder:
+                demo_folder = Path(folder.group(1))
             match = re.search(r"admin token: (\S+)", line)  # a token may begin with "-"
             if match:
                 token = match.group(1)
                 break
         assert token, "".join(output)
+        assert demo_folder is not None
+        assert (demo_folder / "demo.db").is_file()
+        assert not demo_folder.is_relative_to(tmp_path)
         headers = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{port}"
         accounts = httpx.get(f"{base}/accounts", headers=headers).json()["items"]
@@ -83,3 +92,6 @@ def test_demo_installs_syncs_and_keeps_serving(tmp_path: Path) -> None:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+    assert own.read_bytes() == b"the user's database"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["amosync.db"]
+    assert not demo_folder.exists(), "the demo's data outlived it"

@@ -11,7 +11,16 @@ from cryptography.fernet import Fernet, InvalidToken
 
 class Cipher:
     def __init__(self, key: str) -> None:
+        self.key = key
         self._fernet = Fernet(key.encode())
+
+    def can_decrypt(self, value: str) -> bool:
+        """Whether `value` was encrypted with this key (checked at start-up)."""
+        try:
+            self._fernet.decrypt(value.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def encrypt(self, value: str) -> str:
         return self._fernet.encrypt(value.encode()).decode()

@@ -3,6 +3,11 @@
 Everything goes through the same doors a real amoCRM account uses: amoCRM's install call to
 `GET /vidget`, the widget's `POST /vidget/unisender` with a disposable token, the full sync
 on the worker, then webhooks the sandbox posts as its contacts change.
+
+The demo's data is its own: a SQLite database in a temporary directory, removed when the
+demo stops. Its account and integration point at a sandbox that lives only as long as the
+demo, so nothing of it may outlive the demo in the user's database (`./amosync.db` or
+`AMOSYNC_DATABASE_URL`), where a later `amosync serve` would call the real amoCRM for it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ import asyncio
 import contextlib
 import random
 import secrets
+import socket
+import tempfile
 import uuid
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -21,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from amosync.amocrm.disposable import issue_disposable_token
 from amosync.app import create_app
 from amosync.config import Settings
+from amosync.preflight import new_admin_token, prepare
 from amosync.sandbox import Sandbox, serve
 
 DEMO_ACCOUNT = 30896271
@@ -29,10 +38,40 @@ DEMO_KEY = "demo-unisender-key"
 
 
 async def run_demo(
-    base: Settings, *, host: str, port: int, sandbox_port: int, contacts: int
+    base: Settings,
+    *,
+    host: str,
+    port: int,
+    sandbox_port: int,
+    contacts: int,
+    listener: socket.socket | None = None,
+) -> None:
+    """Run the demo until interrupted; `listener` is the service's socket, already bound."""
+    with tempfile.TemporaryDirectory(prefix="amosync-demo-") as folder:
+        await _run(
+            base,
+            Path(folder),
+            host=host,
+            port=port,
+            sandbox_port=sandbox_port,
+            contacts=contacts,
+            listener=listener,
+        )
+
+
+async def _run(
+    base: Settings,
+    folder: Path,
+    *,
+    host: str,
+    port: int,
+    sandbox_port: int,
+    contacts: int,
+    listener: socket.socket | None,
 ) -> None:
     console = Console()
     sandbox = Sandbox()
+    # The simulators answer on loopback only, whatever interface the service listens on.
     async with serve(sandbox, host="127.0.0.1", port=sandbox_port) as sandbox_url:
         client_id = str(uuid.uuid4())
         client_secret = secrets.token_urlsafe(32)
@@ -45,10 +84,13 @@ async def run_demo(
                 "amocrm_base_url": sandbox_url,
                 "unisender_base_url": f"{sandbox_url}/ru/api",
                 "public_url": url,
-                "admin_token": base.admin_token or secrets.token_urlsafe(24),
+                "database_url": f"sqlite:///{folder / 'demo.db'}",
+                "encryption_key": None,  # a key file of its own, beside its database
+                "admin_token": base.admin_token or new_admin_token(),
                 "worker": "inline",
             }
         )
+        settings = await prepare(settings)
         assert settings.admin_token
         sandbox.amocrm.add_integration(client_id, client_secret, settings.amocrm_redirect_uri)
         sandbox.amocrm.add_account(
@@ -57,13 +99,18 @@ async def run_demo(
         generated = sandbox.amocrm.generate_contacts(DEMO_ACCOUNT, contacts, seed=2026)
         sandbox.unisender.add_key(DEMO_KEY)
         console.print(f"sandbox (amoCRM + Unisender) on {sandbox_url}: {contacts} contacts")
+        console.print(f"demo data in {folder} (removed when the demo stops)")
 
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(settings), host=host, port=port, log_config=None, access_log=False
+                create_app(settings, migrate=False),
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
             )
         )
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve([listener] if listener else None))
         while not server.started:
             if serving.done():
                 serving.result()

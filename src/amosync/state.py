@@ -41,11 +41,10 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    admin_token = settings.admin_token
-    if not admin_token:
-        admin_token = secrets.token_urlsafe(24)
-        # Logged once, on purpose: it is the only way an operator learns a generated token.
-        log.warning("admin.token.generated", admin_bearer=admin_token)
+    # The token in use is resolved before (`amosync.preflight.prepare`: the setting, or the
+    # one generated once and kept). A process built without it (a worker, `amosync sync`)
+    # serves no admin routes: it gets a random one that is never shown.
+    admin_token = settings.admin_token or secrets.token_hex(24)
     engine = make_engine(settings.database_url)
     return Services(
         settings=settings,

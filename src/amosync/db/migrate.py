@@ -1,4 +1,9 @@
-"""Apply Alembic migrations programmatically (used by `serve`, `db upgrade` and the tests)."""
+"""Apply Alembic migrations programmatically (used by the CLI, the app's start-up and tests).
+
+On PostgreSQL the migrations run under a transaction-level advisory lock: however many
+`serve` and `worker` processes start at once, one migrates and the others wait for it, then
+find the schema at head and do nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from amosync.db.engine import make_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant shared by every amosync process: "amosync" in ASCII.
+MIGRATION_LOCK = 0x616D6F73796E63
 
 
 def alembic_config(url: str) -> Config:
@@ -23,19 +34,27 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision` (blocking; runs its own event loop)."""
-    db_path = _sqlite_file(url)
-    if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), revision)
+    asyncio.run(upgrade_async(url, revision))
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
-    """Same, from inside a running event loop (Alembic's env starts a loop of its own)."""
-    await asyncio.to_thread(upgrade, url, revision)
+    """Same, from inside a running event loop."""
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Held until the commit below, released even if this process dies.
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
+            await connection.run_sync(_upgrade, url, revision)
+            await connection.commit()
+    finally:
+        await engine.dispose()
 
 
-def _sqlite_file(url: str) -> Path | None:
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split(":///", 1)[-1]
-    return None if not path or path == ":memory:" else Path(path)
+def _upgrade(connection: Connection, url: str, revision: str) -> None:
+    config = alembic_config(url)
+    # The migrations' env.py runs on this connection (inside its transaction and lock).
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)

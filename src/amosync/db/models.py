@@ -366,3 +366,14 @@ class ConsentWrite(Base):
     amocrm_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     tagged: Mapped[bool] = mapped_column(Boolean, default=False)
     noted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ServiceSecret(Base):
+    """Secrets of the service itself, kept where every process finds them: the generated
+    admin token when the database is not a SQLite file (beside which it has a file)."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value_enc: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -112,7 +113,11 @@ class Worker:
     # Seconds an account blocked by amoCRM waits before its jobs run again.
     block_pause: float = BLOCK_PAUSE
     worker_id: str = field(default_factory=_default_worker_id)
+    # A file touched after every claim and lease renewal: `amosync worker --check` (the
+    # container's health check) reads its age to tell a worker that stopped claiming work.
+    heartbeat: Path | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _last_beat: float = 0.0
 
     async def run(self) -> None:
         """Run until `stop()`; each slot claims and runs jobs."""
@@ -142,6 +147,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 ran = await self.run_one(slot=n)
+                self._beat()
             except Exception:
                 log.exception("worker.slot.error", slot=n)
                 ran = False
@@ -373,8 +379,19 @@ class Worker:
                             )
                             .values(lease_until=until)
                         )
+                self._beat()
             except Exception:
                 log.exception("worker.lease.renew_failed", job_id=job.job_id)
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if self.heartbeat is None or now - self._last_beat < 1.0:
+            return
+        self._last_beat = now
+        try:
+            self.heartbeat.touch()
+        except OSError:
+            log.warning("worker.heartbeat.failed", path=str(self.heartbeat))
 
     async def _finish(
         self,
