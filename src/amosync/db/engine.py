@@ -65,7 +65,8 @@ def _private_sqlite_file(path: Path) -> None:
     user of the machine) and its -wal and -shm files with the database file's mode, so a
     0600 database keeps them 0600 too; an existing one's are fixed here as well.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # No directory is created: a mistyped path must be an error, not a new empty database
+    # somewhere unexpected (the CLI checks the directory first and says so).
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     for name in (path.name, f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal"):
         with contextlib.suppress(FileNotFoundError, PermissionError):
