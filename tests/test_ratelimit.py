@@ -107,6 +107,24 @@ async def test_a_call_still_out_lets_the_next_go_when_its_answer_comes() -> None
     assert 0.5 + 0.29 <= went - started < 0.5 + 0.45
 
 
+async def test_round_trips_are_compared_with_their_own_kind() -> None:
+    limiter = SlidingWindow(1, 0.1, slack=0.005)
+
+    async def one(kind: str, seconds: float) -> float:
+        async with limiter.call(kind):
+            started = time.monotonic()
+            await asyncio.sleep(seconds)
+        return started
+
+    await one("small", 0.005)  # the fastest of all
+    for _ in range(3):  # pages take longer, always
+        await one("page", 0.06)
+    page = await one("page", 0.06)
+    after = await one("page", 0.005)
+    # Against the fastest page, this page was not late: only the slack, not 55 ms.
+    assert 0.105 <= after - page < 0.105 + 0.04
+
+
 def test_window_limiter_holds_whole_calls() -> None:
     seven = window_limiter(7.5)
     assert (seven.limit, seven.period) == (7, 1.0)

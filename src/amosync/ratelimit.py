@@ -53,6 +53,9 @@ WINDOW_SLACK = 0.005
 # A call whose answer is not reported (a bare `acquire()`) is assumed this late at most: the
 # tolerance the even spacing of 1.05/7 s gave.
 BLIND_MARGIN = 0.05
+# Round trips are compared with the fastest of their kind once this many were seen.
+KIND_SAMPLES = 3
+MAX_KINDS = 64  # beyond these (paths with ids), calls are compared with the fastest of all
 
 
 class Limiter(Protocol):
@@ -66,11 +69,12 @@ class Limiter(Protocol):
 class Slot:
     """One call's place in a `SlidingWindow`: when it left and when its answer came."""
 
-    __slots__ = ("_window", "answered", "at", "known")
+    __slots__ = ("_window", "answered", "at", "kind", "known")
 
-    def __init__(self, window: SlidingWindow, at: float) -> None:
+    def __init__(self, window: SlidingWindow, at: float, kind: str) -> None:
         self._window = window
         self.at = at
+        self.kind = kind
         self.answered: float | None = None
         self.known = asyncio.Event()  # set once the answer came or the call ended without
 
@@ -78,7 +82,7 @@ class Slot:
         """The answer's first bytes are in: the call had arrived by now."""
         if self.answered is None:
             self.answered = time.monotonic()
-            self._window._trip(self.answered - self.at)
+            self._window._trip(self.kind, self.answered - self.at)
         self.known.set()
 
 
@@ -97,7 +101,7 @@ class SlidingWindow:
     with no spacing lost, and a call that leaves late (the event loop was busy) only delays
     the call `limit` places after it, not every later one as even spacing would. The margin
     is the excess of that earlier call's round trip (to `Slot.answer()`, or to the end of
-    the `call()` block) over the fastest one seen, at most one `period`; see
+    the `call()` block) over the fastest one seen of its kind, at most one `period`; see
     `WINDOW_SLACK`.
     While that earlier call is still out, the next one waits for its answer, or for a
     `period` beyond its window. Starts are stamped when the call is released, after any
@@ -113,6 +117,7 @@ class SlidingWindow:
         self.slack = slack
         self._slots: deque[Slot] = deque(maxlen=limit)
         self._fastest = math.inf  # the shortest round trip seen
+        self._fastest_of: dict[str, tuple[int, float]] = {}  # by kind: calls seen, fastest
         self._turn = asyncio.Lock()
 
     async def acquire(self) -> None:
@@ -120,20 +125,20 @@ class SlidingWindow:
         (await self._take()).known.set()
 
     @asynccontextmanager
-    async def call(self) -> AsyncIterator[Slot]:
+    async def call(self, kind: str = "") -> AsyncIterator[Slot]:
         """Wait for a place and hold it while the block makes the call.
 
         Call `answer()` on the slot when the answer's headers are in; otherwise the end of
         the block counts as the answer, however it ends (a timeout, a cancellation): the
         call reached the server by then if ever, as far as we can know.
         """
-        slot = await self._take()
+        slot = await self._take(kind)
         try:
             yield slot
         finally:
             slot.answer()
 
-    async def _take(self) -> Slot:
+    async def _take(self, kind: str = "") -> Slot:
         async with self._turn:
             if len(self._slots) == self.limit:
                 oldest = self._slots[0]
@@ -143,14 +148,14 @@ class SlidingWindow:
                     else:  # still out: its answer tells how long to wait
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(oldest.known.wait(), wait)
-            slot = Slot(self, time.monotonic())
+            slot = Slot(self, time.monotonic(), kind)
             self._slots.append(slot)
             return slot
 
     def _earliest(self, earlier: Slot) -> float:
         """When a call may start that shares no window with `earlier` at the server."""
         if earlier.answered is not None:
-            excess = (earlier.answered - earlier.at) - self._fastest
+            excess = (earlier.answered - earlier.at) - self._fastest_for(earlier.kind)
             margin = min(self.period, max(0.0, excess) + self.slack)
         elif earlier.known.is_set():  # a bare `acquire()`: no answer reported
             margin = min(BLIND_MARGIN, self.period)
@@ -158,15 +163,30 @@ class SlidingWindow:
             margin = self.period
         return earlier.at + self.period + margin
 
-    def _trip(self, seconds: float) -> None:
+    def _fastest_for(self, kind: str) -> float:
+        """The fastest round trip of calls of this kind, once a few were seen, else of any.
+
+        A page of 250 contacts takes the server longer after counting it than a small call
+        does; against the fastest small call, every page would look late by the difference.
+        """
+        seen, fastest = self._fastest_of.get(kind, (0, math.inf))
+        return fastest if seen >= KIND_SAMPLES else self._fastest
+
+    def _trip(self, kind: str, seconds: float) -> None:
         self._fastest = min(self._fastest, seconds)
+        if kind in self._fastest_of or len(self._fastest_of) < MAX_KINDS:
+            seen, fastest = self._fastest_of.get(kind, (0, math.inf))
+            self._fastest_of[kind] = (seen + 1, min(fastest, seconds))
 
 
 @asynccontextmanager
-async def paced(limiter: Limiter) -> AsyncIterator[Slot | _NoSlot]:
-    """Run the block as one call under `limiter`; `answer()` the slot when headers are in."""
+async def paced(limiter: Limiter, kind: str = "") -> AsyncIterator[Slot | _NoSlot]:
+    """Run the block as one call under `limiter`; `answer()` the slot when headers are in.
+
+    `kind` names calls alike in the server's work (e.g. method and path).
+    """
     if isinstance(limiter, SlidingWindow):
-        async with limiter.call() as slot:
+        async with limiter.call(kind) as slot:
             yield slot
     else:
         await limiter.acquire()

@@ -262,7 +262,7 @@ class AmoCRMClient:
     ) -> httpx.Response:
         started = time.monotonic()
         try:
-            async with paced(self._limiter) as slot:
+            async with paced(self._limiter, f"{method} {path}") as slot:
                 started = time.monotonic()  # the call's duration, not the wait for the limit
                 request = self._http.build_request(
                     method,
@@ -414,7 +414,7 @@ async def _token_request(
     # as AuthorizationRevoked, which is what a later retry by the worker would find too.
     async def attempt() -> TokenPair:
         try:
-            async with paced(limiter) if limiter is not None else contextlib.nullcontext():
+            async with paced(limiter, OAUTH_PATH) if limiter else contextlib.nullcontext():
                 response = await http.post(
                     url, json=body, headers={"Accept": "application/json"}, timeout=timeout
                 )
