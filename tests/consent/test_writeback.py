@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from amosync.db.engine import transaction
 from amosync.db.models import ConsentEvent, Job, utcnow
@@ -346,3 +346,19 @@ async def test_a_burst_of_unsubscribes_is_written_in_a_few_calls(database_url: s
         patches = s.sandbox.calls.matching(api="amocrm", path="/api/v4/contacts")
         edits = [c for c in patches if c.method == "PATCH"]
         assert 1 <= len(edits) <= 10  # batched, not one call per unsubscribe
+
+
+async def test_a_refused_hook_call_does_not_fail_the_reconciliation_pass(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        await setup(s)
+        # Unisender refuses listHooks for good (say, a key without API rights to hooks).
+        s.sandbox.unisender.add_fault(method="listHooks", code="access_restricted", times=None)
+        await reconcile_now(s)
+        async with s.services.sessions() as session:
+            failed = await session.scalar(
+                select(Job.id).where(Job.kind == "reconcile", Job.status == "failed")
+            )
+        assert failed is None
+        assert "request_refused" not in await problem_codes(s)

@@ -19,7 +19,7 @@ from amosync.accounts.unisender import account_client
 from amosync.crypto import new_token, token_hash
 from amosync.db.engine import transaction
 from amosync.db.models import Account
-from amosync.errors import InvalidApiKey
+from amosync.errors import InvalidApiKey, PermanentUpstreamError
 from amosync.state import Services
 
 if TYPE_CHECKING:
@@ -85,6 +85,19 @@ async def ensure_hook(services: Services, account_id: int) -> ProblemCode | None
             f"Unisender can reach {services.settings.webhook_base_url} if this comes back",
         )
     return ProblemCode.unisender_hook_stopped
+
+
+async def check_hook(services: Services, account_id: int) -> ProblemCode | None:
+    """`ensure_hook` for the reconciliation pass: a hook call Unisender refuses for good
+    (other than for the key, which marks the account) is logged and the pass goes on, as
+    an unreadable webhook list at amoCRM is: it says nothing of the contacts to reconcile."""
+    try:
+        return await ensure_hook(services, account_id)
+    except InvalidApiKey:
+        raise
+    except PermanentUpstreamError as exc:
+        log.warning("consent.hook.unchecked", account_id=account_id, error=str(exc))
+        return None
 
 
 async def run_ensure_hook(ctx: JobContext) -> None:

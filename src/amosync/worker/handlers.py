@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from amosync.accounts.install import run_install, run_register_webhooks
-from amosync.consent.hooks import ensure_hook, run_ensure_hook
+from amosync.consent.hooks import check_hook, run_ensure_hook
 from amosync.consent.writeback import run_consent
 from amosync.db.engine import transaction
 from amosync.db.models import Account, ConsentEvent, PendingChange, SyncRun, utcnow
@@ -95,7 +95,7 @@ async def _reconcile_once(ctx: JobContext, account_id: int) -> None:
     ):
         return
     # Unisender side: our hook set and active (a stopped one is set active again).
-    await ensure_hook(ctx.services, account_id)
+    await check_hook(ctx.services, account_id)
     if running is None:
         started = utcnow()
         since = account.reconciled_at or started - timedelta(seconds=RECONCILE_EVERY)
