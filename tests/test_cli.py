@@ -4,16 +4,19 @@ naming the setting, exit code 2; the admin token is generated once and kept; hel
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
@@ -211,6 +214,19 @@ HELP = [[], ["serve"], ["worker"], ["sync"], ["db"], ["db", "upgrade"], ["demo"]
         ["admin-token"], ["widget"], ["widget", "build"]]  # fmt: skip
 
 
+@pytest.fixture
+def kept_logging() -> Iterator[None]:
+    """The CLI's callback points structlog and the root logger at CliRunner's stream, which is
+    closed once `invoke` returns: later tests would log into a closed file (uvicorn's start-up
+    among them). Put back the configuration the rest of the suite logs through."""
+    config = structlog.get_config()
+    handlers = logging.root.handlers[:]
+    yield
+    structlog.configure(**config)
+    logging.root.handlers[:] = handlers
+
+
+@pytest.mark.usefixtures("kept_logging")
 @pytest.mark.parametrize("command", HELP)
 def test_help_shows_no_type_markers(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], terminal_width=100)
