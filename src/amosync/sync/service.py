@@ -75,7 +75,10 @@ async def contacts_page(
     after: int | None,
     limit: int,
     search: str | None = None,
+    reason: str | None = None,
 ) -> Sequence[Contact]:
+    """One page of the account's contacts in `state`, by amoCRM id; unsynced ones can be
+    narrowed to one reason (`""` is a contact with none recorded)."""
     query = (
         select(Contact)
         .where(Contact.account_id == account_id, Contact.state == state)
@@ -94,4 +97,6 @@ async def contacts_page(
                 func.lower(Contact.name).like(pattern, escape="\\"),
             )
         )
+    if reason is not None:
+        query = query.where(Contact.reason.is_(None) if reason == "" else Contact.reason == reason)
     return (await session.execute(query)).scalars().all()

@@ -531,7 +531,7 @@ async def account_page(
     # A reason filter only narrows unsynced contacts, and only to a reason that exists.
     wanted = "" if reason == "-" else reason
     chosen = wanted if contacts == "unsynced" and wanted in {r for r, _ in reasons} else None
-    rows = await queries.contacts(
+    rows = await sync.contacts_page(
         session,
         account_id,
         state=contacts,
@@ -634,7 +634,7 @@ async def unsynced_csv(
         after: int | None = None
         while True:
             async with services.sessions() as session:
-                rows = await queries.contacts(
+                rows = await sync.contacts_page(
                     session,
                     account_id,
                     state="unsynced",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, String, cast, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.models import ConsentEvent, Contact, Job, SyncRun, WebhookEvent
@@ -59,43 +59,6 @@ async def unsynced_reasons(session: AsyncSession, account_id: int) -> list[tuple
         .order_by(count.desc(), Contact.reason)
     )
     return [(reason or "", int(n)) for reason, n in await session.execute(query)]
-
-
-def _matching(search: str) -> ColumnElement[bool]:
-    escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f"%{escaped}%"
-    # emails is JSON text on both backends; searching its text finds any address.
-    return or_(
-        func.lower(cast(Contact.emails, String)).like(pattern, escape="\\"),
-        func.lower(Contact.name).like(pattern, escape="\\"),
-    )
-
-
-async def contacts(
-    session: AsyncSession,
-    account_id: int,
-    *,
-    state: str,
-    after: int | None,
-    limit: int,
-    search: str | None = None,
-    reason: str | None = None,
-) -> Sequence[Contact]:
-    """One page of the account's contacts in `state`, by amoCRM id; unsynced ones can be
-    narrowed to one reason (`""` is a contact with none recorded)."""
-    query = (
-        select(Contact)
-        .where(Contact.account_id == account_id, Contact.state == state)
-        .order_by(Contact.amocrm_id)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(Contact.amocrm_id > after)
-    if search:
-        query = query.where(_matching(search))
-    if reason is not None:
-        query = query.where(Contact.reason.is_(None) if reason == "" else Contact.reason == reason)
-    return (await session.execute(query)).scalars().all()
 
 
 async def recent_consent_events(
