@@ -874,30 +874,44 @@ async def retry_sync(
     return _back(_account_url(account_id), "run_retried" if created else "sync_running")
 
 
-@router.post("/ui/accounts/{account_id}/webhooks")
-async def register_webhook_again(
-    account_id: AccountIdPath, _: FormPost, services: ServicesDep
-) -> Response:
-    """Register amosync's webhook at amoCRM again and check that amoCRM lists it, on."""
+async def _check_again(
+    services: Services,
+    account_id: int,
+    check: Callable[[Services, int], Coroutine[Any, Any, ProblemCode | None]],
+    codes: tuple[ProblemCode, ...],
+    outcome: str,
+) -> Response | None:
+    """Run a check that registers something again when it is missing, look once more (the
+    second look clears the problem once the other side lists it working), and go back to
+    the account with `<outcome>_failed` while one of `codes` is still shown."""
     back = _account_url(account_id)
     async with services.sessions() as session:
         account = await accounts.require(session, account_id)
     if account.status != "active":
         return _back(back, "account_disconnected")
     try:
-        if await check_webhooks(services, account_id) is not None:
-            # It was gone or off and is registered again: the second look clears the
-            # problem once amoCRM lists it, on.
-            await check_webhooks(services, account_id)
+        if await check(services, account_id) is not None:
+            await check(services, account_id)
     except (UpstreamError, AppError) as exc:
-        log.warning("dashboard.webhooks.failed", account_id=account_id, error=str(exc))
-        return _back(back, "webhooks_failed")
+        log.warning(f"dashboard.{outcome}.failed", account_id=account_id, error=str(exc))
+        return _back(back, f"{outcome}_failed")
     async with services.sessions() as session:
         left = (await problems_for(session, [account_id])).get(account_id, [])
-    if any(problem.code in WEBHOOK_PROBLEMS for problem in left):
-        return _back(back, "webhooks_failed")
+    if any(problem.code in codes for problem in left):
+        return _back(back, f"{outcome}_failed")
+    return None
+
+
+@router.post("/ui/accounts/{account_id}/webhooks")
+async def register_webhook_again(
+    account_id: AccountIdPath, _: FormPost, services: ServicesDep
+) -> Response:
+    """Register amosync's webhook at amoCRM again and check that amoCRM lists it, on."""
+    failed = await _check_again(services, account_id, check_webhooks, WEBHOOK_PROBLEMS, "webhooks")
+    if failed is not None:
+        return failed
     log.info("dashboard.webhooks.registered", account_id=account_id)
-    return _back(back, "webhooks_registered")
+    return _back(_account_url(account_id), "webhooks_registered")
 
 
 @router.post("/ui/accounts/{account_id}/unisender-hook")
@@ -905,22 +919,9 @@ async def set_unisender_hook_again(
     account_id: AccountIdPath, _: FormPost, services: ServicesDep
 ) -> Response:
     """Set amosync's Unisender hook (unsubscribes, SPEC §9) active again and check it."""
-    back = _account_url(account_id)
-    async with services.sessions() as session:
-        account = await accounts.require(session, account_id)
-    if account.status != "active":
-        return _back(back, "account_disconnected")
-    try:
-        if await ensure_hook(services, account_id) is not None:
-            # It was stopped and is set again: the second look clears the problem once
-            # Unisender lists it active.
-            await ensure_hook(services, account_id)
-    except (UpstreamError, AppError) as exc:
-        log.warning("dashboard.unisender_hook.failed", account_id=account_id, error=str(exc))
-        return _back(back, "unisender_hook_failed")
-    async with services.sessions() as session:
-        left = (await problems_for(session, [account_id])).get(account_id, [])
-    if any(problem.code == ProblemCode.unisender_hook_stopped for problem in left):
-        return _back(back, "unisender_hook_failed")
+    stopped = (ProblemCode.unisender_hook_stopped,)
+    failed = await _check_again(services, account_id, ensure_hook, stopped, "unisender_hook")
+    if failed is not None:
+        return failed
     log.info("dashboard.unisender_hook.set", account_id=account_id)
-    return _back(back, "unisender_hook_set")
+    return _back(_account_url(account_id), "unisender_hook_set")
