@@ -34,6 +34,12 @@ from amosync.amocrm.models import (
     Contact,
     ContactsPage,
     ContactsResponse,
+    CustomField,
+    CustomFieldsResponse,
+    Pipeline,
+    PipelinesResponse,
+    Tag,
+    TagsResponse,
     TokenPair,
     Webhook,
     WebhooksResponse,
@@ -58,6 +64,7 @@ from amosync.retry import (
 
 log = structlog.get_logger()
 T = TypeVar("T")
+P = TypeVar("P")
 
 API = "amocrm"
 MAX_PAGE_SIZE = 250
@@ -183,6 +190,50 @@ class AmoCRMClient:
             yield result
             if not result.has_next:
                 return
+            page += 1
+
+    async def contact_fields(self) -> list[CustomField]:
+        """The account's contact fields, every page (amoCRM gives 50 a page unless asked)."""
+        return await self._every_page(
+            "/api/v4/contacts/custom_fields",
+            CustomFieldsResponse.model_validate_json,
+            lambda parsed: (parsed.embedded.custom_fields, parsed.links.next is not None),
+        )
+
+    async def pipelines(self) -> list[Pipeline]:
+        """The account's lead pipelines with their statuses (one answer: amoCRM does not page
+        them, an account has at most 50)."""
+        response = await self._request("GET", "/api/v4/leads/pipelines")
+        if response.status_code == 204 or not response.content:
+            return []
+        return list(_parse(PipelinesResponse.model_validate_json, response).embedded.pipelines)
+
+    async def contact_tags(self) -> list[Tag]:
+        """The account's contact tags, every page."""
+        return await self._every_page(
+            "/api/v4/contacts/tags",
+            TagsResponse.model_validate_json,
+            lambda parsed: (parsed.embedded.tags, parsed.links.next is not None),
+        )
+
+    async def _every_page(
+        self,
+        path: str,
+        parse: Callable[[bytes], P],
+        items: Callable[[P], tuple[list[T], bool]],
+    ) -> list[T]:
+        """Pages 1, 2... of a HAL list until a 204, an empty page or no `_links.next`."""
+        found: list[T] = []
+        page = 1
+        while True:
+            params: dict[str, str | int] = {"page": page, "limit": MAX_PAGE_SIZE}
+            response = await self._request("GET", path, params=params)
+            if response.status_code == 204 or not response.content:
+                return found
+            batch, has_next = items(_parse(parse, response))
+            found.extend(batch)
+            if not batch or not has_next:
+                return found
             page += 1
 
     async def add_webhook(self, destination: str, events: list[str]) -> None:

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 from typing_extensions import TypedDict
 
 
@@ -33,8 +41,8 @@ class FieldValue(TypedDict, total=False):
     enum_code: Any
 
 
-class CustomField(TypedDict, total=False):
-    """A contact's custom field; e-mail fields have `field_code == "EMAIL"`.
+class ContactField(TypedDict, total=False):
+    """A contact's custom field value(s); e-mail fields have `field_code == "EMAIL"`.
 
     Validated into plain dicts rather than models: a page holds a thousand of them, and
     building model instances was most of the cost of reading a page. `values` holds
@@ -53,7 +61,7 @@ class Contact(_Model):
     id: int
     name: str | None = None
     updated_at: int | None = None  # unix seconds
-    custom_fields_values: list[CustomField] | None = None
+    custom_fields_values: list[ContactField] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ class _Link(_Model):
     href: str | None = None
 
 
-class _ContactLinks(_Model):
+class _Links(_Model):
     next: _Link | None = None
 
 
@@ -108,8 +116,103 @@ class _ContactsEmbedded(_Model):
 
 class ContactsResponse(_Model):
     page: int | None = Field(default=None, alias="_page")
-    links: _ContactLinks = Field(default_factory=_ContactLinks, alias="_links")
+    links: _Links = Field(default_factory=_Links, alias="_links")
     embedded: _ContactsEmbedded = Field(default_factory=_ContactsEmbedded, alias="_embedded")
+
+
+# --- catalogs: the account's contact fields, lead pipelines and contact tags -----------------
+# Shapes: tests/fixtures/amocrm/api/ (SOURCES.md names amoCRM's pages they follow).
+
+
+class FieldEnum(_Model):
+    """One choice of a select-like field (`enums[]`; `code` and `sort` are not read)."""
+
+    id: int
+    value: str = ""
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return "" if value is None else str(value)
+
+
+class CustomField(_Model):
+    """One field of `GET /api/v4/contacts/custom_fields`: what a contact's values refer to.
+
+    `code` is set on amoCRM's system fields only (PHONE, EMAIL, POSITION, IM...); `enums` is
+    null in amoCRM's answer for fields without choices, an empty list here.
+    """
+
+    id: int
+    name: str = ""
+    type: str = ""
+    code: str | None = None
+    enums: list[FieldEnum] = Field(default_factory=list)
+
+    @field_validator("enums", mode="before")
+    @classmethod
+    def _no_enums(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class Status(_Model):
+    """A pipeline's status; 142 (won) and 143 (lost) have the same id in every pipeline."""
+
+    id: int
+    name: str = ""
+
+
+class Pipeline(_Model):
+    """One pipeline of `GET /api/v4/leads/pipelines`, its statuses from `_embedded.statuses`."""
+
+    id: int
+    name: str = ""
+    statuses: list[Status] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_statuses(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "statuses" not in data:
+            embedded = data.get("_embedded")
+            if isinstance(embedded, dict) and embedded.get("statuses") is not None:
+                return {**data, "statuses": embedded["statuses"]}
+        return data
+
+
+class Tag(_Model):
+    """One tag of `GET /api/v4/contacts/tags` (tags are per entity type: a lead tag with the
+    same name has another id)."""
+
+    id: int
+    name: str = ""
+
+
+class _CustomFieldsEmbedded(_Model):
+    custom_fields: list[CustomField] = Field(default_factory=list)
+
+
+class CustomFieldsResponse(_Model):
+    links: _Links = Field(default_factory=_Links, alias="_links")
+    embedded: _CustomFieldsEmbedded = Field(
+        default_factory=_CustomFieldsEmbedded, alias="_embedded"
+    )
+
+
+class _PipelinesEmbedded(_Model):
+    pipelines: list[Pipeline] = Field(default_factory=list)
+
+
+class PipelinesResponse(_Model):
+    embedded: _PipelinesEmbedded = Field(default_factory=_PipelinesEmbedded, alias="_embedded")
+
+
+class _TagsEmbedded(_Model):
+    tags: list[Tag] = Field(default_factory=list)
+
+
+class TagsResponse(_Model):
+    links: _Links = Field(default_factory=_Links, alias="_links")
+    embedded: _TagsEmbedded = Field(default_factory=_TagsEmbedded, alias="_embedded")
 
 
 class Webhook(_Model):

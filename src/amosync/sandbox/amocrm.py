@@ -58,6 +58,13 @@ import httpx
 import jwt
 import structlog
 
+from amosync.sandbox.catalogs import (
+    CONTACT_FIELDS,
+    DEFAULT_PIPELINES,
+    FieldDef,
+    PipelineDef,
+    make_pipeline,
+)
 from amosync.sandbox.contacts import (
     GENERATED_TAGS,
     RESPONSIBLE_USERS,
@@ -143,6 +150,9 @@ class Account:
     notes: list[dict[str, Any]] = field(default_factory=list)
     # When each (contact id, lower-cased tag name) was first added, for latency figures.
     tagged_at: dict[tuple[int, str], float] = field(default_factory=dict)
+    # The catalogs (catalogs.py): contact fields and lead pipelines, in amoCRM's order.
+    contact_fields: list[FieldDef] = field(default_factory=lambda: list(CONTACT_FIELDS))
+    pipelines: list[PipelineDef] = field(default_factory=lambda: list(DEFAULT_PIPELINES))
 
     def as_json(self, base_url: str) -> dict[str, Any]:
         """`GET /api/v4/account`."""
@@ -230,6 +240,9 @@ class AmoCRMSimulator:
         self._next_webhook_id = 839_656
         self._next_tag_id = 501_001
         self._next_note_id = 42_709_001
+        self._next_field_id = 302_001
+        self._next_pipeline_id = 3_177_801
+        self._next_status_id = 32_393_001
         self._outbox: deque[Delivery] = deque()
         self._pump: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -567,6 +580,41 @@ class AmoCRMSimulator:
             for note in self.account(account_id).notes
             if contact_id is None or note["entity_id"] == contact_id
         ]
+
+    # --- catalogs -------------------------------------------------------------------------
+
+    def add_contact_field(
+        self,
+        account_id: int,
+        name: str,
+        type: str = "text",  # noqa: A002 - amoCRM's name for it
+        *,
+        enums: Sequence[str] = (),
+        code: str | None = None,
+    ) -> dict[str, Any]:
+        """A new contact field (enum ids are made up); returns it as the API lists it."""
+        account = self.account(account_id)
+        field_id = self._next_field_id
+        choices = tuple((field_id * 10 + n, value) for n, value in enumerate(enums)) or None
+        sort = max((f.sort for f in account.contact_fields), default=500) + 1
+        definition = FieldDef(field_id, name, type, code, sort, enums=choices)
+        self._next_field_id += 1
+        account.contact_fields.append(definition)
+        return definition.as_json(account.id, f"https://{account.subdomain}.amocrm.ru")
+
+    def add_pipeline(
+        self, account_id: int, name: str, statuses: Sequence[str] = ("Первичный контакт",)
+    ) -> dict[str, Any]:
+        """A new pipeline: an incoming status, `statuses`, then 142 (won) and 143 (lost)."""
+        account = self.account(account_id)
+        pipeline_id, first_status = self._next_pipeline_id, self._next_status_id
+        self._next_pipeline_id += 1
+        self._next_status_id += 3 * (len(statuses) + 2)
+        pipeline = make_pipeline(
+            pipeline_id, name, len(account.pipelines) + 1, False, statuses, first_status
+        )
+        account.pipelines.append(pipeline)
+        return pipeline.as_json(account.id, f"https://{account.subdomain}.amocrm.ru")
 
     def generate_contacts(self, account_id: int, n: int, *, seed: int = 0) -> range:
         """Add `n` realistic contacts quickly (no webhooks); returns their ids.

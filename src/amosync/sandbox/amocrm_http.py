@@ -47,6 +47,9 @@ def routes(sim: AmoCRMSimulator) -> list[Route]:
         Route("/api/v4/contacts", api(_contacts), methods=["GET"]),
         Route("/api/v4/contacts", api(_contacts_edit), methods=["PATCH"]),
         Route("/api/v4/contacts/notes", api(_notes_add), methods=["POST"]),
+        Route("/api/v4/contacts/custom_fields", api(_contact_fields), methods=["GET"]),
+        Route("/api/v4/contacts/tags", api(_contact_tags), methods=["GET"]),
+        Route("/api/v4/leads/pipelines", api(_pipelines), methods=["GET"]),
         Route("/api/v4/contacts/{contact_id:int}", api(_contact), methods=["GET"]),
         Route("/api/v4/webhooks", api(_webhooks_list), methods=["GET"]),
         Route("/api/v4/webhooks", api(_webhooks_add), methods=["POST"]),
@@ -292,6 +295,65 @@ async def _contacts_edit(sim: AmoCRMSimulator, account: Account, request: Reques
         {
             "_links": {"self": {"href": f"{base}/api/v4/contacts"}},
             "_embedded": {"contacts": contacts},
+        }
+    )
+
+
+async def _contact_fields(_sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    base = _base_url(request)
+    fields = [field.as_json(account.id, base) for field in account.contact_fields]
+    return _listing(request, "custom_fields", fields)
+
+
+async def _contact_tags(_sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    wanted = request.query_params.get("filter[name]")
+    tags = sorted(account.tags.values(), key=lambda tag: int(tag["id"]))
+    if wanted is not None:  # amoCRM: the exact name (one only)
+        tags = [tag for tag in tags if str(tag["name"]).lower() == wanted.strip().lower()]
+    return _listing(request, "tags", [dict(tag) for tag in tags])
+
+
+async def _pipelines(_sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    base = _base_url(request)
+    pipelines = [pipeline.as_json(account.id, base) for pipeline in account.pipelines]
+    return _hal(
+        {
+            "_total_items": len(pipelines),
+            "_links": {"self": {"href": f"{base}/api/v4/leads/pipelines"}},
+            "_embedded": {"pipelines": pipelines},
+        }
+    )
+
+
+def _listing(request: Request, key: str, items: list[dict[str, Any]]) -> Response:
+    """One page of a catalog (`page`, `limit` <= 250, 50 by default), HAL-linked; 204 past
+    the end, as amoCRM answers."""
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", DEFAULT_LIMIT))
+        page = int(query.get("page", 1))
+    except ValueError:
+        return _invalid("limit", "limit and page must be integers")
+    if not 1 <= limit <= MAX_LIMIT:
+        return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
+    if page < 1:
+        return _invalid("page", "page must be 1 or more")
+    chosen = items[(page - 1) * limit : page * limit]
+    if not chosen:
+        return Response(status_code=204)
+    base = _base_url(request)
+    links = {"self": {"href": _page_url(base, request, page)}}
+    if page * limit < len(items):
+        links["next"] = {"href": _page_url(base, request, page + 1)}
+    if page > 1:
+        links["prev"] = {"href": _page_url(base, request, page - 1)}
+    return _hal(
+        {
+            "_total_items": len(items),
+            "_page": page,
+            "_page_count": -(-len(items) // limit),
+            "_links": links,
+            "_embedded": {key: chosen},
         }
     )
 

@@ -16,8 +16,9 @@ Besides, as on a real account (tests/fixtures/amocrm holds the real shapes): ~30
 generated contacts are linked to one to three deals (`linked_leads_id[<lead id>][ID]` in
 webhooks, `_embedded.leads` with `with=leads`), ~12% to a company, ~25% carry tags, and ~4%
 of those with fields have a legal-entity field and ~3% a file field, both with an object as
-`values[].value`. These come from a hash of the id, so the shares of the recipes above stay
-as they are.
+`values[].value`; ~40% of those with fields have a city (a text field) and ~20% a source (a
+select field, with `enum_id`). These come from a hash of the id, so the shares of the recipes
+above stay as they are. The account's catalog of these fields is in `catalogs.py`.
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ _TAG_SETS = [[tag] for tag in GENERATED_TAGS] + [
 ][::3]
 LEGAL_ENTITY_FIELD = {"field_id": 301022, "field_name": "Юр. лицо", "field_code": None}
 FILE_FIELD = {"field_id": 301023, "field_name": "Договор", "field_code": None}
+# A text field and a select field of the account's own, as marketers map them (city, source).
+CITY_FIELD = {"field_id": 301024, "field_name": "Город", "field_code": None}
+SOURCE_FIELD = {"field_id": 301025, "field_name": "Откуда узнали", "field_code": None}
+SOURCE_ENUMS = (
+    (700101, "Сайт"), (700103, "Выставка"), (700105, "Рекомендация"), (700107, "Реклама"),
+)  # fmt: skip
+CITIES = ("Москва", "Санкт-Петербург", "Казань", "Новосибирск", "Екатеринбург", "Алматы")
 _LEAD_BASE = 20_000_000  # deal ids: 8 digits and up, as on a real account
 _COMPANY_BASE = 30_000_000
 # Shares out of 1024 of the id hash in `_generated`, as ranges of it.
@@ -116,6 +124,8 @@ _COMPANY_FROM = 1024 - 123  # ~12% linked to a company
 _TAGS_FROM, _TAGS_TO = 300, 300 + 256  # ~25% tagged
 _LEGAL_FROM, _LEGAL_TO = 600, 600 + 41  # ~4% with a legal-entity field
 _FILE_FROM, _FILE_TO = 700, 700 + 31  # ~3% with a file field
+# Of those with fields, from other bits of the same hash: ~40% have a city, ~20% a source.
+_CITY_SHARE, _SOURCE_SHARE = 410, 205
 _NO_LINKS: tuple[int, ...] = ()
 # Shared by the generated contacts, never changed in place (edits build new lists).
 _NO_TAGS: list[dict[str, Any]] = []
@@ -260,11 +270,18 @@ def _generated(contact_id: int, recipe: int, first: int, last: int) -> ContactDa
         leads = tuple(range(lead, lead + 1 + spread % 3))
     companies = (_COMPANY_BASE + contact_id % 5_000,) if h >= _COMPANY_FROM else _NO_LINKS
     tags = _TAG_SETS[spread % len(_TAG_SETS)] if _TAGS_FROM <= h < _TAGS_TO else _NO_TAGS
-    if fields is not None and _LEGAL_FROM <= h < _FILE_TO:
-        if h < _LEGAL_TO:
+    if fields is not None:
+        if _LEGAL_FROM <= h < _LEGAL_TO:
             fields.append(_legal_entity(_COMPANY_BASE + contact_id % 5_000))
-        elif h >= _FILE_FROM:
+        elif _FILE_FROM <= h < _FILE_TO:
             fields.append(_file(contact_id))
+        if (spread >> 12) & 0x3FF < _CITY_SHARE:
+            city = CITIES[(spread >> 8) % len(CITIES)]
+            fields.append({**CITY_FIELD, "field_type": "text", "values": [{"value": city}]})
+        if (spread >> 2) & 0x3FF < _SOURCE_SHARE:
+            enum_id, value = SOURCE_ENUMS[(spread >> 16) % len(SOURCE_ENUMS)]
+            choice = {"value": value, "enum_id": enum_id, "enum_code": None}
+            fields.append({**SOURCE_FIELD, "field_type": "select", "values": [choice]})
     return ContactData(name, first_name, last_name, responsible, fields, tags, leads, companies)
 
 
