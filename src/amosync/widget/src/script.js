@@ -6,7 +6,11 @@
  *   the account needs (its `problems`), a "sync now" button and the progress of the running
  *   sync. Saving the settings sends the key to the amosync service, which checks it with
  *   Unisender; amoCRM saves it only once the service has accepted it (see onSave).
- * - Advanced settings page (location "advanced_settings"): the same panel, full page.
+ * - Advanced settings page (location "advanced_settings"; amoCRM calls advancedSettings and
+ *   gives the page's #work-area-<widget code>): the same panel, and under it the settings
+ *   form — segment lists by tags and deal stages, the fields sent with the address, and
+ *   unsubscribes written back to amoCRM (SPEC §8, §9) — picked by name; Save sends it
+ *   (PUT /accounts/{id}/settings) and the panel follows the sync it started.
  *
  * Every message is the user's language (i18n/ru.json, i18n/en.json): the service's errors are
  * shown by their `error` code (errors.<code>), never by the service's English `detail`.
@@ -32,6 +36,9 @@ define([], function () {
   var STYLE_ID = 'amosync-widget-style';
   var FINAL = { done: true, failed: true };
   var COUNTS = ['fetched', 'synced', 'unsynced', 'failed'];
+  // Where phone numbers written without a country code are read (ISO 3166, phonenumbers):
+  // amoCRM's own markets first.
+  var REGIONS = ['RU', 'KZ', 'BY', 'UZ', 'KG', 'AM', 'AZ', 'GE', 'MD', 'TJ', 'UA', 'US', 'GB', 'DE'];
 
   var CSS = [
     '.amosync{margin:16px 0;padding:16px;border:1px solid #dfe4ea;border-radius:6px;',
@@ -74,7 +81,37 @@ define([], function () {
     '.amosync__support[hidden]{display:none}',
     '.amosync__support a{color:#1e6fd9;margin-right:12px;display:inline-block}',
     '@media (max-width:480px){.amosync{padding:12px;margin:12px 0}',
-    '.amosync__button{width:100%}.amosync__counts{grid-template-columns:1fr auto}}'
+    '.amosync__button{width:100%}.amosync__counts{grid-template-columns:1fr auto}}',
+    '.amosync-form{margin:16px 0;padding:16px;border:1px solid #dfe4ea;border-radius:6px;',
+    'background:#fff;color:#2e3640;font-size:14px;line-height:1.45}',
+    '.amosync-form[hidden]{display:none}',
+    '.amosync-form fieldset{margin:0 0 16px;padding:0;border:0;min-width:0}',
+    '.amosync-form legend{font-weight:600;font-size:15px;margin-bottom:4px;padding:0}',
+    '.amosync-form label{display:block;font-size:13px;color:#6b7785;margin:8px 0 2px}',
+    '.amosync-form label.amosync-form__check{display:flex;align-items:center;gap:8px;color:#2e3640;',
+    'font-size:14px;margin:8px 0}',
+    '.amosync-form input[type=text],.amosync-form input[type=number],.amosync-form select{',
+    'width:100%;box-sizing:border-box;padding:6px 8px;border:1px solid #d4d9df;border-radius:4px;',
+    'font-size:14px;background:#fff;color:#2e3640;max-width:100%}',
+    '.amosync-form select[multiple]{padding:4px}',
+    '.amosync-form__narrow{max-width:320px}',
+    '.amosync-form__rule,.amosync-form__pair{position:relative;margin:8px 0;padding:12px;',
+    'border:1px solid #e3e8ee;border-radius:6px;background:#fafbfc}',
+    '.amosync-form__grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));',
+    'gap:0 12px}',
+    '.amosync-form__pair{display:grid;grid-template-columns:1fr 1fr auto;gap:8px;align-items:end}',
+    '.amosync-form__pair label{margin-top:0}',
+    '.amosync-form__add,.amosync-form__remove{padding:6px 12px;border:1px solid #1e6fd9;',
+    'border-radius:4px;background:#fff;color:#1e6fd9;font-size:13px;cursor:pointer}',
+    '.amosync-form__remove{border-color:#c8ced6;color:#6b7785;margin-top:8px}',
+    '.amosync-form__pair .amosync-form__remove{margin-top:0}',
+    '.amosync-form__note{color:#6b7785;font-size:13px;margin:4px 0;overflow-wrap:anywhere}',
+    '.amosync-form__note[data-kind=error]{color:#a12a1f}',
+    '.amosync-form__note:empty{display:none}',
+    '.amosync-form__empty{color:#6b7785;font-size:13px;margin:4px 0}',
+    '.amosync-form__empty[hidden]{display:none}',
+    '@media (max-width:480px){.amosync-form{padding:12px}',
+    '.amosync-form__pair{grid-template-columns:1fr}.amosync-form__add,.amosync-form__remove{width:100%}}'
   ].join('');
 
   function amocrm() {
@@ -143,6 +180,9 @@ define([], function () {
     var connectingSince = null;
     var checking = false; // a key check started by onSave is under way
     var approved = null; // {key, list} the service has just accepted: amoCRM may save them
+    var form = null; // the settings form (advanced settings page only)
+    var formArea = null;
+    var formTimer = null;
 
     // 'panel.connected' → the string at langs.panel.connected, or null when there is none.
     function lookup(path) {
@@ -571,8 +611,512 @@ define([], function () {
       return panel;
     }
 
+    // -- the settings form (advanced settings page): SPEC §8 and §9 ------------------------
+    //
+    // What goes to Unisender and where: segment lists chosen by tags and deal stages, the
+    // phone, tags and custom fields sent with the address, and the unsubscribe written back
+    // to amoCRM. Lists, tags, fields and stages are picked by name from
+    // GET /accounts/{id}/settings/choices; a part the service could not read from its vendor
+    // comes as null (with its error code), and its values are then typed as ids, so the
+    // rest of the form still works. Saving sends the whole §8 object (PUT); a sync the
+    // service started for it is followed in the panel above.
+
+    function option(value, label, selected) {
+      var node = element('option', null, label);
+      node.value = String(value);
+      node.selected = Boolean(selected);
+      return node;
+    }
+
+    function labelled(text, control) {
+      var label = element('label', null, text);
+      label.appendChild(control);
+      return label;
+    }
+
+    function checkbox(name, checked, text) {
+      var label = element('label', 'amosync-form__check');
+      var input = element('input');
+      input.type = 'checkbox';
+      input.name = name;
+      input.checked = Boolean(checked);
+      label.appendChild(input);
+      label.appendChild(document.createTextNode(text));
+      return label;
+    }
+
+    function textInput(name, value, max) {
+      var input = element('input');
+      input.type = 'text';
+      input.name = name;
+      input.value = value === undefined || value === null ? '' : String(value);
+      input.maxLength = max || 255;
+      input.spellcheck = false;
+      return input;
+    }
+
+    function idInput(name, value) {
+      var input = element('input');
+      input.type = 'number';
+      input.name = name;
+      input.min = '1';
+      input.step = '1';
+      input.value = value ? String(value) : '';
+      return input;
+    }
+
+    function selectedValues(select) {
+      return Array.prototype.filter
+        .call(select.options, function (item) {
+          return item.selected && item.value !== '';
+        })
+        .map(function (item) {
+          return item.value;
+        });
+    }
+
+    function commaList(text) {
+      return String(text || '')
+        .split(',')
+        .map(function (part) {
+          return part.trim();
+        })
+        .filter(Boolean);
+    }
+
+    function positive(value) {
+      var number = Number(String(value || '').trim());
+      return number > 0 && Math.floor(number) === number ? number : null;
+    }
+
+    // Why a part of the choices is missing, in the user's words.
+    function choiceNote(part) {
+      var code = form && form.choices.errors && form.choices.errors[part];
+      return code ? t('form.choices_failed') + ' ' + byCode('errors', code) : '';
+    }
+
+    function listControl(name, current) {
+      var lists = form.choices.lists;
+      if (!lists) {
+        return idInput(name, current);
+      }
+      var select = element('select');
+      select.name = name;
+      select.appendChild(option('', t('form.choose_list'), !current));
+      var known = false;
+      lists.forEach(function (list) {
+        known = known || Number(list.id) === Number(current);
+        select.appendChild(option(list.id, String(list.title), Number(list.id) === Number(current)));
+      });
+      if (current && !known) {
+        // A list the key no longer sees: kept visible, so saving says what is wrong.
+        select.appendChild(option(current, '#' + current, true));
+      }
+      return select;
+    }
+
+    function tagsControl(name, chosen) {
+      var tags = form.choices.tags;
+      if (!tags) {
+        var input = textInput(name, chosen.join(', '), 2000);
+        input.placeholder = t('form.tags_placeholder');
+        return input;
+      }
+      var select = element('select');
+      select.name = name;
+      select.multiple = true;
+      var wanted = {};
+      chosen.forEach(function (tag) {
+        wanted[String(tag).toLowerCase()] = true;
+      });
+      var seen = {};
+      tags.forEach(function (tag) {
+        var key = String(tag.name).toLowerCase();
+        seen[key] = true;
+        select.appendChild(option(tag.name, String(tag.name), wanted[key]));
+      });
+      chosen.forEach(function (tag) {
+        if (!seen[String(tag).toLowerCase()]) {
+          select.appendChild(option(tag, String(tag), true));
+        }
+      });
+      select.size = Math.max(3, Math.min(6, select.options.length));
+      return select;
+    }
+
+    function statusKey(pipelineId, statusId) {
+      return pipelineId + ':' + statusId;
+    }
+
+    function statusesControl(name, chosen) {
+      var select = element('select');
+      select.name = name;
+      select.multiple = true;
+      var wanted = {};
+      chosen.forEach(function (pair) {
+        wanted[statusKey(pair.pipeline_id, pair.status_id)] = true;
+      });
+      var seen = {};
+      (form.choices.pipelines || []).forEach(function (pipeline) {
+        var group = element('optgroup');
+        group.label = String(pipeline.name);
+        (pipeline.statuses || []).forEach(function (status) {
+          var key = statusKey(pipeline.id, status.id);
+          seen[key] = true;
+          group.appendChild(option(key, String(status.name), wanted[key]));
+        });
+        select.appendChild(group);
+      });
+      // Stages the account's pipelines no longer list (or could not be read): kept, by id.
+      chosen.forEach(function (pair) {
+        var key = statusKey(pair.pipeline_id, pair.status_id);
+        if (!seen[key]) {
+          seen[key] = true;
+          select.appendChild(option(key, '#' + pair.pipeline_id + ' / #' + pair.status_id, true));
+        }
+      });
+      select.size = Math.max(3, Math.min(8, select.options.length + (form.choices.pipelines || []).length));
+      return select;
+    }
+
+    function fieldControl(name, current) {
+      var fields = form.choices.fields;
+      if (!fields) {
+        return idInput(name, current);
+      }
+      var select = element('select');
+      select.name = name;
+      select.appendChild(option('', t('form.choose_field'), !current));
+      var known = false;
+      fields.forEach(function (field) {
+        known = known || Number(field.id) === Number(current);
+        select.appendChild(option(field.id, String(field.name), Number(field.id) === Number(current)));
+      });
+      if (current && !known) {
+        select.appendChild(option(current, '#' + current, true));
+      }
+      return select;
+    }
+
+    function removeButton(row, box) {
+      var button = element('button', 'amosync-form__remove', t('form.remove'));
+      button.type = 'button';
+      button.addEventListener('click', function () {
+        box.removeChild(row);
+        updateEmpty();
+      });
+      return button;
+    }
+
+    function addRule(rule) {
+      rule = rule || {};
+      var row = element('div', 'amosync-form__rule');
+      row.setAttribute('data-rule', '');
+      var grid = element('div', 'amosync-form__grid');
+      grid.appendChild(labelled(t('form.rule_list'), listControl('list_id', rule.list_id)));
+      grid.appendChild(labelled(t('form.rule_tags'), tagsControl('tags_any', rule.tags_any || [])));
+      grid.appendChild(
+        labelled(t('form.rule_statuses'), statusesControl('lead_statuses', rule.lead_statuses || []))
+      );
+      row.appendChild(grid);
+      row.appendChild(element('div', 'amosync-form__note', t('form.rule_hint')));
+      row.appendChild(removeButton(row, form.rules));
+      form.rules.appendChild(row);
+      updateEmpty();
+      return row;
+    }
+
+    function addPair(pair) {
+      pair = pair || {};
+      var row = element('div', 'amosync-form__pair');
+      row.setAttribute('data-pair', '');
+      row.appendChild(labelled(t('form.amocrm_field'), fieldControl('amocrm_field_id', pair.amocrm_field_id)));
+      row.appendChild(labelled(t('form.unisender_field'), textInput('unisender_field', pair.unisender_field, 64)));
+      row.appendChild(removeButton(row, form.pairs));
+      form.pairs.appendChild(row);
+      updateEmpty();
+      return row;
+    }
+
+    function updateEmpty() {
+      if (form) {
+        form.noRules.hidden = form.rules.children.length > 0;
+      }
+    }
+
+    function setFormMessage(text, kind) {
+      if (!form) {
+        return;
+      }
+      form.message.textContent = text || '';
+      form.message.setAttribute('data-kind', kind || 'info');
+      form.message.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+    }
+
+    // A code has a text of its own in the form where the key modal's would mislead (there,
+    // unknown_list is about the list ID typed beside the key).
+    function formError(error) {
+      if (error && error.status && error.code) {
+        var own = lookup('form.errors.' + error.code);
+        if (own) {
+          return own;
+        }
+      }
+      return errorMessage(error);
+    }
+
+    function regionControl(current) {
+      var select = element('select');
+      select.name = 'phone_region';
+      var regions = REGIONS.slice();
+      if (current && regions.indexOf(current) < 0) {
+        regions.push(current);
+      }
+      regions.forEach(function (code) {
+        select.appendChild(option(code, lookup('form.regions.' + code) || code, code === current));
+      });
+      return select;
+    }
+
+    function buildForm(settings, choices) {
+      var fields = settings.fields || {};
+      var consent = settings.consent || {};
+      var root = element('form', 'amosync-form');
+      root.setAttribute('data-amosync', 'settings');
+      root.noValidate = true;
+      form = {
+        root: root,
+        choices: choices,
+        rules: element('div'),
+        pairs: element('div'),
+        noRules: element('p', 'amosync-form__empty', t('form.no_rules')),
+        message: element('div', 'amosync__message'),
+        save: element('button', 'amosync__button', t('form.save'))
+      };
+      root.appendChild(element('div', 'amosync__title', t('form.title')));
+
+      var lists = element('fieldset');
+      lists.setAttribute('data-part', 'lists');
+      lists.appendChild(element('legend', null, t('form.lists')));
+      lists.appendChild(element('div', 'amosync-form__note', t('form.lists_hint')));
+      ['lists', 'tags', 'pipelines'].forEach(function (part) {
+        var note = element('div', 'amosync-form__note', choiceNote(part));
+        note.setAttribute('data-kind', 'error');
+        note.setAttribute('data-choices-error', part);
+        lists.appendChild(note);
+      });
+      lists.appendChild(form.noRules);
+      lists.appendChild(form.rules);
+      var addRuleButton = element('button', 'amosync-form__add', t('form.add_rule'));
+      addRuleButton.type = 'button';
+      addRuleButton.setAttribute('data-action', 'add-rule');
+      addRuleButton.addEventListener('click', function () {
+        addRule();
+      });
+      lists.appendChild(addRuleButton);
+      root.appendChild(lists);
+
+      var sent = element('fieldset');
+      sent.setAttribute('data-part', 'fields');
+      sent.appendChild(element('legend', null, t('form.fields')));
+      sent.appendChild(checkbox('phone', fields.phone, t('form.phone')));
+      var region = labelled(t('form.phone_region'), regionControl(fields.phone_region || 'RU'));
+      region.className = 'amosync-form__narrow';
+      sent.appendChild(region);
+      sent.appendChild(checkbox('tags', fields.tags, t('form.tags')));
+      sent.appendChild(element('div', 'amosync-form__note', t('form.custom_hint')));
+      var fieldsNote = element('div', 'amosync-form__note', choiceNote('fields'));
+      fieldsNote.setAttribute('data-kind', 'error');
+      fieldsNote.setAttribute('data-choices-error', 'fields');
+      sent.appendChild(fieldsNote);
+      sent.appendChild(form.pairs);
+      var addPairButton = element('button', 'amosync-form__add', t('form.add_field'));
+      addPairButton.type = 'button';
+      addPairButton.setAttribute('data-action', 'add-field');
+      addPairButton.addEventListener('click', function () {
+        addPair();
+      });
+      sent.appendChild(addPairButton);
+      root.appendChild(sent);
+
+      var back = element('fieldset');
+      back.setAttribute('data-part', 'consent');
+      back.appendChild(element('legend', null, t('form.consent')));
+      back.appendChild(checkbox('consent_enabled', consent.enabled !== false, t('form.consent_enabled')));
+      var tag = labelled(t('form.consent_tag'), textInput('consent_tag', consent.tag || 'unsubscribed'));
+      tag.className = 'amosync-form__narrow';
+      back.appendChild(tag);
+      back.appendChild(checkbox('consent_note', consent.note !== false, t('form.consent_note')));
+      root.appendChild(back);
+
+      root.appendChild(form.message);
+      form.save.type = 'submit';
+      form.save.setAttribute('data-action', 'save-settings');
+      root.appendChild(form.save);
+      root.addEventListener('submit', function (event) {
+        event.preventDefault();
+        saveSettings();
+      });
+
+      (settings.lists || []).forEach(addRule);
+      (fields.custom || []).forEach(addPair);
+      updateEmpty();
+      return root;
+    }
+
+    // The form as the §8 object; throws {text} for a rule or pair the user left half done.
+    function readForm() {
+      var root = form.root;
+      var lists = [];
+      Array.prototype.forEach.call(form.rules.querySelectorAll('[data-rule]'), function (row) {
+        var list = row.querySelector('[name=list_id]');
+        var tags = row.querySelector('[name=tags_any]');
+        var statuses = row.querySelector('[name=lead_statuses]');
+        var rule = {
+          list_id: positive(list.value),
+          tags_any: tags.tagName === 'SELECT' ? selectedValues(tags) : commaList(tags.value),
+          lead_statuses: selectedValues(statuses).map(function (key) {
+            var ids = key.split(':');
+            return { pipeline_id: Number(ids[0]), status_id: Number(ids[1]) };
+          })
+        };
+        var conditions = rule.tags_any.length + rule.lead_statuses.length;
+        if (!rule.list_id && !conditions && !String(list.value).trim()) {
+          return; // a rule added and left empty
+        }
+        if (!rule.list_id) {
+          throw { text: t('form.rule_needs_list'), target: list };
+        }
+        if (!conditions) {
+          throw { text: t('form.rule_needs_condition'), target: tags };
+        }
+        lists.push(rule);
+      });
+      var custom = [];
+      Array.prototype.forEach.call(form.pairs.querySelectorAll('[data-pair]'), function (row) {
+        var field = row.querySelector('[name=amocrm_field_id]');
+        var name = row.querySelector('[name=unisender_field]');
+        var pair = { amocrm_field_id: positive(field.value), unisender_field: name.value.trim() };
+        if (!pair.amocrm_field_id && !pair.unisender_field) {
+          return;
+        }
+        if (!pair.amocrm_field_id || !pair.unisender_field) {
+          throw { text: t('form.pair_incomplete'), target: pair.amocrm_field_id ? name : field };
+        }
+        custom.push(pair);
+      });
+      var tag = root.querySelector('[name=consent_tag]').value.trim();
+      var enabled = root.querySelector('[name=consent_enabled]').checked;
+      if (enabled && !tag) {
+        throw { text: t('form.consent_tag_missing'), target: root.querySelector('[name=consent_tag]') };
+      }
+      return {
+        fields: {
+          phone: root.querySelector('[name=phone]').checked,
+          phone_region: root.querySelector('[name=phone_region]').value,
+          tags: root.querySelector('[name=tags]').checked,
+          custom: custom
+        },
+        lists: lists,
+        consent: {
+          enabled: enabled,
+          tag: tag || 'unsubscribed',
+          note: root.querySelector('[name=consent_note]').checked
+        }
+      };
+    }
+
+    function saveSettings() {
+      var accountId = currentAccountId();
+      if (!form || !accountId || form.saving) {
+        return;
+      }
+      var body;
+      try {
+        body = readForm();
+      } catch (problem) {
+        setFormMessage(problem.text, 'error');
+        if (problem.target && typeof problem.target.focus === 'function') {
+          problem.target.focus();
+        }
+        return;
+      }
+      form.saving = true;
+      form.save.disabled = true;
+      setFormMessage(t('form.saving'), 'info');
+      request('PUT', '/accounts/' + accountId + '/settings', body).then(
+        function (answer) {
+          answer = answer || {};
+          var sync = answer.sync;
+          var started = sync && sync.run_id !== undefined && sync.run_id !== null;
+          var choices = form ? form.choices : null;
+          if (form && choices) {
+            showForm(answer, choices);
+          }
+          setFormMessage(started ? t('form.saved_sync') : t('form.saved'), 'success');
+          if (started) {
+            watchRun(sync.run_id, { status: sync.status || 'queued' });
+          }
+        },
+        function (error) {
+          if (form) {
+            form.saving = false;
+            form.save.disabled = false;
+          }
+          setFormMessage(formError(error), 'error');
+        }
+      );
+    }
+
+    function showForm(settings, choices) {
+      if (!formArea) {
+        return;
+      }
+      var old = form && form.root;
+      var built = buildForm(settings || {}, choices || {});
+      if (old && old.parentNode) {
+        old.parentNode.replaceChild(built, old);
+      } else {
+        formArea.appendChild(built);
+      }
+    }
+
+    function loadForm() {
+      var accountId = currentAccountId();
+      if (!accountId || !formArea) {
+        return;
+      }
+      var path = '/accounts/' + accountId + '/settings';
+      var settings = request('GET', path);
+      // An older service without the pickers: every part typed by id.
+      var choices = request('GET', path + '/choices').then(null, function (error) {
+        var code = error.code || 'network';
+        return { lists: null, fields: null, pipelines: null, tags: null, errors: { lists: code, fields: code, pipelines: code, tags: code } };
+      });
+      Promise.all([settings, choices]).then(
+        function (loaded) {
+          showForm(loaded[0] || {}, loaded[1] || {});
+        },
+        function (error) {
+          if (error.status === 404 && error.code === 'account_not_found') {
+            formTimer = setTimeout(loadForm, CONNECTING_POLL_MS); // still being installed
+            return;
+          }
+          if (formArea) {
+            var note = element('div', 'amosync__message', formError(error));
+            note.setAttribute('data-kind', 'error');
+            note.setAttribute('data-amosync', 'settings-error');
+            formArea.textContent = '';
+            formArea.appendChild(note);
+          }
+        }
+      );
+    }
+
     // Draws the panel into `container` (after amoCRM's own settings fields when present).
-    function mount(container) {
+    // `withForm`: the settings form under the panel (the advanced settings page, which has
+    // room for it; the modal keeps to the key).
+    function mount(container, withForm) {
       if (!container) {
         return;
       }
@@ -586,16 +1130,31 @@ define([], function () {
       } else {
         container.appendChild(view.root);
       }
+      if (withForm) {
+        formArea = element('div');
+        formArea.setAttribute('data-amosync', 'settings-area');
+        view.root.parentNode.insertBefore(formArea, view.root.nextSibling);
+      }
       refreshAccount();
+      loadForm();
     }
 
     function unmount() {
       stopWatching();
       clearAccountTimer();
+      if (formTimer !== null) {
+        clearTimeout(formTimer);
+        formTimer = null;
+      }
       if (view && view.root.parentNode) {
         view.root.parentNode.removeChild(view.root);
       }
+      if (formArea && formArea.parentNode) {
+        formArea.parentNode.removeChild(formArea);
+      }
       view = null;
+      form = null;
+      formArea = null;
     }
 
     this.callbacks = {
@@ -613,7 +1172,7 @@ define([], function () {
         return true;
       },
       advancedSettings: function () {
-        mount(document.getElementById('work-area-' + widgetCode()));
+        mount(document.getElementById('work-area-' + widgetCode()), true);
         return true;
       },
       // data: {active: 'Y' | 'N', fields: {unisender_key, list_id}}. amoCRM saves the
