@@ -17,7 +17,7 @@ from amosync.accounts.schemas import (
     IntegrationOut,
     IntegrationUpdate,
 )
-from amosync.accounts.unisender import account_lists, check_key, key_changed
+from amosync.accounts.unisender import account_lists, check_key, key_changed, retire_hook
 from amosync.auth import AdminDep, CallerDep
 from amosync.db.models import utcnow
 from amosync.deps import ServicesDep, SessionDep
@@ -83,10 +83,13 @@ async def update_account(
     if body.unisender_key is not None:
         await check_key(services, body.unisender_key, body.list_id)
         account.unisender_checked_at = utcnow()
+    retired = None
+    if "unisender_key" in body.model_fields_set:
+        retired = retire_hook(services, account, body.unisender_key)
     service.apply_changes(account, services.cipher, body)
     await session.flush()
     if "unisender_key" in body.model_fields_set:
-        await key_changed(session, account_id)
+        await key_changed(session, account_id, retired=retired)
     return (await service.views(session, [account]))[0]
 
 

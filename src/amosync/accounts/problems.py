@@ -46,6 +46,8 @@ class ProblemCode(StrEnum):
     amocrm_webhook_missing = "amocrm_webhook_missing"
     amocrm_webhook_disabled = "amocrm_webhook_disabled"
     unisender_hook_stopped = "unisender_hook_stopped"
+    # The hook of a replaced Unisender key could not be removed with that key.
+    unisender_hook_not_removed = "unisender_hook_not_removed"
     # amoCRM or Unisender refused a request for good (a 4xx other than the ones above).
     request_refused = "request_refused"
 

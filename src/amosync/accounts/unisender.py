@@ -91,18 +91,45 @@ async def connect(
         chosen = await resolve_list(client, list_id, services.settings.unisender_list_title)
     except InvalidApiKey as exc:
         raise _refused() from exc
+    retired = retire_hook(services, account, api_key)
     account.unisender_key_enc = services.cipher.encrypt(api_key)
     account.unisender_valid = True
     account.unisender_checked_at = datetime.now(UTC)
     account.list_id = chosen
     await session.flush()
-    await key_changed(session, account.id)
+    await key_changed(session, account.id, retired=retired)
 
 
-async def key_changed(session: AsyncSession, account_id: int) -> None:
-    """A new key is stored: what Unisender said of the old one no longer holds, and the
-    webhook changes kept while it was refused go out now."""
+def retire_hook(services: Services, account: Account, new_key: str | None) -> dict[str, str] | None:
+    """Called before `new_key` (None: no key) is stored in place of the account's key.
+
+    The old key's hook stays at Unisender until it is removed with that key, and the new
+    key's Unisender account may be another one: the hook's token is retired with the key
+    (what the old hook still posts gets 401, a new token is made for the new key's hook),
+    and the old key and token are returned for the job that removes the old hook (SPEC §9).
+    None when the key stays the same or never had a hook.
+    """
+    old_key, old_token = account.unisender_key_enc, account.unisender_hook_token_enc
+    if old_key is None or old_token is None or services.cipher.decrypt(old_key) == new_key:
+        return None
+    account.unisender_hook_token_hash = None
+    account.unisender_hook_token_enc = None
+    return {"key": old_key, "token": old_token}
+
+
+async def key_changed(
+    session: AsyncSession, account_id: int, *, retired: dict[str, str] | None = None
+) -> None:
+    """A new key is stored: what Unisender said of the old one no longer holds, the old
+    key's hook is removed (`retired`, from `retire_hook`), and the webhook changes kept
+    while it was refused go out now."""
     await clear_problem(session, account_id, *CLEARED_BY_KEY)
+    if retired is not None:
+        # One job per replaced key (no dedupe: each carries its own key); a removal that
+        # fails is shown as a problem and never holds up the new key's hook.
+        await enqueue(
+            session, "unisender_hook_remove", account_id=account_id, payload=retired, max_attempts=5
+        )
     # The new key gets our hook, so unsubscribes come back to amoCRM (SPEC §9).
     await enqueue(
         session, "unisender_hook", account_id=account_id, dedupe_key=f"unisender_hook:{account_id}"

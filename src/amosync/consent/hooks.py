@@ -5,24 +5,31 @@ The hook URL is `{PUBLIC_URL}/unisender/webhook?token=<secret>`, the secret the 
 own (apart from the amoCRM webhook's). Unisender stops a hook after a day of failed
 deliveries; the pass finds it stopped in `listHooks`, sets it active again and shows
 `unisender_hook_stopped` until a later pass finds it active.
+
+A key replaced by another (or removed) leaves its hook behind at Unisender unless we remove
+it with that key: a job of its own does, with the old key kept encrypted in the job's payload
+until then. Failing to remove it never holds up the new key; it is shown as
+`unisender_hook_not_removed` until a retry of that job succeeds.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import update
 
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
-from amosync.accounts.unisender import account_client
+from amosync.accounts.unisender import account_client, unisender_client
 from amosync.crypto import new_token, token_hash
 from amosync.db.engine import transaction
-from amosync.db.models import Account
-from amosync.errors import InvalidApiKey, PermanentUpstreamError
+from amosync.db.models import Account, utcnow
+from amosync.errors import AppError, InvalidApiKey, PermanentUpstreamError, UpstreamError
 from amosync.state import Services
 
 if TYPE_CHECKING:
+    from amosync.unisender.client import UnisenderClient
     from amosync.worker.runner import JobContext
 
 log = structlog.get_logger()
@@ -130,3 +137,68 @@ async def remove_hook_quietly(services: Services, account_id: int) -> None:
             .values(unisender_hook_token_hash=None, unisender_hook_token_enc=None)
         )
         await clear_problem(session, account_id, ProblemCode.unisender_hook_stopped)
+
+
+class HookNotRemoved(AppError):
+    """The replaced key's hook is still at Unisender (the job ends failed, retryable)."""
+
+    status = 409
+    code = "unisender_hook_not_removed"
+
+
+# The hook a replaced key keeps can write nothing here any more (its token is retired), so
+# the problem is a reminder to tidy that Unisender account, which amosync can no longer see.
+NOT_REMOVED_SHOWN = timedelta(days=7)
+
+
+async def run_remove_old_hook(ctx: JobContext) -> None:
+    """The job queued when a key is replaced or removed: `removeHook` with the OLD key, for
+    the URL of the token retired with it (payload from `accounts.unisender.retire_hook`)."""
+    assert ctx.account_id is not None
+    services = ctx.services
+    old_key, old_token = ctx.payload.get("key"), ctx.payload.get("token")
+    if not isinstance(old_key, str) or not isinstance(old_token, str):
+        return
+    url = hook_url(services, services.cipher.decrypt(old_token))
+    if url is not None:
+        await _remove_old(ctx, unisender_client(services, services.cipher.decrypt(old_key)), url)
+    async with transaction(services.sessions) as session:
+        await clear_problem(session, ctx.account_id, ProblemCode.unisender_hook_not_removed)
+    # Done with the old key: it does not stay in the jobs table.
+    await ctx.save_payload({})
+
+
+async def _remove_old(ctx: JobContext, client: UnisenderClient, url: str) -> None:
+    assert ctx.account_id is not None
+    try:
+        await client.remove_hook(url)
+        log.info("consent.hook.old_removed", account_id=ctx.account_id)
+        return
+    except InvalidApiKey as exc:
+        # Not raised as such: the worker would take it for the current key's refusal.
+        said = "Unisender refuses the replaced key"
+        error: UpstreamError = exc
+    except PermanentUpstreamError as exc:
+        said = "Unisender refused to remove it"
+        error = exc
+    except UpstreamError as exc:
+        if ctx.attempts < ctx.max_attempts:
+            raise  # retried like any other work
+        said = "Unisender did not answer"
+        error = exc
+    log.warning("consent.hook.old_not_removed", account_id=ctx.account_id, error=error.message)
+    detail = (
+        f"amosync could not remove its hook from the Unisender account of the replaced key "
+        f"({said}: {error.message[:200]}). That hook can no longer write to amoCRM; delete "
+        f"the hook to {ctx.services.settings.webhook_base_url}/unisender/webhook in that "
+        "account's Unisender settings, or retry the failed job."
+    )
+    async with transaction(ctx.services.sessions) as session:
+        await set_problem(
+            session,
+            ctx.account_id,
+            ProblemCode.unisender_hook_not_removed,
+            detail,
+            until=utcnow() + NOT_REMOVED_SHOWN,
+        )
+    raise HookNotRemoved(detail) from error

@@ -244,6 +244,14 @@ PROBLEMS: dict[str, tuple[str, str]] = {
             "hook again."
         ),
     ),
+    ProblemCode.unisender_hook_not_removed: (
+        N_("The replaced Unisender key's hook is still there"),
+        N_(
+            "amosync could not remove its hook from the Unisender account of the key you "
+            "replaced. It can no longer write to amoCRM; delete it in that account's "
+            "Unisender settings, or retry the failed job below."
+        ),
+    ),
     ProblemCode.request_refused: (
         N_("amoCRM or Unisender refused a request"),
         N_("Fix what the message below names, then retry the sync as a new run."),

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from amosync.accounts.install import run_install, run_register_webhooks
-from amosync.consent.hooks import check_hook, run_ensure_hook
+from amosync.consent.hooks import check_hook, run_ensure_hook, run_remove_old_hook
 from amosync.consent.writeback import run_consent
 from amosync.db.engine import transaction
 from amosync.db.models import Account, ConsentEvent, PendingChange, SyncRun, utcnow
@@ -146,5 +146,6 @@ HANDLERS: dict[str, Handler] = {
     "changes": changes,
     "reconcile": reconcile_account,
     "unisender_hook": run_ensure_hook,
+    "unisender_hook_remove": run_remove_old_hook,
     "consent": run_consent,
 }
