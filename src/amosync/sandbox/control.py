@@ -59,7 +59,9 @@ names as the in-process Python API.
     GET    /unisender/hook-deliveries          events posted to hooks, attempts, statuses
     GET    /unisender/lists?key=K
     GET    /unisender/members?key=K&list_id=N[&status=S]
-    GET    /unisender/contact?key=K&email=E    the contact, or null
+    GET    /unisender/contact?key=K&email=E    the contact (lists, fields, phone, tags), or null
+    GET    /unisender/fields?key=K             the key's user fields, as getFields lists them
+    POST   /unisender/fields                   {key, name, type?}: createField → {"id"}
 
     Call log
     GET    /calls?api=&path=&status=&account_id=&since=   entries, oldest first
@@ -82,7 +84,7 @@ from starlette.routing import Route
 from amosync.sandbox.amocrm import Action, AmoCRMSimulator
 from amosync.sandbox.controls import max_in_window
 from amosync.sandbox.sandbox import Sandbox
-from amosync.sandbox.unisender import UnisenderSimulator
+from amosync.sandbox.unisender import UnisenderError, UnisenderSimulator
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Sandbox, Request], Awaitable[Any]]
@@ -168,6 +170,8 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route("/unisender/lists", _lists),
         route("/unisender/members", _members),
         route("/unisender/contact", _contact),
+        route("/unisender/fields", _fields),
+        route("/unisender/fields", _create_field, "POST"),
         route("/calls", _calls),
         route("/calls/summary", _calls_summary),
         route("/calls", _clear_calls, "DELETE"),
@@ -501,6 +505,21 @@ async def _members(sandbox: Sandbox, request: Request) -> Any:
 
 async def _contact(sandbox: Sandbox, request: Request) -> Any:
     return sandbox.unisender.contact(_query(request, "key"), _query(request, "email"))
+
+
+async def _fields(sandbox: Sandbox, request: Request) -> Any:
+    return sandbox.unisender.fields(_query(request, "key"))
+
+
+async def _create_field(sandbox: Sandbox, request: Request) -> Any:
+    body = await _body(request)
+    try:
+        field_id = sandbox.unisender.create_field(
+            str(body["key"]), str(body["name"]), str(body.get("type", "string"))
+        )
+    except UnisenderError as exc:
+        raise ValueError(f"{exc.code}: {exc.message}") from None
+    return {"id": field_id}
 
 
 # --- both -------------------------------------------------------------------------------

@@ -207,6 +207,14 @@ class RemoteUnisender(_Part):
         answer = await self._call("GET", "/unisender/contact", params={"key": key, "email": email})
         return dict(answer) if answer is not None else None
 
+    async def fields(self, key: str) -> list[dict[str, Any]]:
+        """The key's user fields, as getFields lists them."""
+        return list(await self._call("GET", "/unisender/fields", params={"key": key}))
+
+    async def create_field(self, key: str, name: str, type: str = "string") -> int:  # noqa: A002
+        body = {"key": key, "name": name, "type": type}
+        return int((await self._call("POST", "/unisender/fields", json=body))["id"])
+
     async def unsubscribe(
         self, key: str, email: str, list_ids: Sequence[int] | None = None
     ) -> None:

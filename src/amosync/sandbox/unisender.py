@@ -4,7 +4,9 @@
     uni.add_key("key")
     uni.lists("key")                      # [{"id": 1, "title": "amoCRM"}]
     uni.list_members("key", 1)            # {"ann@example.com", ...}
-    uni.contact("key", "ann@example.com") # {"email", "status", "lists": [...], "fields": {...}}
+    uni.contact("key", "ann@example.com") # {"email", "status", "lists", "fields", "phone", "tags"}
+    uni.fields("key")                     # [{"id", "name": "Name", "type": "string", ...}]
+    uni.create_field("key", "city")       # as createField does; returns the field id
     uni.unsubscribe("key", "ann@example.com")  # posts `unsubscribe` to the key's hooks
     uni.hooks.list_hooks("key"); uni.hooks.stop("key"); await uni.hooks.flush()
     uni.reject("blocked@example.com", "invalid_arg")     # importContacts logs it, skips it
@@ -23,6 +25,14 @@ most 500 rows and reports rejected rows in `log` by their index; new addresses g
 address stays unsubscribed (a list it is added to records it as unsubscribed there too);
 `exclude` takes an address out of lists without deleting or unsubscribing it. Addresses are
 kept lower-cased, as Unisender stores them.
+
+User fields: every key starts with `Name`; `getFields` lists them, `createField` adds one
+(a name of Latin letters, digits, `_` and `-` starting with a letter; unique regardless of
+case; type string, text, number, date or bool). An `importContacts` column that is neither
+one of Unisender's own (email, phone, tags, email_list_ids, ...) nor a user field fails the
+whole call with `invalid_arg`. `phone` and user fields are stored on the contact; `tags` are
+added to the contact's (replaced with `overwrite_tags=1`), at most 10 kept. An empty `phone`
+cell leaves the phone as it was; an empty user field cell empties the field.
 """
 
 from __future__ import annotations
@@ -39,6 +49,9 @@ from amosync.sandbox.controls import CallLog, Fault, FaultPlan, RateWindow
 from amosync.sandbox.unisender_hooks import HookDesk, HookError
 
 MAX_IMPORT_ROWS = 500
+MAX_TAGS = 10
+FIELD_TYPES = frozenset({"string", "text", "number", "date", "bool"})
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 STATUSES = frozenset(
     {"new", "invited", "active", "inactive", "unsubscribed", "blocked", "activation_requested"}
 )
@@ -80,6 +93,8 @@ class Subscriber:
     added_at: str
     lists: dict[int, Membership] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
+    phone: str | None = None
+    tags: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -91,7 +106,16 @@ class Subscriber:
                 for list_id, m in sorted(self.lists.items())
             ],
             "fields": dict(self.fields),
+            "phone": self.phone,
+            "tags": list(self.tags),
         }
+
+
+@dataclass(slots=True)
+class UserField:
+    id: int
+    name: str
+    type: str
 
 
 @dataclass
@@ -101,6 +125,8 @@ class KeyAccount:
     key: str
     lists: dict[int, str] = field(default_factory=dict)
     contacts: dict[str, Subscriber] = field(default_factory=dict)
+    # User fields by lower-case name: Unisender keeps names unique regardless of case.
+    fields: dict[str, UserField] = field(default_factory=dict)
     window: RateWindow = field(default_factory=lambda: RateWindow(60.0))
 
 
@@ -118,6 +144,7 @@ class UnisenderSimulator:
         self._warnings: dict[str, tuple[str, str]] = {}
         self._import_failures: dict[str, UnisenderError | UnisenderHTTPError] = {}
         self._next_list_id = 1
+        self._next_field_id = 1
         # setHook/listHooks/removeHook and the notifications posted to hooks.
         self.hooks = HookDesk()
 
@@ -152,7 +179,12 @@ class UnisenderSimulator:
         """Make `key` a valid API key (an empty account), or return its account."""
         if not key:
             raise ValueError("an API key cannot be empty")
-        return self.keys.setdefault(key, KeyAccount(key))
+        account = self.keys.get(key)
+        if account is None:
+            account = self.keys[key] = KeyAccount(key)
+            # A new Unisender account has one user field, the contact's name.
+            self._add_field(account, "Name", "string")
+        return account
 
     def remove_key(self, key: str) -> None:
         """Invalidate a key: calls with it get `invalid_api_key` from now on."""
@@ -164,6 +196,14 @@ class UnisenderSimulator:
 
     def create_list(self, key: str, title: str) -> int:
         return int(self.call(key, "createList", {"title": title})["id"])
+
+    def fields(self, key: str) -> list[dict[str, Any]]:
+        """The key's user fields, as `getFields` lists them."""
+        return self._get_fields(self._account(key), {})  # type: ignore[no-any-return]
+
+    def create_field(self, key: str, name: str, type: str = "string") -> int:  # noqa: A002
+        """Add a user field as `createField` does (its errors included); returns its id."""
+        return int(self.call(key, "createField", {"name": name, "type": type})["id"])
 
     def list_members(self, key: str, list_id: int, status: str | None = None) -> set[str]:
         """Addresses in the list (any membership status unless `status` is given)."""
@@ -287,11 +327,53 @@ class UnisenderSimulator:
         account.lists[list_id] = title
         return {"id": list_id}
 
+    def _get_fields(self, account: KeyAccount, _params: Mapping[str, Any]) -> Any:
+        return [
+            {
+                "id": user_field.id,
+                "name": user_field.name,
+                "type": user_field.type,
+                "is_visible": 1,
+                "view_pos": position,
+            }
+            for position, user_field in enumerate(account.fields.values(), 1)
+        ]
+
+    def _create_field(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
+        name = str(params.get("name") or "").strip()
+        kind = str(params.get("type") or "").strip()
+        if not name:
+            raise UnisenderError("invalid_arg", 'Argument "name" is required')
+        if not _FIELD_NAME.fullmatch(name):
+            raise UnisenderError(
+                "invalid_arg",
+                f'Invalid field name "{name}": Latin letters, digits, "_" and "-", '
+                "starting with a letter",
+            )
+        if kind not in FIELD_TYPES:
+            raise UnisenderError(
+                "invalid_arg", f'Argument "type" must be one of {", ".join(sorted(FIELD_TYPES))}'
+            )
+        if name.lower() in account.fields:
+            raise UnisenderError("invalid_arg", f'Field "{name}" already exists')
+        return {"id": self._add_field(account, name, kind).id}
+
+    def _add_field(self, account: KeyAccount, name: str, kind: str) -> UserField:
+        user_field = UserField(self._next_field_id, name, kind)
+        self._next_field_id += 1
+        account.fields[name.lower()] = user_field
+        return user_field
+
     def _import_contacts(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
         names = [str(name) for name in params.get("field_names") or []]
         rows = params.get("data") or []
         if not names or "email" not in [name.lower() for name in names]:
             raise UnisenderError("invalid_arg", 'Argument "field_names" must contain "email"')
+        for name in names:
+            if name.lower() not in _SYSTEM and name.lower() not in account.fields:
+                # Assumed wording: the documentation names the columns allowed (Unisender's
+                # own and "the names of the existing user fields"), not the error.
+                raise UnisenderError("invalid_arg", f'Unknown field name "{name}" in field_names')
         if len(rows) > MAX_IMPORT_ROWS:
             raise UnisenderError(
                 "invalid_arg",
@@ -300,6 +382,7 @@ class UnisenderSimulator:
         if self._import_failures:
             self._check_failures(names, rows)
         overwrite_lists = str(params.get("overwrite_lists") or "0") == "1"
+        overwrite_tags = str(params.get("overwrite_tags") or "0") == "1"
         result: dict[str, Any] = {
             "total": len(rows),
             "inserted": 0,
@@ -311,8 +394,12 @@ class UnisenderSimulator:
         }
         now = _timestamp()
         lowered = [name.lower() for name in names]
-        # The columns stored as the subscriber's own fields (Name, phone, ...).
-        extra = [(i, name) for i, name in enumerate(names) if lowered[i] not in _RESERVED]
+        # The columns stored as the subscriber's user fields, by the field's own name.
+        extra = [
+            (i, account.fields[lowered[i]].name)
+            for i in range(len(names))
+            if lowered[i] not in _SYSTEM
+        ]
         for index, row in enumerate(rows):
             cells = [
                 str(row[i]) if i < len(row) and row[i] is not None else ""
@@ -320,7 +407,9 @@ class UnisenderSimulator:
             ]
             values = dict(zip(lowered, cells, strict=True))
             fields = {name: cells[i] for i, name in extra}
-            outcome = self._import_row(account, values, fields, overwrite_lists, now)
+            outcome = self._import_row(
+                account, values, fields, overwrite_lists, now, overwrite_tags=overwrite_tags
+            )
             if isinstance(outcome, tuple):
                 code, message = outcome
                 result["log"].append({"index": index, "code": code, "message": message})
@@ -352,6 +441,8 @@ class UnisenderSimulator:
         fields: dict[str, str],
         overwrite_lists: bool,
         now: str,
+        *,
+        overwrite_tags: bool = False,
     ) -> str | tuple[str, str]:
         """One row (`values` by lower-case column name, `fields` the subscriber's own):
         "inserted"/"updated"/"deleted", or a (code, message) log entry."""
@@ -394,6 +485,11 @@ class UnisenderSimulator:
             elif status in ("active", "unsubscribed"):
                 membership.status = status
         sub.fields.update(fields)
+        phone = values.get("phone", "").strip()
+        if phone:
+            sub.phone = phone
+        if "tags" in values:
+            sub.tags = _tags(sub.tags, values["tags"], overwrite=overwrite_tags)
         return outcome
 
     def _exclude(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
@@ -460,6 +556,8 @@ class UnisenderSimulator:
 _METHODS = {
     "getLists": UnisenderSimulator._get_lists,
     "createList": UnisenderSimulator._create_list,
+    "getFields": UnisenderSimulator._get_fields,
+    "createField": UnisenderSimulator._create_field,
     "importContacts": UnisenderSimulator._import_contacts,
     "exclude": UnisenderSimulator._exclude,
     "getContact": UnisenderSimulator._get_contact,
@@ -475,7 +573,40 @@ def _ids(value: str) -> tuple[int, ...]:
     return tuple(int(part) for part in value.split(",") if part.strip())
 
 
-_RESERVED = frozenset({"email", "email_list_ids", "email_status", "delete"})
+# Unisender's own importContacts columns ("special values for field_names"), lower case;
+# any other column must be a user field.
+_SYSTEM = frozenset(
+    {
+        "email",
+        "phone",
+        "tags",
+        "delete",
+        *(
+            f"{channel}_{suffix}"
+            for channel in ("email", "phone")
+            for suffix in (
+                "status",
+                "availability",
+                "list_ids",
+                "subscribe_times",
+                "unsubscribed_list_ids",
+                "excluded_list_ids",
+            )
+        ),
+    }
+)
+
+
+def _tags(current: list[str], cell: str, *, overwrite: bool) -> list[str]:
+    """The contact's tags after an import's `tags` cell (comma-separated): added to the
+    ones it has, or in their place with `overwrite_tags=1`; at most 10, the first kept."""
+    tags = [] if overwrite else list(current)
+    seen = {tag.lower() for tag in tags}
+    for tag in (part.strip() for part in cell.split(",")):
+        if tag and tag.lower() not in seen and len(tags) < MAX_TAGS:
+            tags.append(tag)
+            seen.add(tag.lower())
+    return tags
 
 
 def _timestamp() -> str:

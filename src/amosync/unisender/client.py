@@ -1,5 +1,5 @@
-"""Unisender API: lists, importContacts, exclude, getContact, and the hooks (setHook,
-listHooks, removeHook) that tell us of unsubscribes.
+"""Unisender API: lists, user fields, importContacts, exclude, getContact, and the hooks
+(setHook, listHooks, removeHook) that tell us of unsubscribes.
 
 Every call is `POST {base}/{method}?format=json` with a form body. The API key travels in the
 body, never in the URL, so it cannot end up in an access log or a proxy's. Array arguments use
@@ -17,10 +17,11 @@ few times, then they reach the worker, which reschedules the job.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 from urllib.parse import quote_plus
 
@@ -49,6 +50,7 @@ from amosync.unisender.models import (
     ImportRow,
     MailList,
     UnisenderContact,
+    UnisenderField,
     UnisenderHook,
 )
 
@@ -64,8 +66,11 @@ RATE_LIMIT_CODES = frozenset(
 TRANSIENT_CODES = RATE_LIMIT_CODES | {"retry_later"}
 # Unisender reports an unknown address as an `unspecified` error, in the API's language.
 _NOT_FOUND = ("not found", "не найден")
+# How a createField refusal may say the field exists (assumed: the wording is not published).
+_EXISTS = ("already exists", "уже существует")
 
 _LISTS = TypeAdapter(list[MailList])
+_FIELDS = TypeAdapter(list[UnisenderField])
 _HOOKS = TypeAdapter(list[UnisenderHook])
 
 
@@ -93,8 +98,69 @@ def _form_value(value: str) -> str:
     return "%" + value.encode().hex("%").upper()
 
 
+# Unisender takes at most 50 columns in one importContacts call.
+MAX_COLUMNS = 50
+FIXED_COLUMNS = ("email", "Name", "email_list_ids")
+# Unisender's own columns of importContacts (its documentation's "special values for
+# field_names"), lower case. `phone` and `tags` are the two amosync fills; the others are
+# never sent from a row's `fields`: `email_status` would undo an unsubscribe, `delete`
+# would delete the contact, and a user field cannot have these names.
+PHONE, TAGS = "phone", "tags"
+SYSTEM_COLUMNS = frozenset(
+    {
+        "email",
+        "name",  # not a system column but a user field every account has: the row's name
+        "delete",
+        PHONE,
+        TAGS,
+        *(
+            f"{channel}_{suffix}"
+            for channel in ("email", "phone")
+            for suffix in (
+                "status",
+                "availability",
+                "list_ids",
+                "subscribe_times",
+                "unsubscribed_list_ids",
+                "excluded_list_ids",
+            )
+        ),
+    }
+)
+
+
+def _column(key: str) -> str | None:
+    """The column a row's `fields` key fills: `phone`, `tags`, a user field, or None for a
+    name a row may not set (see SYSTEM_COLUMNS)."""
+    lowered = key.lower()
+    if lowered in (PHONE, TAGS):
+        return lowered
+    if lowered in SYSTEM_COLUMNS or not key:
+        return None
+    return key
+
+
+def import_columns(rows: Iterable[ImportRow]) -> list[str]:
+    """The columns past email, Name and email_list_ids that `rows` need: `phone`, `tags`,
+    then user fields sorted by name (so every batch of an account has them in one order).
+    A column is needed when at least one row has a value for it."""
+    seen: set[str] = set()
+    for row in rows:
+        if row.fields:
+            seen.update(key for key, value in row.fields.items() if value)
+    columns = {column for key in seen if (column := _column(key)) is not None}
+    system = [name for name in (PHONE, TAGS) if name in columns]
+    return system + sorted(columns - {PHONE, TAGS})
+
+
+def user_fields(columns: Iterable[str]) -> list[str]:
+    """The user fields among import columns: those Unisender must have before the import."""
+    return [column for column in columns if column.lower() not in SYSTEM_COLUMNS]
+
+
 def encode_import(api_key: str, rows: Sequence[ImportRow], list_id: int) -> bytes:
-    """The `importContacts` body: columns email, Name, email_list_ids.
+    """The `importContacts` body: columns email, Name, email_list_ids, and the union of the
+    other columns the rows carry (see `import_columns`).
 
     Written by hand because it is the hot path of a full sync (one call per 500 addresses);
     `email_status` is deliberately absent, so an address that unsubscribed stays so.
@@ -102,6 +168,10 @@ def encode_import(api_key: str, rows: Sequence[ImportRow], list_id: int) -> byte
     list_value = quote_plus(str(list_id))
     parts = [f"api_key={quote_plus(api_key)}", _IMPORT_FIELDS]
     for index, row in enumerate(rows):
+        if row.fields is not None or row.list_ids is not None:
+            # Rows with lists or columns of their own are what segment settings make; a
+            # sync without them keeps this loop, and its speed, as it was.
+            return _encode_with_columns(api_key, rows, list_value)
         prefix = f"data%5B{index}%5D%5B"
         parts.append(
             f"{prefix}0%5D={_form_value(row.email)}"
@@ -109,6 +179,48 @@ def encode_import(api_key: str, rows: Sequence[ImportRow], list_id: int) -> byte
             f"&{prefix}2%5D={list_value}"
         )
     return "&".join(parts).encode()
+
+
+def _encode_with_columns(api_key: str, rows: Sequence[ImportRow], list_value: str) -> bytes:
+    columns = import_columns(rows)
+    names = [*FIXED_COLUMNS, *columns]
+    if len(names) > MAX_COLUMNS:
+        raise ValueError(
+            f"importContacts takes at most {MAX_COLUMNS} columns, these rows need {len(names)}"
+        )
+    parts = [
+        f"api_key={quote_plus(api_key)}",
+        encode_form((f"field_names[{i}]", name) for i, name in enumerate(names)).decode(),
+    ]
+    if TAGS in columns:
+        # Tags are added to the ones the contact has, never replaced: a tag a marketer set
+        # in Unisender stays, and one removed in amoCRM is not taken away (SPEC §8).
+        parts.append("overwrite_tags=0")
+    first = len(FIXED_COLUMNS)
+    for index, row in enumerate(rows):
+        prefix = f"data%5B{index}%5D%5B"
+        lists = list_value if row.list_ids is None else _form_value(row.list_ids)
+        cells = [
+            f"{prefix}0%5D={_form_value(row.email)}"
+            f"&{prefix}1%5D={_form_value(row.name)}"
+            f"&{prefix}2%5D={lists}"
+        ]
+        if columns:
+            values = _cells(row.fields)
+            for offset, column in enumerate(columns, first):
+                cells.append(f"{prefix}{offset}%5D={_form_value(values.get(column, ''))}")
+        parts.append("&".join(cells))
+    return "&".join(parts).encode()
+
+
+def _cells(fields: Mapping[str, str] | None) -> dict[str, str]:
+    """A row's `fields` by the column each fills (first value wins on a clash)."""
+    cells: dict[str, str] = {}
+    for key, value in (fields or {}).items():
+        column = _column(key)
+        if column is not None and value and column not in cells:
+            cells[column] = value
+    return cells
 
 
 class UnisenderClient:
@@ -134,6 +246,11 @@ class UnisenderClient:
         self._timeout = httpx.Timeout(timeout)
         self._policy = retry_policy
         self._observer = observer
+        # The user fields Unisender has, by lower-case name (None: not read yet). Read once
+        # per client and kept up to date by `ensure_fields`, so an import needing a field
+        # costs a getFields the first time and nothing after.
+        self._fields: dict[str, str] | None = None
+        self._fields_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"UnisenderClient({self.base_url!r})"  # never the key
@@ -166,14 +283,83 @@ class UnisenderClient:
             )
         return int(result["id"])
 
+    async def get_fields(self) -> list[UnisenderField]:
+        """The account's user fields."""
+        result = await self._call("getFields", encode_form([("api_key", self._api_key)]))
+        if isinstance(result, dict):  # PHP writes a keyed array as an object
+            result = list(result.values())
+        return _validate(
+            lambda: _FIELDS.validate_python(
+                [item for item in result or [] if isinstance(item, dict)]
+            ),
+            "getFields",
+            result,
+        )
+
+    async def create_field(self, name: str, type: str = "string") -> int:  # noqa: A002
+        """Create a user field (type string, text, number, date or bool); returns its id."""
+        body = encode_form([("api_key", self._api_key), ("name", name), ("type", type)])
+        result = await self._call("createField", body)
+        if not isinstance(result, dict) or "id" not in result:
+            raise PermanentUpstreamError(
+                "createField: no field id in the answer",
+                api=API,
+                body=body_excerpt(orjson.dumps(result, default=str).decode()),
+            )
+        return int(result["id"])
+
+    async def ensure_fields(self, names: Iterable[str]) -> None:
+        """Create, as `string` fields, those of `names` Unisender does not have yet.
+
+        Unisender's own columns (phone, tags, ...) and `Name` are never created. Names are
+        compared without case, as Unisender keeps them unique. A createField refused
+        because the field exists (made meanwhile, by us or by hand) counts as created.
+        """
+        wanted = [name for name in dict.fromkeys(names) if name.lower() not in SYSTEM_COLUMNS]
+        if self._fields is not None and all(name.lower() in self._fields for name in wanted):
+            return
+        async with self._fields_lock:
+            known = self._fields
+            if known is None:
+                known = {field.name.lower(): field.name for field in await self.get_fields()}
+                self._fields = known
+            for name in wanted:
+                if name.lower() in known:
+                    continue
+                try:
+                    await self.create_field(name)
+                except PermanentUpstreamError as exc:
+                    if isinstance(exc, InvalidApiKey) or not await self._exists(name, exc):
+                        raise
+                log.info("unisender.field.created", field=name)
+                known[name.lower()] = name
+
+    async def _exists(self, name: str, refusal: PermanentUpstreamError) -> bool:
+        """Whether a createField refusal means the field is there after all: its message
+        says so, or getFields now lists it (the wording is not documented)."""
+        if any(marker in refusal.message.lower() for marker in _EXISTS):
+            return True
+        fields = {field.name.lower(): field.name for field in await self.get_fields()}
+        if self._fields is not None:
+            self._fields.update(fields)
+        return name.lower() in fields
+
     async def import_contacts(self, rows: Sequence[ImportRow], *, list_id: int) -> ImportResult:
-        """Add or update up to 500 addresses in `list_id`; rejected rows come back in `log`."""
+        """Add or update up to 500 addresses in `list_id` (or each row's `list_ids`), with
+        the columns the rows carry; rejected rows come back in `log`.
+
+        The user fields those columns name are created first when Unisender lacks them.
+        """
         if len(rows) > MAX_IMPORT_ROWS:
             raise ValueError(
                 f"importContacts takes at most {MAX_IMPORT_ROWS} rows, got {len(rows)}"
             )
         if not rows:
             return ImportResult()
+        if any(row.fields for row in rows):
+            missing = user_fields(import_columns(rows))
+            if missing:
+                await self.ensure_fields(missing)
         answer = await self._call(
             "importContacts", encode_import(self._api_key, rows, list_id), whole=True
         )

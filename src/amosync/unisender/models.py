@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +16,29 @@ class _Model(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class ImportRow:
-    """One `importContacts` row: an address and its contact's name.
+    """One `importContacts` row: an address, its contact's name and, when the account's
+    settings ask for them, the lists and the other columns it goes with.
 
     A plain slotted dataclass, not a pydantic model: a full sync builds one per address.
+    `list_ids` is the row's `email_list_ids` ("321,654"; None: the call's list); `fields`
+    maps Unisender columns (`phone`, `tags`, user fields by name) to their text.
     """
 
     email: str
     name: str = ""
+    list_ids: str | None = None
+    fields: Mapping[str, str] | None = None
+
+
+class UnisenderField(_Model):
+    """An entry of `getFields`: a user field (`Name` is one every account starts with).
+
+    The answer also carries `is_visible` and `view_pos`, which amosync does not read.
+    """
+
+    id: int
+    name: str
+    type: str = "string"  # string, text, number, date, bool
 
 
 class MailList(_Model):
