@@ -21,6 +21,7 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, Self, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -36,6 +37,8 @@ from amosync.amocrm.models import (
     ContactsResponse,
     CustomField,
     CustomFieldsResponse,
+    Note,
+    NotesResponse,
     Pipeline,
     PipelinesResponse,
     Tag,
@@ -216,17 +219,42 @@ class AmoCRMClient:
             lambda parsed: (parsed.embedded.tags, parsed.links.next is not None),
         )
 
+    async def contact_notes(
+        self, contact_ids: Sequence[int], *, note_type: str, updated_since: int
+    ) -> list[Note]:
+        """The contacts' notes of `note_type` changed at or after `updated_since` (unix), every
+        page (`GET /api/v4/contacts/notes` with `filter[entity_id]`, `filter[note_type]` and
+        `filter[updated_at][from]`, as amoCRM's "Events and notes" page lists them)."""
+        found: list[Note] = []
+        # 100 ids a request keep the URL short of what proxies refuse (8 KB).
+        for start in range(0, len(contact_ids), 100):
+            filters: dict[str, str | int] = {
+                f"filter[entity_id][{n}]": contact_id
+                for n, contact_id in enumerate(contact_ids[start : start + 100])
+            }
+            filters["filter[note_type]"] = note_type
+            filters["filter[updated_at][from]"] = updated_since
+            found += await self._every_page(
+                "/api/v4/contacts/notes",
+                NotesResponse.model_validate_json,
+                lambda parsed: (parsed.embedded.notes, parsed.links.next is not None),
+                filters=filters,
+            )
+        return found
+
     async def _every_page(
         self,
         path: str,
         parse: Callable[[bytes], P],
         items: Callable[[P], tuple[list[T], bool]],
+        *,
+        filters: dict[str, str | int] | None = None,
     ) -> list[T]:
         """Pages 1, 2... of a HAL list until a 204, an empty page or no `_links.next`."""
         found: list[T] = []
         page = 1
         while True:
-            params: dict[str, str | int] = {"page": page, "limit": MAX_PAGE_SIZE}
+            params: dict[str, str | int] = {**(filters or {}), "page": page, "limit": MAX_PAGE_SIZE}
             response = await self._request("GET", path, params=params)
             if response.status_code == 204 or not response.content:
                 return found
@@ -267,14 +295,21 @@ class AmoCRMClient:
             ]
             await self._request("PATCH", "/api/v4/contacts", json=body)
 
-    async def add_notes(self, notes: Sequence[tuple[int, str]]) -> None:
-        """A `common` note with text on each (contact id, text)."""
+    async def add_notes(self, notes: Sequence[tuple[int, str]], *, retry: bool = True) -> None:
+        """A `common` note with text on each (contact id, text).
+
+        `retry=False`: one attempt, no retry in place. A POST whose answer was lost (a
+        timeout, a 5xx from a proxy) may have created its notes, and amoCRM has no key to
+        make a second one harmless: a caller that must not note twice looks first
+        (`contact_notes`) and posts what is missing.
+        """
+        policy = self._policy if retry else replace(self._policy, attempts=1)
         for start in range(0, len(notes), MAX_PAGE_SIZE):
             body = [
                 {"entity_id": contact_id, "note_type": "common", "params": {"text": text}}
                 for contact_id, text in notes[start : start + MAX_PAGE_SIZE]
             ]
-            await self._request("POST", "/api/v4/contacts/notes", json=body)
+            await self._request("POST", "/api/v4/contacts/notes", json=body, policy=policy)
 
     async def _request(
         self,
@@ -283,6 +318,7 @@ class AmoCRMClient:
         *,
         params: dict[str, str | int] | None = None,
         json: dict[str, Any] | list[Any] | None = None,
+        policy: RetryPolicy | None = None,
     ) -> httpx.Response:
         refreshed = False
 
@@ -300,7 +336,7 @@ class AmoCRMClient:
             self._check(method, path, response)
             return response
 
-        return await with_retries(attempt, policy=self._policy)
+        return await with_retries(attempt, policy=policy or self._policy)
 
     async def _send(
         self,

@@ -215,6 +215,31 @@ class TagsResponse(_Model):
     embedded: _TagsEmbedded = Field(default_factory=_TagsEmbedded, alias="_embedded")
 
 
+class Note(_Model):
+    """One entry of `GET /api/v4/contacts/notes` (tests/fixtures/amocrm/SOURCES.md): for a
+    `common` note, `params` is `{"text": ...}`; other types carry other params."""
+
+    id: int
+    entity_id: int
+    note_type: str = ""
+    created_at: int | None = None
+    params: Any = None
+
+    @property
+    def text(self) -> str | None:
+        text = self.params.get("text") if isinstance(self.params, dict) else None
+        return text if isinstance(text, str) else None
+
+
+class _NotesEmbedded(_Model):
+    notes: list[Note] = Field(default_factory=list)
+
+
+class NotesResponse(_Model):
+    links: _Links = Field(default_factory=_Links, alias="_links")
+    embedded: _NotesEmbedded = Field(default_factory=_NotesEmbedded, alias="_embedded")
+
+
 class Webhook(_Model):
     """One entry of `GET /api/v4/webhooks` (tests/fixtures/amocrm/webhooks/SOURCES.md)."""
 

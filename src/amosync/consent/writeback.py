@@ -3,6 +3,10 @@
 
 Idempotent: an event is stored once (a redelivery is the same row), and what was written
 to each contact is recorded as it is written (`consent_writes`), so a retried job skips it.
+A tag added twice is one tag, but a note posted twice is two: a note whose recording may
+have been lost (the job stopped between the POST and the record, or the POST's answer never
+came) is looked for in amoCRM first (`GET /api/v4/contacts/notes`, the contact's `common`
+notes since the event arrived, matched by their text) and only posted when it is not there.
 Calls go through the account's amoCRM client, hence its rate limit and its retries; a
 failure leaves the event pending and the job is retried like any other. An address no
 contact holds any more is recorded (`no_contact`) and skipped.
@@ -10,8 +14,9 @@ contact holds any more is recorded (`no_contact`) and skipped.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -22,7 +27,7 @@ from amosync.accounts.tokens import amocrm_client
 from amosync.consent.settings import consent_settings
 from amosync.db.engine import dialect_name, insert_for, transaction
 from amosync.db.models import Account, ConsentEvent, ConsentWrite, Integration, ListedEmail, utcnow
-from amosync.errors import PermanentUpstreamError
+from amosync.errors import PermanentUpstreamError, TransientUpstreamError
 from amosync.state import Services
 
 if TYPE_CHECKING:
@@ -32,6 +37,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 BATCH = 200  # events written back together
+# How many times a notes POST is tried in place; between tries amoCRM is asked which of
+# the notes the failed one created after all.
+NOTE_ATTEMPTS = 4
+# Our clock and amoCRM's may differ: notes are looked for from this long before the event
+# arrived (a note of it cannot be older than its arrival).
+CLOCK_SLACK = timedelta(hours=1)
 
 # amoCRM's international hosts speak English; amocrm.ru (the default) Russian.
 ENGLISH_HOSTS = ("kommo.com", "amocrm.com")
@@ -164,7 +175,16 @@ async def _write(
             if i not in gone and not ((w := done.get((e.id, i))) and w.noted)
         ]
         texts = {event.id: note_text(event, lang) for event in events}
-        gone |= await _split_notes(client, [(i, texts[e.id]) for e, i in unnoted])
+        since = _since(events)
+        # A pair with a record from an earlier attempt was at least tagged then, so that
+        # attempt may have posted its note before stopping.
+        tried = [(e, i) for e, i in unnoted if (e.id, i) in done]
+        if tried:
+            present = await _present(client, [(i, texts[e.id]) for e, i in tried], since)
+            there = [(e, i) for e, i in tried if (i, texts[e.id].strip()) in present]
+            await _record(services, [(e.id, i) for e, i in there], noted=True)
+            unnoted = [pair for pair in unnoted if pair not in there]
+        gone |= await _post_notes(client, [(i, texts[e.id]) for e, i in unnoted], since)
         await _record(services, [(e.id, i) for e, i in unnoted if i not in gone], noted=True)
     outcomes = []
     for event in events:
@@ -206,12 +226,49 @@ async def _split(
     )
 
 
+def _since(events: Sequence[ConsentEvent]) -> int:
+    """Unix seconds from which the notes of these events can be in amoCRM."""
+    earliest = min(event.received_at for event in events)
+    if earliest.tzinfo is None:  # SQLite hands back naive UTC
+        earliest = earliest.replace(tzinfo=UTC)
+    return int((earliest - CLOCK_SLACK).timestamp())
+
+
+async def _present(
+    client: AmoCRMClient, notes: Sequence[tuple[int, str]], since: int
+) -> set[tuple[int, str]]:
+    """Which of the (contact, text) notes amoCRM already has."""
+    found = await client.contact_notes(
+        sorted({contact_id for contact_id, _ in notes}), note_type="common", updated_since=since
+    )
+    return {(note.entity_id, note.text.strip()) for note in found if note.text is not None}
+
+
+async def _post_notes(
+    client: AmoCRMClient, notes: Sequence[tuple[int, str]], since: int
+) -> set[int]:
+    """Add the notes, each once: a POST that fails on the way is not repeated blindly (its
+    notes may be there, its answer lost) but for the notes amoCRM does not have. Returns
+    the contacts amoCRM no longer has."""
+    for attempt in range(1, NOTE_ATTEMPTS + 1):
+        try:
+            return await _split_notes(client, notes)
+        except TransientUpstreamError:
+            if attempt == NOTE_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+            present = await _present(client, notes, since)
+            notes = [(i, text) for i, text in notes if (i, text.strip()) not in present]
+            log.info("consent.notes.retried", attempt=attempt, left=len(notes))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 async def _split_notes(client: AmoCRMClient, notes: Sequence[tuple[int, str]]) -> set[int]:
     """Add the notes; returns the contacts amoCRM no longer has (split as above)."""
     if not notes:
         return set()
     try:
-        await client.add_notes(notes)
+        await client.add_notes(notes, retry=False)
         return set()
     except PermanentUpstreamError as exc:
         if not _refused_for_one(exc):

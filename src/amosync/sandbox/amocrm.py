@@ -724,9 +724,12 @@ class AmoCRMSimulator:
 
     # --- faults ---------------------------------------------------------------------------
 
-    def add_fault(self, status: int, *, path: str = "/", times: int | None = 1) -> None:
-        """Answer the next `times` requests under `path` with `status` (None: until cleared)."""
-        self.faults.add(Fault(match=path, status=status, times=times))
+    def add_fault(
+        self, status: int, *, path: str = "/", times: int | None = 1, applied: bool = False
+    ) -> None:
+        """Answer the next `times` requests under `path` with `status` (None: until cleared);
+        `applied`: carry each out first, so only its answer is lost."""
+        self.faults.add(Fault(match=path, status=status, times=times, applied=applied))
 
     def clear_faults(self) -> None:
         self.faults.clear()

@@ -47,6 +47,8 @@ def routes(sim: AmoCRMSimulator) -> list[Route]:
         Route("/api/v4/contacts", api(_contacts), methods=["GET"]),
         Route("/api/v4/contacts", api(_contacts_edit), methods=["PATCH"]),
         Route("/api/v4/contacts/notes", api(_notes_add), methods=["POST"]),
+        Route("/api/v4/contacts/notes", api(_notes_list), methods=["GET"]),
+        Route("/api/v4/contacts/{contact_id:int}/notes", api(_notes_list), methods=["GET"]),
         Route("/api/v4/contacts/custom_fields", api(_contact_fields), methods=["GET"]),
         Route("/api/v4/contacts/tags", api(_contact_tags), methods=["GET"]),
         Route("/api/v4/leads/pipelines", api(_pipelines), methods=["GET"]),
@@ -83,7 +85,7 @@ async def _api_call(sim: AmoCRMSimulator, request: Request, handler: Handler) ->
     path = request.url.path
     account_id: int | None = None
     fault = sim.faults.pick(path)
-    if fault is not None:
+    if fault is not None and not fault.applied:
         response = problem(fault.status, "Injected fault", "The sandbox was told to fail")
         if fault.status == 429:
             # An injected 429 counts towards the block like a real one.
@@ -105,6 +107,10 @@ async def _api_call(sim: AmoCRMSimulator, request: Request, handler: Handler) ->
             response = _too_many()
         else:
             response = await handler(sim, account, request)
+            if fault is not None:
+                response = problem(
+                    fault.status, "Injected fault", "The sandbox did it, then was told to fail"
+                )
     sim.calls.record(
         Call("amocrm", request.method, path, response.status_code, time.time(), account_id)
     )
@@ -359,6 +365,71 @@ def _listing(request: Request, key: str, items: list[dict[str, Any]]) -> Respons
 
 
 NOTE_TYPES = frozenset({"common", "call_in", "call_out", "service_message", "sms_in", "sms_out"})
+
+
+def _filter_values(request: Request, name: str) -> list[str] | None:
+    """A list filter as PHP's http_build_query writes it (`name[0]=1&name[1]=2`, the form
+    amoCRM's own examples show), as `name[]=1`, or as one value (`name=1`; commas split);
+    None when absent."""
+    values = []
+    for key, value in request.query_params.multi_items():
+        suffix = key[len(name) :] if key.startswith(name) else None
+        if (
+            suffix == ""
+            or suffix == "[]"
+            or (
+                suffix
+                and suffix.startswith("[")
+                and suffix.endswith("]")
+                and suffix[1:-1].isdigit()
+            )
+        ):
+            values += [part.strip() for part in value.split(",") if part.strip()]
+    return values if values or name in request.query_params else None
+
+
+async def _notes_list(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    """`GET /api/v4/contacts/notes` and `GET /api/v4/contacts/{id}/notes` ("Events and
+    notes"): `filter[entity_id]`, `filter[id]`, `filter[note_type]`,
+    `filter[updated_at]` (a timestamp: changed at or after it; or `[from]`/`[to]`),
+    `order[id]`/`order[updated_at]`, paged like the other lists, 204 when nothing matches.
+
+    The documentation leaves open whether a bound is inclusive and what a contact without
+    notes answers; the sandbox includes both bounds and answers 204."""
+    query = request.query_params
+    try:
+        entity_ids = _filter_values(request, "filter[entity_id]")
+        note_ids = _filter_values(request, "filter[id]")
+        wanted = {int(i) for i in entity_ids} if entity_ids is not None else None
+        ids = {int(i) for i in note_ids} if note_ids is not None else None
+        after = _optional_int(query.get("filter[updated_at]"))
+        since = _optional_int(query.get("filter[updated_at][from]"))
+        until = _optional_int(query.get("filter[updated_at][to]"))
+    except ValueError:
+        return _invalid("filter", "filter values must be integers")
+    if "contact_id" in request.path_params:
+        wanted = {int(request.path_params["contact_id"])}
+    types = _filter_values(request, "filter[note_type]")
+    since = max(v for v in (after, since, 0) if v is not None)
+    chosen = [
+        note
+        for note in sim.notes(account.id)
+        if (wanted is None or note["entity_id"] in wanted)
+        and (ids is None or note["id"] in ids)
+        and (types is None or note["note_type"] in types)
+        and note["updated_at"] >= since
+        and (until is None or note["updated_at"] <= until)
+    ]
+    for field in ("updated_at", "id"):
+        direction = query.get(f"order[{field}]")
+        if direction in ("asc", "desc"):
+            chosen.sort(key=lambda note: note[field], reverse=direction == "desc")
+    base = _base_url(request)
+    for note in chosen:
+        note["_links"] = {
+            "self": {"href": f"{base}/api/v4/contacts/{note['entity_id']}/notes/{note['id']}"}
+        }
+    return _listing(request, "notes", chosen)
 
 
 async def _notes_add(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:

@@ -86,13 +86,16 @@ class Fault:
 
     For amoCRM, `status` is the HTTP status (body: a problem+json). For Unisender, either an
     HTTP `status` (e.g. 500, 503) or an error `code` delivered with HTTP 200 (`retry_later`).
-    `times=None` keeps the fault until it is cleared.
+    `times=None` keeps the fault until it is cleared. `applied` (amoCRM): the request is
+    carried out first and only its answer is the fault, as when a timeout or a proxy's 5xx
+    loses the answer to a request that did reach amoCRM.
     """
 
     match: str = ""
     status: int = 500
     code: str | None = None
     times: int | None = 1
+    applied: bool = False
 
     def take(self, target: str) -> bool:
         """True (and one fewer to go) when this fault applies to `target`."""
