@@ -19,7 +19,8 @@ from aiolimiter import AsyncLimiter
 from amosync.errors import PermanentUpstreamError
 from amosync.retry import RetryPolicy
 from amosync.sandbox import RemoteSandbox, Sandbox, serve
-from amosync.unisender.client import UnisenderClient, encode_import
+from amosync.sync.apply import is_row_error
+from amosync.unisender.client import FieldNotCreated, UnisenderClient, encode_import
 from amosync.unisender.models import ImportRow
 
 KEY = "unisender-fields-key"
@@ -183,17 +184,37 @@ async def test_a_field_that_exists_meanwhile_counts_as_created(
     assert calls(sb, "createField") == 2
 
 
-async def test_a_field_unisender_refuses_stops_the_import(
+async def test_a_field_unisender_refuses_stops_the_import_as_a_whole(
     sandbox: tuple[Sandbox, str], client: UnisenderClient
 ) -> None:
     sb, _ = sandbox
     list_id = await client.create_list("amoCRM")
     row = ImportRow("ann@example.com", "Ann", fields={"1st": "x"})
-    with pytest.raises(PermanentUpstreamError) as caught:
+    with pytest.raises(FieldNotCreated) as caught:
         await client.import_contacts([row], list_id=list_id)
-    assert caught.value.code == "invalid_arg"
+    assert (caught.value.field, caught.value.refusal.code) == ("1st", "invalid_arg")
+    assert "Invalid field name" in caught.value.message
+    # Not taken for a refusal of one row, which the applier would hunt by halving the batch.
+    assert not is_row_error(caught.value)
     assert calls(sb, "importContacts") == 0
     assert sb.unisender.contact(KEY, "ann@example.com") is None
+
+
+async def test_a_field_deleted_in_unisender_is_read_again_after_the_refused_import(
+    sandbox: tuple[Sandbox, str], client: UnisenderClient
+) -> None:
+    sb, _ = sandbox
+    list_id = await client.create_list("amoCRM")
+    row = ImportRow("ann@example.com", "Ann", fields={"city": "Москва"})
+    await client.import_contacts([row], list_id=list_id)
+    del sb.unisender.keys[KEY].fields["city"]  # deleted by hand in Unisender
+    with pytest.raises(PermanentUpstreamError, match="city"):
+        await client.import_contacts([row], list_id=list_id)
+    await client.import_contacts([row], list_id=list_id)
+    assert calls(sb, "createField") == 2
+    contact = sb.unisender.contact(KEY, "ann@example.com")
+    assert contact is not None
+    assert contact["fields"]["city"] == "Москва"
 
 
 async def test_a_column_naming_no_field_fails_the_whole_import(
@@ -359,7 +380,7 @@ async def test_an_exists_refusal_counts_as_created_and_another_refusal_does_not(
         "get_fields.json", "error_create_field_refused.json", "get_fields.json"
     )
     async with client:
-        with pytest.raises(PermanentUpstreamError, match="1city"):
+        with pytest.raises(FieldNotCreated, match="1city"):
             await client.ensure_fields(["1city"])
     # The refusal is checked against getFields before it counts as one.
     assert methods == ["getFields", "createField", "getFields"]

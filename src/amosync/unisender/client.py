@@ -74,6 +74,26 @@ _FIELDS = TypeAdapter(list[UnisenderField])
 _HOOKS = TypeAdapter(list[UnisenderHook])
 
 
+class FieldNotCreated(PermanentUpstreamError):
+    """Unisender refused to create a user field an import needs (a name it does not take,
+    too many fields): no row of the import can go until the settings change.
+
+    It carries no `code` (Unisender's is in the message, and in `refusal`): the code of a
+    refused importContacts is what tells a refusal about one row from one about the call,
+    and this one is about every row.
+    """
+
+    def __init__(self, name: str, refusal: PermanentUpstreamError) -> None:
+        super().__init__(
+            f"createField {name!r}: {refusal.message} ({refusal.code or 'no code'})",
+            api=API,
+            status=refusal.status,
+            body=refusal.body,
+        )
+        self.field = name
+        self.refusal = refusal
+
+
 def encode_form(pairs: Iterable[tuple[str, str]]) -> bytes:
     """An `application/x-www-form-urlencoded` body."""
     return "&".join(f"{quote_plus(key)}={quote_plus(value)}" for key, value in pairs).encode()
@@ -197,9 +217,12 @@ def _encode_with_columns(api_key: str, rows: Sequence[ImportRow], list_value: st
         # in Unisender stays, and one removed in amoCRM is not taken away (SPEC §8).
         parts.append("overwrite_tags=0")
     first = len(FIXED_COLUMNS)
+    # Lists, tags and many field values repeat from row to row, and quoting them is most
+    # of the cost: each distinct value is quoted once a call.
+    quoted: dict[str, str] = {"": ""}
     for index, row in enumerate(rows):
         prefix = f"data%5B{index}%5D%5B"
-        lists = list_value if row.list_ids is None else _form_value(row.list_ids)
+        lists = list_value if row.list_ids is None else _quoted(row.list_ids, quoted)
         cells = [
             f"{prefix}0%5D={_form_value(row.email)}"
             f"&{prefix}1%5D={_form_value(row.name)}"
@@ -208,9 +231,16 @@ def _encode_with_columns(api_key: str, rows: Sequence[ImportRow], list_value: st
         if columns:
             values = _cells(row.fields)
             for offset, column in enumerate(columns, first):
-                cells.append(f"{prefix}{offset}%5D={_form_value(values.get(column, ''))}")
+                cells.append(f"{prefix}{offset}%5D={_quoted(values.get(column, ''), quoted)}")
         parts.append("&".join(cells))
     return "&".join(parts).encode()
+
+
+def _quoted(value: str, seen: dict[str, str]) -> str:
+    text = seen.get(value)
+    if text is None:
+        text = seen[value] = _form_value(value)
+    return text
 
 
 def _cells(fields: Mapping[str, str] | None) -> dict[str, str]:
@@ -329,8 +359,10 @@ class UnisenderClient:
                 try:
                     await self.create_field(name)
                 except PermanentUpstreamError as exc:
-                    if isinstance(exc, InvalidApiKey) or not await self._exists(name, exc):
+                    if isinstance(exc, InvalidApiKey):
                         raise
+                    if not await self._exists(name, exc):
+                        raise FieldNotCreated(name, exc) from exc
                 log.info("unisender.field.created", field=name)
                 known[name.lower()] = name
 
@@ -356,13 +388,19 @@ class UnisenderClient:
             )
         if not rows:
             return ImportResult()
-        if any(row.fields for row in rows):
-            missing = user_fields(import_columns(rows))
-            if missing:
-                await self.ensure_fields(missing)
-        answer = await self._call(
-            "importContacts", encode_import(self._api_key, rows, list_id), whole=True
-        )
+        named = user_fields(import_columns(rows)) if any(row.fields for row in rows) else []
+        if named:
+            await self.ensure_fields(named)
+        try:
+            answer = await self._call(
+                "importContacts", encode_import(self._api_key, rows, list_id), whole=True
+            )
+        except PermanentUpstreamError:
+            if named:
+                # Perhaps a field was deleted in Unisender since we read them: read them
+                # again before the next import rather than trust what we knew.
+                self._fields = None
+            raise
         result = answer.get("result")
         warnings = _warnings(answer.get("warnings"))
         imported = _validate(lambda: ImportResult.model_validate(result), "importContacts", result)
