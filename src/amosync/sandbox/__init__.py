@@ -39,7 +39,10 @@ HAL `_links.next` only when more follow, **204 with an empty body** past the end
 a per-account rate limit answering 429. Unisender: every answer is HTTP 200 — errors are
 `{"error", "code"}` (`invalid_api_key`, `invalid_arg`, `api_call_limit_exceeded_for_api_key`,
 `retry_later`, ...); `importContacts` takes ≤ 500 rows and reports rejected rows in `log`;
-unsubscribed addresses stay unsubscribed; `exclude` keeps the contact.
+unsubscribed addresses stay unsubscribed; `exclude` keeps the contact; `getFields` and
+`createField` (names unique regardless of case), and `importContacts` storing `phone`,
+`tags` (added, at most 10) and user fields on the contact, refusing a column that names no
+field.
 """
 
 from amosync.sandbox.amocrm import AmoCRMSimulator, Delivery
