@@ -18,6 +18,8 @@ from amosync.middleware import (
     SecurityHeadersMiddleware,
     WidgetCORSMiddleware,
     allowed_origin,
+    matches,
+    path_matcher,
 )
 
 LIMIT = 1000
@@ -453,3 +455,20 @@ async def test_admin_routes_answer_no_cors(client: httpx.AsyncClient) -> None:
     shown = await client.get("/accounts/7", headers={"Origin": origin})
     assert shown.headers["access-control-allow-origin"] == origin
     assert shown.headers["vary"] == "Origin"
+
+
+@pytest.mark.parametrize(
+    ("path", "covered"),
+    [
+        ("/accounts/7/settings", True),
+        ("/accounts/7/settings/choices", True),
+        ("/accounts/settings", False),
+        ("/accounts/7/8/settings", False),
+        ("/accounts/7/settingsx", False),
+        ("/accounts/7", False),
+        ("/sync/3", True),
+    ],
+)
+def test_a_path_template_stands_for_one_segment(path: str, covered: bool) -> None:
+    matcher = path_matcher(["/accounts/{account_id}/settings", "/sync"])
+    assert matches(path, matcher) is covered

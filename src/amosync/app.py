@@ -28,6 +28,7 @@ from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.health import router as health_router
 from amosync.metrics import router as metrics_router
 from amosync.middleware import MAX_BODY, BodyLimitMiddleware, WidgetCORSMiddleware
+from amosync.segments.endpoints import router as settings_router
 from amosync.state import Services, build_services, freeze_startup_heap
 from amosync.sync.endpoints import install_webhook
 from amosync.sync.endpoints import router as sync_router
@@ -37,8 +38,10 @@ from amosync.worker.endpoints import router as worker_router
 log = structlog.get_logger()
 
 # Routes the amoCRM widget calls from the account's page (CORS allowed for amoCRM origins),
-# with their widget methods: PUT/POST/DELETE /accounts/{id} are admin-only and get no CORS.
+# with their widget methods: PUT/POST/DELETE /accounts/{id} are admin-only and get no CORS;
+# the settings are the widget's to change (its advanced settings page).
 WIDGET_PATHS: dict[str, tuple[str, ...]] = {
+    "/accounts/{account_id}/settings": ("GET", "PUT"),
     "/vidget/unisender": ("POST",),
     "/acchasuni": ("GET",),
     "/unisender/lists": ("GET",),
@@ -311,7 +314,8 @@ def create_app(
     app.include_router(health_router)
     # /accounts/sync and /accounts/unsync before /accounts/{account_id}.
     app.include_router(sync_router)
-    app.include_router(consent_router)  # /accounts/{id}/settings before /accounts/{id}
+    app.include_router(consent_router)
+    app.include_router(settings_router)  # /accounts/{id}/settings before /accounts/{id}
     app.include_router(accounts_router)
     app.include_router(system_router)
     app.include_router(rpc_router)

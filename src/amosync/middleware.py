@@ -5,13 +5,16 @@ copies every response through a stream: measurably slower on the webhook path.
 
 Routes are chosen with `paths` everywhere: an entry ending in "/" is a prefix
 ("/accounts/" covers "/accounts/1"); any other entry is a path and the paths below it
-("/sync" covers "/sync" and "/sync/7", not "/synchronize"). The widget's CORS also takes
+("/sync" covers "/sync" and "/sync/7", not "/synchronize"); `{name}` in an entry stands
+for one path segment ("/accounts/{id}/settings" covers "/accounts/7/settings" and the paths
+below it, not "/accounts/settings"). The widget's CORS also takes
 the methods of each path, so an admin-only method on a widget path (PUT /accounts/7) gets
 no CORS answer.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 
@@ -24,16 +27,35 @@ from amosync.hosts import is_host_name
 Headers = list[tuple[bytes, bytes]]
 
 
-def path_matcher(paths: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(exact paths, prefixes) for `matches`; see the module doc for the rule."""
-    exact = tuple(p for p in paths if not p.endswith("/"))
-    prefixes = tuple(p for p in paths if p.endswith("/")) + tuple(p + "/" for p in exact)
-    return exact, prefixes
+PathMatcher = tuple[tuple[str, ...], tuple[str, ...], tuple[re.Pattern[str], ...]]
+
+_SEGMENT = re.compile(r"\{[^{}/]+\}")
 
 
-def matches(path: str, matcher: tuple[tuple[str, ...], tuple[str, ...]]) -> bool:
-    exact, prefixes = matcher
-    return path in exact or path.startswith(prefixes)
+def _template(path: str) -> re.Pattern[str]:
+    parts = _SEGMENT.split(path)
+    body = "[^/]+".join(re.escape(part) for part in parts)
+    # Like an exact path, a template covers the paths below it; ending in "/", only those.
+    return re.compile(body + (".*" if path.endswith("/") else "(?:/.*)?"), re.DOTALL)
+
+
+def path_matcher(paths: Iterable[str]) -> PathMatcher:
+    """(exact paths, prefixes, templates) for `matches`; see the module doc for the rule."""
+    paths = list(paths)
+    templates = tuple(_template(p) for p in paths if _SEGMENT.search(p))
+    plain = [p for p in paths if not _SEGMENT.search(p)]
+    exact = tuple(p for p in plain if not p.endswith("/"))
+    prefixes = tuple(p for p in plain if p.endswith("/")) + tuple(p + "/" for p in exact)
+    return exact, prefixes, templates
+
+
+def matches(path: str, matcher: PathMatcher) -> bool:
+    exact, prefixes, templates = matcher
+    return (
+        path in exact
+        or path.startswith(prefixes)
+        or any(template.fullmatch(path) for template in templates)
+    )
 
 
 async def send_json_error(

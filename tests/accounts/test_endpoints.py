@@ -31,11 +31,18 @@ async def test_create_get_list_update_delete_account(client: httpx.AsyncClient) 
     assert one.status_code == 200
     assert one.json()["name"] == "Acme"
 
-    updated = await client.put("/accounts/101", json={"name": "Acme Ltd", "settings": {"a": 1}})
+    consent = {"enabled": False, "tag": "unsubscribed", "note": True}
+    updated = await client.put(
+        "/accounts/101", json={"name": "Acme Ltd", "settings": {"consent": {"enabled": False}}}
+    )
     assert updated.status_code == 200
     assert updated.json()["name"] == "Acme Ltd"
     assert updated.json()["subdomain"] == "acme"  # untouched fields stay
-    assert updated.json()["settings"] == {"a": 1}
+    assert updated.json()["settings"] == {"consent": consent}
+    # Settings are the §8 shape there too, as at PUT /accounts/{id}/settings.
+    unknown = await client.put("/accounts/101", json={"settings": {"a": 1}})
+    assert unknown.status_code == 422
+    assert unknown.json()["error"] == "invalid_settings"
 
     listing = await client.get("/accounts")
     assert listing.status_code == 200

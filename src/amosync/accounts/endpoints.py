@@ -24,6 +24,7 @@ from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import NotFound
 from amosync.ids import AccountIdPath, AccountIdQuery
 from amosync.pagination import Page, decode_cursor, encode_cursor
+from amosync.segments import service as segments
 
 router = APIRouter(tags=["accounts"])
 
@@ -76,8 +77,8 @@ async def update_account(
     """Change an account's name, subdomain, Unisender key, list or settings.
 
     A new Unisender key is checked with Unisender first (400 `invalid_unisender_key`, or
-    `unknown_list` for a `list_id` sent with it that the key cannot see); nothing is
-    stored unless it passes.
+    `unknown_list` for a `list_id` sent with it that the key cannot see), and `settings`
+    as `PUT /accounts/{id}/settings` checks them; nothing is stored unless all passes.
     """
     account = await service.require(session, account_id, for_update=True)
     if body.unisender_key is not None:
@@ -90,6 +91,10 @@ async def update_account(
     await session.flush()
     if "unisender_key" in body.model_fields_set:
         await key_changed(session, account_id, retired=retired)
+    if body.settings is not None:
+        # As PUT /accounts/{id}/settings does it, with the key and list just set.
+        settings = segments.parse(body.settings)
+        await segments.save(services, session, account, settings, settings.model_fields_set)
     return (await service.views(session, [account]))[0]
 
 

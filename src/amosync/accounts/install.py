@@ -26,6 +26,7 @@ from amosync.db.models import Account, Integration
 from amosync.errors import AppError, BadRequest, PermanentUpstreamError, TransientUpstreamError
 from amosync.hosts import InvalidHost, account_host
 from amosync.ratelimit import amocrm_key
+from amosync.segments.settings import AccountSettings, account_settings
 from amosync.state import Services
 from amosync.worker.queue import enqueue
 from amosync.worker.runner import JobContext
@@ -33,6 +34,15 @@ from amosync.worker.runner import JobContext
 log = structlog.get_logger()
 
 WEBHOOK_EVENTS = ["add_contact", "update_contact", "delete_contact", "restore_contact"]
+# Only while a segment rule reads leads (SPEC §8): otherwise amoCRM would post every deal
+# change of the account to us for nothing.
+LEAD_EVENTS = ["add_lead", "update_lead", "status_lead", "delete_lead", "restore_lead"]
+
+
+def webhook_events(settings: AccountSettings) -> list[str]:
+    """The events the account's amoCRM webhook covers: contacts always, leads while a
+    rule needs them. Install, reconciliation and the dashboard all register these."""
+    return WEBHOOK_EVENTS + LEAD_EVENTS if settings.wants_leads else list(WEBHOOK_EVENTS)
 
 
 def check_referer(settings: Settings, referer: str | None) -> str:
@@ -198,7 +208,8 @@ async def register_webhooks(services: Services, account_id: int) -> None:
         return
     destination = webhook_url(services, services.cipher.decrypt(account.webhook_token_enc))
     client = await amocrm_client(services, account_id)
-    await client.add_webhook(destination, WEBHOOK_EVENTS)
+    # amoCRM updates the events of a destination it has: lead events come and go with it.
+    await client.add_webhook(destination, webhook_events(account_settings(account.settings)))
     async with transaction(services.sessions) as session:
         await session.execute(
             update(Integration)

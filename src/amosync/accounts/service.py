@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts import repository
@@ -18,10 +17,10 @@ from amosync.accounts.schemas import (
     IntegrationUpdate,
     SyncRunOut,
 )
-from amosync.consent.settings import ConsentSettings
 from amosync.crypto import Cipher
 from amosync.db.models import Account, Integration, SyncRun
-from amosync.errors import AppError, BadRequest, Conflict, NotFound
+from amosync.errors import BadRequest, Conflict, NotFound
+from amosync.segments.service import parse as parse_settings
 
 
 def run_view(run: SyncRun) -> SyncRunOut:
@@ -90,12 +89,16 @@ async def create(
         raise Conflict(f"account {account_id} already exists", code="account_exists")
     account = Account(id=account_id, status="active", settings={})
     apply_changes(account, cipher, data)
+    if data.settings is not None:
+        # Only the shape: a new account has no tokens or key to check the rest against.
+        account.settings = parse_settings(data.settings).model_dump(mode="json")
     session.add(account)
     await session.flush()
     return account
 
 
 def apply_changes(account: Account, cipher: Cipher, data: AccountCreate | AccountUpdate) -> None:
+    """Everything but `settings`, which goes through `amosync.segments.service`."""
     fields = data.model_fields_set
     if "subdomain" in fields:
         account.subdomain = data.subdomain
@@ -103,19 +106,6 @@ def apply_changes(account: Account, cipher: Cipher, data: AccountCreate | Accoun
         account.name = data.name
     if "list_id" in fields:
         account.list_id = data.list_id
-    if "settings" in fields:
-        settings = data.settings or {}
-        if "consent" in settings:
-            # The same check as PUT /accounts/{id}/settings, so no bad value is stored.
-            try:
-                ConsentSettings.model_validate(settings["consent"])
-            except ValidationError as exc:
-                raise AppError(
-                    f"settings.consent: {exc.errors()[0]['msg']}",
-                    code="invalid_settings",
-                    status=422,
-                ) from None
-        account.settings = settings
     if "unisender_key" in fields:
         account.unisender_key_enc = cipher.encrypt_optional(data.unisender_key)
         # A key set by hand counts as connected once Unisender has accepted it

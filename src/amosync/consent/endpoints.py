@@ -1,4 +1,4 @@
-"""`POST /unisender/webhook` (Unisender's notifications) and the settings route (SPEC §3, §9)."""
+"""`POST /unisender/webhook`: Unisender's notifications (SPEC §3, §9)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from amosync.accounts import service as accounts
-from amosync.auth import CallerDep
 from amosync.consent.events import unsubscribes
-from amosync.consent.settings import AccountSettings, consent_settings
 from amosync.crypto import token_hash
 from amosync.db.engine import dialect_name, insert_for
 from amosync.db.models import Account, ConsentEvent, utcnow
 from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import BadRequest, Unauthorized
-from amosync.ids import AccountIdPath
 from amosync.worker.queue import enqueue
 
 router = APIRouter()
@@ -112,27 +108,3 @@ async def unisender_webhook_check(request: Request, session: SessionDep) -> dict
     token, 401 otherwise; nothing is stored."""
     await _account_for(session, request.query_params.get("token"))
     return {"ok": True}
-
-
-@router.get("/accounts/{account_id}/settings", tags=["accounts"])
-async def get_settings(
-    account_id: AccountIdPath, caller: CallerDep, session: SessionDep
-) -> AccountSettings:
-    """The account's settings: `consent` (SPEC §9)."""
-    caller.require_account(account_id)
-    account = await accounts.require(session, account_id)
-    return AccountSettings(consent=consent_settings(account.settings))
-
-
-@router.put("/accounts/{account_id}/settings", tags=["accounts"])
-async def put_settings(
-    account_id: AccountIdPath, body: AccountSettings, caller: CallerDep, session: SessionDep
-) -> AccountSettings:
-    """Store the account's settings (every key optional: defaults otherwise); unknown keys
-    or wrong types → 422."""
-    caller.require_account(account_id)
-    account = await accounts.require(session, account_id, for_update=True)
-    stored = dict(account.settings or {})
-    stored["consent"] = body.consent.model_dump()
-    account.settings = stored
-    return AccountSettings(consent=body.consent)

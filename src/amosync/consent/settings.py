@@ -1,10 +1,11 @@
-"""The account's `consent` settings (SPEC §8, §9), stored in `accounts.settings`."""
+"""The account's `consent` settings (SPEC §8, §9), stored in `accounts.settings`; the whole
+of the settings is `amosync.segments.settings.AccountSettings`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 # amoCRM keeps tag names short; a name of only spaces would tag contacts with nothing.
 TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -18,25 +19,11 @@ class ConsentSettings(BaseModel):
     note: bool = True
 
 
-class AccountSettings(BaseModel):
-    """What `GET/PUT /accounts/{id}/settings` reads and writes.
-
-    Only `consent` so far: `fields` and `lists` (what goes to Unisender, SPEC §8) are a
-    separate piece of work, and an unknown key is refused (422) rather than stored unread.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    consent: ConsentSettings = Field(default_factory=ConsentSettings)
-
-
 def consent_settings(stored: dict[str, Any] | None) -> ConsentSettings:
-    """The account's consent settings; the defaults where nothing valid is stored (a value
-    set by hand through `PUT /accounts` is not checked there)."""
-    value = (stored or {}).get("consent")
-    if not isinstance(value, dict):
-        return ConsentSettings()
-    try:
-        return ConsentSettings.model_validate(value)
-    except ValidationError:
-        return ConsentSettings()
+    """The account's consent settings, read as `account_settings(stored).consent` is (the
+    defaults where nothing valid is stored), so the write-back and the settings route never
+    disagree on what an account chose."""
+    # Imported here: segments.settings builds its AccountSettings on ConsentSettings above.
+    from amosync.segments.settings import account_settings
+
+    return account_settings(stored).consent

@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy import select, update
 
-from amosync.accounts.install import register_webhooks, webhook_url
+from amosync.accounts.install import register_webhooks, webhook_events, webhook_url
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, Integration
 from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
+from amosync.segments.settings import account_settings
 from amosync.state import Services
 from amosync.sync.apply import Applier, ContactState, batches
 from amosync.sync.fullsync import contact_state
@@ -99,6 +100,12 @@ async def check_webhooks(services: Services, account_id: int) -> ProblemCode | N
         return None
     ours = [hook for hook in hooks if hook.destination == destination]
     if ours and not any(hook.disabled for hook in ours):
+        wanted = set(webhook_events(account_settings(account.settings)))
+        if any(set(hook.settings) != wanted for hook in ours):
+            # Lead events missing or left over (a change of the rules whose registration
+            # failed): not a problem a person must act on, only a registration to redo.
+            log.info("reconcile.webhook.events_updated", account_id=account_id)
+            await register_webhooks(services, account_id)
         async with transaction(services.sessions) as session:
             await clear_problem(session, account_id, *WEBHOOK_PROBLEMS)
         return None

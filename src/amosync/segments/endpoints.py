@@ -1,0 +1,40 @@
+"""The settings routes (SPEC §3, §8, §9): read and store."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from amosync.accounts import service as accounts
+from amosync.auth import CallerDep
+from amosync.deps import ServicesDep, SessionDep
+from amosync.ids import AccountIdPath
+from amosync.segments import service
+from amosync.segments.schemas import SavedSettings
+from amosync.segments.settings import AccountSettings, account_settings
+
+router = APIRouter(tags=["settings"])
+
+
+@router.get("/accounts/{account_id}/settings")
+async def get_settings(
+    account_id: AccountIdPath, caller: CallerDep, session: SessionDep
+) -> AccountSettings:
+    """The account's settings: field mapping, segment lists, consent write-back."""
+    caller.require_account(account_id)
+    account = await accounts.require(session, account_id)
+    return account_settings(account.settings)
+
+
+@router.put("/accounts/{account_id}/settings")
+async def put_settings(
+    account_id: AccountIdPath,
+    body: AccountSettings,
+    caller: CallerDep,
+    services: ServicesDep,
+    session: SessionDep,
+) -> SavedSettings:
+    """Check the settings against Unisender and amoCRM, store the keys sent (the others stay
+    as they are), and start a full sync when `fields` or `lists` changed (`sync`)."""
+    caller.require_account(account_id)
+    account = await accounts.require(session, account_id, for_update=True)
+    return await service.save(services, session, account, body, body.model_fields_set)

@@ -1,0 +1,100 @@
+"""The settings checked against what only the vendors know (SPEC §8), before they are stored.
+
+The shape is pydantic's (422, `amosync.segments.settings`); here come the 400s a person
+fixes by picking something else: a list the Unisender key does not have (`unknown_list`),
+an amoCRM field, pipeline or status that does not exist (`unknown_field`,
+`unknown_status`), a Unisender field name Unisender would refuse (`invalid_field_name`) or
+one that is taken (`reserved_field_name`, `duplicate_field_name`), two rules for one list
+(`duplicate_list`) and a rule on the main list (`main_list_rule`).
+
+Checks that need no vendor come first, and a vendor is asked only when the body needs it:
+Unisender's `getLists` for `lists`, amoCRM's fields for `fields.custom`, its pipelines for
+`lead_statuses`. A vendor that fails answers as every route does when one does (the app's
+`UpstreamError` handler: 503 `upstream_unavailable`, 502 `upstream_error`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from amosync.accounts.unisender import account_lists
+from amosync.db.models import Account
+from amosync.errors import BadRequest
+from amosync.segments.settings import FIELD_NAME, AccountSettings
+from amosync.state import Services
+
+# The columns amosync fills itself (SPEC §4, §8): a custom pair naming one would overwrite
+# the address, the name, the list ids, the phone or the tags. Unisender's field names are
+# compared without regard to case.
+RESERVED_FIELDS = ("email", "Name", "phone", "tags", "email_list_ids")
+
+
+def check_names(settings: AccountSettings) -> None:
+    """The Unisender field names of `fields.custom`: valid, not ours, each once."""
+    reserved = {name.casefold() for name in RESERVED_FIELDS}
+    seen: set[str] = set()
+    for index, pair in enumerate(settings.fields.custom):
+        name = pair.unisender_field
+        where = f"fields.custom[{index}].unisender_field"
+        if not FIELD_NAME.fullmatch(name):
+            raise BadRequest(
+                f"{where}: {name!r} is not a Unisender field name: a Latin letter first, "
+                "then Latin letters, digits, _ or -",
+                code="invalid_field_name",
+            )
+        if name.casefold() in reserved:
+            raise BadRequest(
+                f"{where}: {name!r} is filled by amosync itself "
+                f"({', '.join(RESERVED_FIELDS)}); choose another name",
+                code="reserved_field_name",
+            )
+        if name.casefold() in seen:
+            raise BadRequest(
+                f"{where}: two amoCRM fields would go to the Unisender field {name!r}; "
+                "give each its own",
+                code="duplicate_field_name",
+            )
+        seen.add(name.casefold())
+
+
+def check_rules(settings: AccountSettings, main_list: int | None) -> None:
+    """One rule per list, and none on the account's main list, which keeps every contact
+    with an address (a rule there would take contacts out of it)."""
+    seen: set[int] = set()
+    for index, rule in enumerate(settings.lists):
+        if main_list is not None and rule.list_id == main_list:
+            raise BadRequest(
+                f"lists[{index}]: list {rule.list_id} is the account's main list, which "
+                "holds every contact; choose another list for the rule",
+                code="main_list_rule",
+            )
+        if rule.list_id in seen:
+            raise BadRequest(
+                f"lists[{index}]: list {rule.list_id} has a rule already; put both "
+                "conditions in one rule",
+                code="duplicate_list",
+            )
+        seen.add(rule.list_id)
+
+
+async def check(
+    services: Services, account: Account, settings: AccountSettings, parts: Collection[str]
+) -> None:
+    """Every check of `parts` (the top-level keys the caller sent), vendors last; the first
+    failure is a 400 with its code (see the module doc)."""
+    if "fields" in parts:
+        check_names(settings)
+    if "lists" in parts:
+        check_rules(settings, account.list_id)
+        if settings.lists:
+            await _check_lists(services, account, settings)
+
+
+async def _check_lists(services: Services, account: Account, settings: AccountSettings) -> None:
+    known = {item.id for item in await account_lists(services, account)}
+    for index, rule in enumerate(settings.lists):
+        if rule.list_id not in known:
+            raise BadRequest(
+                f"lists[{index}]: Unisender list {rule.list_id} does not exist for this key",
+                code="unknown_list",
+            )
