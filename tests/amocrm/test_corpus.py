@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,7 @@ from aiolimiter import AsyncLimiter
 
 from amosync.amocrm.client import AmoCRMClient, refresh_tokens
 from amosync.amocrm.models import ContactsResponse, TokenPair
-from amosync.amocrm.webhooks import ContactChange, parse_webhook
+from amosync.amocrm.webhooks import ContactChange, LeadChange, parse_webhook
 from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
 from amosync.retry import RetryPolicy
 from amosync.sync.mapping import contact_emails
@@ -40,6 +41,10 @@ EXPECTED: dict[str, tuple[int | None, str | None, list[ContactChange]]] = {
         ],
     ),
     "lead_status_bare_date_tags.form": (None, "apfitness", []),
+    "lead_add.form": (None, "test000002", []),
+    "lead_update.form": (None, "test000002", []),
+    "lead_status.form": (None, "test000002", []),
+    "lead_delete_only_id.form": (10216991, "test000002", []),
     "contact_add_amocrm_webhooks_3.form": (
         32427762,
         "etesttask",
@@ -136,6 +141,65 @@ EXPECTED: dict[str, tuple[int | None, str | None, list[ContactChange]]] = {
         ],
     ),
 }
+
+
+def _at(unix: int) -> datetime:
+    return datetime.fromtimestamp(unix, UTC)
+
+
+# What each deal webhook of the corpus means: its deal changes (no contact changes).
+LEAD_EXPECTED: dict[str, list[LeadChange]] = {
+    "lead_add.form": [
+        LeadChange(
+            lead_id=31926529,
+            action="add",
+            pipeline_id=2116,
+            status_id=10216993,
+            updated_at=_at(1456824464),
+        )
+    ],
+    "lead_update.form": [
+        LeadChange(
+            lead_id=31926520,
+            action="update",
+            pipeline_id=2116,
+            status_id=10216994,
+            updated_at=_at(1456820780),
+        )
+    ],
+    "lead_status.form": [
+        LeadChange(
+            lead_id=31926520,
+            action="status",
+            pipeline_id=2116,
+            status_id=10216994,
+            updated_at=_at(1456820780),
+        )
+    ],
+    "lead_status_bare_date_tags.form": [
+        LeadChange(
+            lead_id=10701093,
+            action="status",
+            pipeline_id=9217056,
+            status_id=142,
+            updated_at=_at(1539782664),
+        )
+    ],
+    "lead_delete_only_id.form": [LeadChange(lead_id=31926520, action="delete")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEAD_EXPECTED))
+def test_corpus_deal_webhooks_parse_to_their_deal_changes(name: str) -> None:
+    payload = parse_webhook(corpus(f"webhooks/{name}"))
+    assert list(payload.leads) == LEAD_EXPECTED[name]
+    assert payload.changes == []
+
+
+def test_contact_webhooks_have_no_deal_changes() -> None:
+    for path in WEBHOOKS:
+        if not path.name.startswith("lead_"):
+            assert parse_webhook(path.read_bytes()).leads == (), path.name
 
 
 def test_every_corpus_webhook_has_an_expectation() -> None:

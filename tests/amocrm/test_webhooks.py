@@ -13,6 +13,7 @@ from amosync.amocrm.webhooks import (
     MAX_CONTACTS,
     MAX_DEPTH,
     MAX_FIELDS,
+    MAX_LEADS,
     MAX_PAIRS,
     MAX_VALUES,
     ContactChange,
@@ -493,3 +494,79 @@ def test_generated_webhooks_round_trip(contacts: list[Generated]) -> None:
         by_action.setdefault(contact.action, []).append(contact.expected())
     assert payload.changes == [change for group in by_action.values() for change in group]
     assert (payload.account_id, payload.subdomain) == (42, "acme")
+
+
+# --- deals ------------------------------------------------------------------------------
+
+
+def test_deal_changes_of_every_action_in_order() -> None:
+    body = form(
+        [
+            ("leads[status][0][id]", "7"),
+            ("leads[status][0][status_id]", "142"),
+            ("leads[status][0][pipeline_id]", "3177727"),
+            ("leads[status][0][old_status_id]", "32392159"),
+            ("leads[status][0][last_modified]", "1700000000"),
+            ("leads[status][1][id]", "8"),
+            ("leads[status][1][status_id]", "143"),
+            ("leads[add][0][id]", "9"),
+            ("leads[delete][0][id]", "10"),
+            ("leads[restore][0][id]", "11"),
+            ("leads[restore][0][updated_at]", "1700000001"),
+            ("leads[update][0][id]", "12"),
+            ("leads[responsible][0][id]", "13"),  # not an event amosync reads
+            ("leads[note][0][note][text]", "x"),
+            ("account[id]", "30896271"),
+        ]
+    )
+    payload = parse_webhook(body)
+    assert [(c.lead_id, c.action) for c in payload.leads] == [
+        (7, "status"),
+        (8, "status"),
+        (9, "add"),
+        (10, "delete"),
+        (11, "restore"),
+        (12, "update"),
+    ]
+    first = payload.leads[0]
+    assert (first.pipeline_id, first.status_id) == (3177727, 142)
+    assert first.updated_at is not None
+    assert first.updated_at.timestamp() == 1700000000
+    assert payload.leads[1].pipeline_id is None
+    assert payload.leads[4].updated_at is not None
+    assert payload.account_id == 30896271
+    assert payload.changes == []
+
+
+def test_a_deal_without_a_numeric_id_is_skipped_and_odd_parts_are_left_out() -> None:
+    body = form(
+        [
+            ("leads[update][0][id]", "abc"),
+            ("leads[update][1][name]", "no id"),
+            ("leads[update][2][id]", "5"),
+            ("leads[update][2][status_id]", "-1"),
+            ("leads[update][2][pipeline_id]", ""),
+            ("leads[update][2][last_modified]", "yesterday"),
+        ]
+    )
+    (change,) = parse_webhook(body).leads
+    assert (change.lead_id, change.pipeline_id, change.status_id, change.updated_at) == (
+        5,
+        None,
+        None,
+        None,
+    )
+    assert parse_webhook(b"leads=1&leads[add]=2").leads == ()
+
+
+def test_contacts_and_deals_in_one_body_are_both_read() -> None:
+    body = SPEC_EXAMPLE.encode() + b"&leads[add][0][id]=77&leads[add][0][status_id]=142"
+    payload = parse_webhook(body)
+    assert [c.amocrm_id for c in payload.changes] == [123, 124, 125]
+    assert [(c.lead_id, c.status_id) for c in payload.leads] == [(77, 142)]
+
+
+def test_too_many_deals_is_malformed() -> None:
+    body = "&".join(f"leads[update][{n}][id]={n + 1}" for n in range(MAX_LEADS + 1))
+    with pytest.raises(MalformedWebhook, match="deals"):
+        parse_webhook(body.encode())

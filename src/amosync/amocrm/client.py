@@ -37,6 +37,9 @@ from amosync.amocrm.models import (
     ContactsResponse,
     CustomField,
     CustomFieldsResponse,
+    Lead,
+    LeadsPage,
+    LeadsResponse,
     Note,
     NotesResponse,
     Pipeline,
@@ -263,6 +266,55 @@ class AmoCRMClient:
             if not batch or not has_next:
                 return found
             page += 1
+
+    async def leads_page(
+        self, statuses: Sequence[tuple[int, int]], *, page: int = 1, limit: int = MAX_PAGE_SIZE
+    ) -> LeadsPage | None:
+        """One page of the deals in these (pipeline id, status id) pairs, with their contacts;
+        None when there are no more (204)."""
+        if not statuses:
+            raise ValueError("leads_page needs at least one (pipeline_id, status_id)")
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be 1..{MAX_PAGE_SIZE}, got {limit}")
+        params: dict[str, str | int] = {"page": page, "limit": limit, "with": "contacts"}
+        for index, (pipeline_id, status_id) in enumerate(statuses):
+            params[f"filter[statuses][{index}][pipeline_id]"] = pipeline_id
+            params[f"filter[statuses][{index}][status_id]"] = status_id
+        response = await self._request("GET", "/api/v4/leads", params=params)
+        if response.status_code == 204 or not response.content:
+            return None
+        parsed = _parse(LeadsResponse.model_validate_json, response)
+        leads = list(parsed.embedded.leads)
+        return LeadsPage(
+            page=page, leads=leads, has_next=parsed.links.next is not None and bool(leads)
+        )
+
+    async def iter_leads(self, statuses: Sequence[tuple[int, int]]) -> AsyncIterator[list[Lead]]:
+        """The deals in these statuses, a page at a time, until a 204 or no `_links.next`."""
+        page = 1
+        while True:
+            result = await self.leads_page(statuses, page=page)
+            if result is None:
+                return
+            yield result.leads
+            if not result.has_next:
+                return
+            page += 1
+
+    async def get_lead(self, lead_id: int) -> Lead | None:
+        """One deal with its contacts; None when amoCRM has no such deal (204, or 404), as
+        for a deleted one."""
+        try:
+            response = await self._request(
+                "GET", f"/api/v4/leads/{lead_id}", params={"with": "contacts"}
+            )
+        except PermanentUpstreamError as exc:
+            if exc.status == 404 and not isinstance(exc, AuthorizationRevoked):
+                return None
+            raise
+        if response.status_code == 204 or not response.content:
+            return None
+        return _parse(Lead.model_validate_json, response)
 
     async def add_webhook(self, destination: str, events: list[str]) -> None:
         """Subscribe `destination` to `events` (amoCRM updates an existing destination)."""

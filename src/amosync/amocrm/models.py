@@ -240,6 +240,49 @@ class NotesResponse(_Model):
     embedded: _NotesEmbedded = Field(default_factory=_NotesEmbedded, alias="_embedded")
 
 
+# --- leads (deals) -------------------------------------------------------------------------
+
+
+class Lead(_Model):
+    """A deal of `GET /api/v4/leads?with=contacts` (or `/leads/{id}`): where it stands and
+    which contacts it links, from `_embedded.contacts[].id` (only there with `with=contacts`)."""
+
+    id: int
+    pipeline_id: int
+    status_id: int
+    updated_at: int | None = None  # unix seconds
+    contact_ids: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_contacts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "contact_ids" not in data:
+            embedded = data.get("_embedded")
+            contacts = embedded.get("contacts") if isinstance(embedded, dict) else None
+            if isinstance(contacts, list):
+                ids = [c.get("id") for c in contacts if isinstance(c, dict)]
+                return {**data, "contact_ids": [i for i in ids if isinstance(i, int)]}
+        return data
+
+
+@dataclass(frozen=True)
+class LeadsPage:
+    """One page of `GET /api/v4/leads`."""
+
+    page: int
+    leads: list[Lead]
+    has_next: bool
+
+
+class _LeadsEmbedded(_Model):
+    leads: list[Lead] = Field(default_factory=list)
+
+
+class LeadsResponse(_Model):
+    links: _Links = Field(default_factory=_Links, alias="_links")
+    embedded: _LeadsEmbedded = Field(default_factory=_LeadsEmbedded, alias="_embedded")
+
+
 class Webhook(_Model):
     """One entry of `GET /api/v4/webhooks` (tests/fixtures/amocrm/webhooks/SOURCES.md)."""
 

@@ -1,4 +1,4 @@
-"""amoCRM webhook payloads: PHP-style nested form keys → contact changes (SPEC §5).
+"""amoCRM webhook payloads: PHP-style nested form keys → contact and deal changes (SPEC §5).
 
 amoCRM posts `application/x-www-form-urlencoded` bodies in the legacy (API v2) shape:
 
@@ -26,8 +26,9 @@ their sources), and how this module copes:
 - note webhooks use one key both as a value and as a container
   (`contacts[note][0][note][type]=3` and `contacts[note][0][note][type][message_uuid]=…`),
   and Unsorted nests ten levels deep; `parse_webhook` only builds the parts it reads
-  (`account[…]` and `contacts[add|update|delete|restore]…`), so other entities and events
-  are acknowledged and ignored whatever their shape.
+  (`account[…]`, `contacts[add|update|delete|restore]…` and
+  `leads[add|update|status|delete|restore]…`), so other entities and events are
+  acknowledged and ignored whatever their shape.
 
 A body is refused (`MalformedWebhook`, 400, nothing stored) only when it cannot be read at
 all: not UTF-8, a NUL character (no database column can hold one), or over the limits on the
@@ -43,6 +44,7 @@ No library parses PHP's bracket syntax with these limits, so `parse_form` does i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal, TypeAlias, Union
 
@@ -73,8 +75,15 @@ Node: TypeAlias = dict[str, Union["Node", str]]
 
 Action = Literal["add", "update", "delete", "restore"]
 _ACTIONS: tuple[Action, ...] = ("add", "update", "delete", "restore")
+LeadAction = Literal["add", "update", "status", "delete", "restore"]
+_LEAD_ACTIONS: tuple[LeadAction, ...] = ("add", "update", "status", "delete", "restore")
+MAX_LEADS = 5_000
 # The only keys parse_webhook reads; everything else is dropped before the tree is built.
-_WANTED = ("account[", *(f"contacts[{action}]" for action in _ACTIONS))
+_WANTED = (
+    "account[",
+    *(f"contacts[{action}]" for action in _ACTIONS),
+    *(f"leads[{action}]" for action in _LEAD_ACTIONS),
+)
 
 
 class MalformedWebhook(BadRequest):
@@ -100,11 +109,25 @@ class ContactChange:
     updated_at: int | None = None  # amoCRM's last_modified (unix seconds)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadChange:
+    """One deal of a webhook (`leads[add|update|status|delete|restore][i]`): which, and where
+    it stands as the webhook says (a delete may carry only the id). Its contacts are not in
+    the webhook: they are read with `GET /api/v4/leads/{id}?with=contacts`."""
+
+    lead_id: int
+    action: LeadAction
+    pipeline_id: int | None = None
+    status_id: int | None = None
+    updated_at: datetime | None = None  # amoCRM's last_modified
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookPayload:
     account_id: int | None
     subdomain: str | None
     changes: list[ContactChange]
+    leads: tuple[LeadChange, ...] = ()
 
 
 def parse_form(body: bytes) -> Node:
@@ -132,9 +155,12 @@ def parse_webhook(body: bytes) -> WebhookPayload:
                 changes.extend(_changes(action, entries, skipped))
                 if len(changes) > MAX_CONTACTS:
                     raise MalformedWebhook(f"the webhook has more than {MAX_CONTACTS} contacts")
+    leads = _lead_changes(form.get("leads"), skipped)
     if skipped:
         log.warning("webhook.parts.skipped", account_id=account_id, parts=skipped[:10])
-    return WebhookPayload(account_id=account_id, subdomain=subdomain, changes=changes)
+    return WebhookPayload(
+        account_id=account_id, subdomain=subdomain, changes=changes, leads=tuple(leads)
+    )
 
 
 # --- the form ---------------------------------------------------------------------------
@@ -298,6 +324,45 @@ def _changes(action: Action, entries: Node | str, skipped: list[str]) -> list[Co
                 raw_action=action,
             )
         changes.append(change)
+    return changes
+
+
+# --- leads ------------------------------------------------------------------------------
+
+
+def _lead_changes(leads: Node | str | None, skipped: list[str]) -> list[LeadChange]:
+    """The deals of `leads[...]`, in the order amoCRM wrote them; an entry without a numeric
+    id is skipped, an odd pipeline, status or time is left out (the deal is read anyway)."""
+    if leads is None:
+        return []
+    if not isinstance(leads, dict):
+        skipped.append("leads")
+        return []
+    changes: list[LeadChange] = []
+    for action, entries in leads.items():
+        if action not in _LEAD_ACTIONS:
+            continue
+        if not isinstance(entries, dict):
+            skipped.append(f"leads[{action}]")
+            continue
+        for index, lead in _ordered(entries):
+            where = f"leads[{action}][{index[:20]}]"
+            lead_id = _number(lead.get("id")) if isinstance(lead, dict) else None
+            if not isinstance(lead, dict) or not lead_id:
+                skipped.append(where if not isinstance(lead, dict) else f"{where}[id]")
+                continue
+            modified = _number(lead.get("last_modified") or lead.get("updated_at"))
+            changes.append(
+                LeadChange(
+                    lead_id=lead_id,
+                    action=action,
+                    pipeline_id=_number(lead.get("pipeline_id")),
+                    status_id=_number(lead.get("status_id")),
+                    updated_at=None if modified is None else datetime.fromtimestamp(modified, UTC),
+                )
+            )
+            if len(changes) > MAX_LEADS:
+                raise MalformedWebhook(f"the webhook has more than {MAX_LEADS} deals")
     return changes
 
 

@@ -25,6 +25,18 @@ within a minute gets 403 on every API request for `block_seconds`. Webhooks amoC
 off: `disable_webhook(account_id, destination)` (listed with `"disabled": true`, nothing
 posted to it; registering the destination again turns it back on), `remove_webhook(...)`.
 
+Catalogs (catalogs.py): `GET /api/v4/contacts/custom_fields`, `/api/v4/leads/pipelines` and
+`/api/v4/contacts/tags`; `add_contact_field(...)`, `add_pipeline(...)` extend them.
+
+Deals (leads.py): generated contacts' deals exist (`generate_contacts(..., lead_share=0.1,
+lead_statuses=[(pipeline, status, weight), ...])`), listed by `GET /api/v4/leads` with
+`filter[statuses][i][pipeline_id|status_id]` and `with=contacts`, one by
+`GET /api/v4/leads/{id}` (204 when absent or deleted). `create_lead(account_id, contact_ids,
+status_id=142)`, `move_lead(...)`, `update_lead(...)`, `delete_lead(...)`, `restore_lead(...)`
+post `add_lead`, `status_lead` + `update_lead`, `update_lead`, `delete_lead`, `restore_lead`
+to the webhooks registered for them (`lead_webhook_body(...)` builds one);
+`leads_in(account_id, [(pipeline, status)])`, `lead_pages(account_id)` observe them.
+
 Tags and notes: `PATCH /api/v4/contacts` with `tags_to_add`/`tags_to_delete` and
 `POST /api/v4/contacts/notes`; see them with `tags(account_id, contact_id)` (names) and
 `notes(account_id, contact_id=None)`.
@@ -61,26 +73,39 @@ import structlog
 from amosync.sandbox.catalogs import (
     CONTACT_FIELDS,
     DEFAULT_PIPELINES,
+    LOST,
+    WON,
     FieldDef,
     PipelineDef,
     make_pipeline,
 )
 from amosync.sandbox.contacts import (
     GENERATED_TAGS,
+    LEAD_SHARE,
     RESPONSIBLE_USERS,
     ContactData,
     ContactStore,
     FieldValues,
     build_fields,
+    lead_share_units,
     unix_now,
     with_changes,
 )
 from amosync.sandbox.controls import Arrivals, Call, CallLog, Fault, FaultPlan, RateWindow
-from amosync.sandbox.render import account_pairs, contact_json, form_body, webhook_pairs
+from amosync.sandbox.leads import LeadData, LeadStore, StatusPlan
+from amosync.sandbox.render import (
+    account_pairs,
+    contact_json,
+    form_body,
+    lead_json,
+    lead_webhook_pairs,
+    webhook_pairs,
+)
 
 log = structlog.get_logger()
 
 Action = Literal["add", "update", "delete", "restore"]
+LeadAction = Literal["add", "update", "status", "delete", "restore"]
 WEBHOOK_EVENTS = frozenset(
     {
         "add_contact", "update_contact", "delete_contact", "restore_contact",
@@ -153,6 +178,16 @@ class Account:
     # The catalogs (catalogs.py): contact fields and lead pipelines, in amoCRM's order.
     contact_fields: list[FieldDef] = field(default_factory=lambda: list(CONTACT_FIELDS))
     pipelines: list[PipelineDef] = field(default_factory=lambda: list(DEFAULT_PIPELINES))
+    leads: LeadStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.leads = LeadStore(self.contacts)
+
+    def pipeline(self, pipeline_id: int) -> PipelineDef:
+        for pipeline in self.pipelines:
+            if pipeline.id == pipeline_id:
+                return pipeline
+        raise ValueError(f"no pipeline {pipeline_id} in account {self.id}")
 
     def as_json(self, base_url: str) -> dict[str, Any]:
         """`GET /api/v4/account`."""
@@ -195,11 +230,12 @@ class Delivery:
 
     account_id: int
     destination: str
-    action: str
-    contact_id: int
+    action: str  # a contact's "add"...; a deal's event: "status_lead"...
+    contact_id: int  # 0 for a deal's webhook
     body: bytes
     status: int | None = None  # None: not delivered (yet, or the connection failed)
     error: str | None = None
+    lead_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +277,8 @@ class AmoCRMSimulator:
         self._next_tag_id = 501_001
         self._next_note_id = 42_709_001
         self._next_field_id = 302_001
+        # Below the generated deals' ids (contacts.py `_LEAD_BASE`), so the two never meet.
+        self._next_lead_id = 19_000_001
         self._next_pipeline_id = 3_177_801
         self._next_status_id = 32_393_001
         self._outbox: deque[Delivery] = deque()
@@ -616,7 +654,15 @@ class AmoCRMSimulator:
         account.pipelines.append(pipeline)
         return pipeline.as_json(account.id, f"https://{account.subdomain}.amocrm.ru")
 
-    def generate_contacts(self, account_id: int, n: int, *, seed: int = 0) -> range:
+    def generate_contacts(
+        self,
+        account_id: int,
+        n: int,
+        *,
+        seed: int = 0,
+        lead_share: float = LEAD_SHARE,
+        lead_statuses: Sequence[tuple[int, int, float]] | None = None,
+    ) -> range:
         """Add `n` realistic contacts quickly (no webhooks); returns their ids.
 
         Names are Russian and English; ~5% have `custom_fields_values: null`, ~10% only a
@@ -625,17 +671,252 @@ class AmoCRMSimulator:
         same address twice). Apart from that, ~30% are linked to deals, ~12% to a company,
         ~25% have tags, ~4% a legal-entity and ~3% a file field (objects as values). The
         same seed and `n` give the same contacts' shapes.
+
+        Their deals exist as leads (leads.py): `lead_share` of the contacts (0.3 by default)
+        have 1 to 3 deals, 2 on average, so 100,000 contacts with `lead_share=0.1` have about
+        20,000. `lead_statuses`, `(pipeline id, status id, weight)` triples, says where the
+        deals stand (by default every status of every pipeline, three in four in the main
+        one): `[(3177727, 142, 1), (3177727, 32392159, 3)]` puts about a quarter at won.
         """
         if n < 0:
             raise ValueError("n must be >= 0")
         account = self.account(account_id)
         for tag in GENERATED_TAGS:  # the tags generated contacts carry are the account's
             account.tags.setdefault(str(tag["name"]).lower(), dict(tag))
+        units = lead_share_units(lead_share)
+        if lead_statuses:
+            for pipeline_id, status_id, _weight in lead_statuses:
+                if status_id not in account.pipeline(pipeline_id).status_ids():
+                    raise ValueError(f"no status {status_id} in pipeline {pipeline_id}")
+            plan = StatusPlan.weighted(lead_statuses)
+        else:
+            plan = StatusPlan.default(account.pipelines)
+        account.leads.plans.append((len(account.contacts.ids), plan))
         first_id = self._next_contact_id
-        account.contacts.generate(first_id, n, seed, unix_now())
+        account.contacts.generate(first_id, n, seed, unix_now(), units)
         self._next_contact_id += n
         log.info("sandbox.amocrm.generated", account_id=account_id, contacts=n)
         return range(first_id, first_id + n)
+
+    # --- leads (deals) ----------------------------------------------------------------------
+
+    def create_lead(
+        self,
+        account_id: int,
+        contact_ids: Sequence[int] = (),
+        *,
+        pipeline_id: int | None = None,
+        status_id: int | None = None,
+        name: str | None = None,
+        price: int = 0,
+    ) -> dict[str, Any]:
+        """A new deal linked to these contacts, the first the main one (emits `add_lead`).
+
+        Without a pipeline it goes to the main one; without a status, to the pipeline's
+        first status after the incoming one (amoCRM's default). Returns it with contacts.
+        """
+        account = self.account(account_id)
+        pipeline_id, status_id = self._placement(account, pipeline_id, status_id)
+        positions = []
+        for contact_id in contact_ids:
+            _account, position = self._find(account_id, contact_id, deleted=False)
+            positions.append(position)
+        now = unix_now()
+        lead = LeadData(
+            self._next_lead_id,
+            name or f"Сделка #{self._next_lead_id}",
+            pipeline_id,
+            status_id,
+            now,
+            now,
+            tuple(dict.fromkeys(contact_ids)),
+            price=price,
+            closed_at=now if status_id in (WON, LOST) else None,
+        )
+        self._next_lead_id += 1
+        store = account.contacts
+        for position in positions:
+            # Linking shows on the contact (`linked_leads_id`), without a contact webhook.
+            data = store.data(position)
+            store.explicit[position] = replace(data, leads=(*data.leads, lead.id))
+            store.version += 1
+        account.leads.put(lead)
+        self._emit_lead(account, "add", lead)
+        return self._lead_json(account, lead)
+
+    def move_lead(
+        self, account_id: int, lead_id: int, status_id: int, *, pipeline_id: int | None = None
+    ) -> dict[str, Any]:
+        """Move a deal to a status (of another pipeline when given); emits `status_lead`
+        and `update_lead`, as a change of status is a change of the deal too."""
+        account, lead = self._find_lead(account_id, lead_id, deleted=False)
+        if pipeline_id is None and status_id in account.pipeline(lead.pipeline_id).status_ids():
+            pipeline_id = lead.pipeline_id
+        pipeline_id, status_id = self._placement(account, pipeline_id, status_id)
+        now = max(unix_now(), lead.updated_at)
+        moved = replace(
+            lead,
+            pipeline_id=pipeline_id,
+            status_id=status_id,
+            updated_at=now,
+            closed_at=now if status_id in (WON, LOST) else None,
+        )
+        account.leads.put(moved)
+        self._emit_lead(
+            account, "status", moved, old_status_id=lead.status_id, old_pipeline_id=lead.pipeline_id
+        )
+        self._emit_lead(account, "update", moved)
+        return self._lead_json(account, moved)
+
+    def update_lead(
+        self, account_id: int, lead_id: int, *, name: str | None = None, price: int | None = None
+    ) -> dict[str, Any]:
+        """Rename a deal or change its price (emits `update_lead`)."""
+        account, lead = self._find_lead(account_id, lead_id, deleted=False)
+        changed = replace(
+            lead,
+            name=lead.name if name is None else name,
+            price=lead.price if price is None else price,
+            updated_at=max(unix_now(), lead.updated_at),
+        )
+        account.leads.put(changed)
+        self._emit_lead(account, "update", changed)
+        return self._lead_json(account, changed)
+
+    def delete_lead(self, account_id: int, lead_id: int) -> None:
+        """Delete a deal (emits `delete_lead`): it leaves the lists and reads as 204."""
+        account, lead = self._find_lead(account_id, lead_id, deleted=False)
+        account.leads.delete(lead_id)
+        self._emit_lead(account, "delete", lead)
+
+    def restore_lead(self, account_id: int, lead_id: int) -> dict[str, Any]:
+        """Bring a deleted deal back where it was (emits `restore_lead`)."""
+        account, lead = self._find_lead(account_id, lead_id, deleted=True)
+        account.leads.restore(lead_id)
+        self._emit_lead(account, "restore", lead)
+        return self._lead_json(account, lead)
+
+    def get_lead(self, account_id: int, lead_id: int) -> dict[str, Any] | None:
+        """The deal as `GET /api/v4/leads/{id}?with=contacts` shows it; None when absent
+        or deleted."""
+        account = self.account(account_id)
+        lead = account.leads.get(lead_id)
+        return None if lead is None else self._lead_json(account, lead)
+
+    def leads_in(
+        self, account_id: int, statuses: Sequence[tuple[int | None, int | None]] | None = None
+    ) -> list[int]:
+        """The ids of the live deals in these (pipeline, status) pairs (all when None)."""
+        return list(self.account(account_id).leads.select(statuses))
+
+    def lead_pages(self, account_id: int) -> list[int]:
+        """The `page` numbers of the deal list requests answered 200/204, in order."""
+        return list(self.account(account_id).leads.pages)
+
+    def live_contacts(self, account: Account, contact_ids: Sequence[int]) -> list[int]:
+        """Of these contacts, those not deleted (a deleted contact leaves its deals)."""
+        store = account.contacts
+        live = []
+        for contact_id in contact_ids:
+            position = store.position(contact_id)
+            if position is not None and not store.is_deleted(position):
+                live.append(contact_id)
+        return live
+
+    def _lead_json(self, account: Account, lead: LeadData) -> dict[str, Any]:
+        return lead_json(
+            lead,
+            account_id=account.id,
+            base_url=f"https://{account.subdomain}.amocrm.ru",
+            contacts=self.live_contacts(account, lead.contacts),
+        )
+
+    def _placement(
+        self, account: Account, pipeline_id: int | None, status_id: int | None
+    ) -> tuple[int, int]:
+        if pipeline_id is None:
+            if status_id is not None and status_id not in (WON, LOST):
+                owners = [p for p in account.pipelines if status_id in p.status_ids()]
+                if not owners:
+                    raise ValueError(f"no status {status_id} in account {account.id}")
+                pipeline_id = owners[0].id
+            else:
+                pipeline_id = next(p.id for p in account.pipelines if p.is_main)
+        pipeline = account.pipeline(pipeline_id)
+        if status_id is None:
+            status_id = pipeline.statuses[1 if len(pipeline.statuses) > 1 else 0].id
+        if status_id not in pipeline.status_ids():
+            raise ValueError(f"no status {status_id} in pipeline {pipeline_id}")
+        return pipeline_id, status_id
+
+    def _find_lead(
+        self, account_id: int, lead_id: int, *, deleted: bool
+    ) -> tuple[Account, LeadData]:
+        account = self.account(account_id)
+        lead = account.leads.get(lead_id, deleted=True)
+        if lead is None or (lead_id in account.leads.deleted) != deleted:
+            state = "deleted" if deleted else "live"
+            raise KeyError(f"no {state} lead {lead_id} in account {account_id}")
+        return account, lead
+
+    def lead_webhook_body(
+        self,
+        account_id: int,
+        action: LeadAction,
+        lead_id: int,
+        *,
+        old_status_id: int | None = None,
+        old_pipeline_id: int | None = None,
+    ) -> bytes:
+        """The form body amoCRM would post for `action` on the deal as it is now."""
+        account = self.account(account_id)
+        lead = account.leads.get(lead_id, deleted=True)
+        if lead is None:
+            raise KeyError(f"no lead {lead_id} in account {account_id}")
+        return self._lead_body(account, action, lead, old_status_id, old_pipeline_id)
+
+    def _lead_body(
+        self,
+        account: Account,
+        action: LeadAction,
+        lead: LeadData,
+        old_status_id: int | None,
+        old_pipeline_id: int | None,
+    ) -> bytes:
+        pairs = lead_webhook_pairs(
+            action,
+            lead,
+            account_id=account.id,
+            old_status_id=old_status_id,
+            old_pipeline_id=old_pipeline_id,
+        )
+        return form_body(pairs + account_pairs(account.id, account.subdomain))
+
+    def _emit_lead(
+        self,
+        account: Account,
+        action: LeadAction,
+        lead: LeadData,
+        *,
+        old_status_id: int | None = None,
+        old_pipeline_id: int | None = None,
+    ) -> None:
+        if not self.webhooks_enabled:
+            return
+        event = f"{action}_lead"
+        hooks = [
+            hook
+            for hook in account.webhooks.values()
+            if event in hook.settings and not hook.disabled
+        ]
+        if not hooks:
+            return
+        body = self._lead_body(account, action, lead, old_status_id, old_pipeline_id)
+        for hook in hooks:
+            self._outbox.append(
+                Delivery(account.id, hook.destination, event, 0, body, lead_id=lead.id)
+            )
+        self._start_pump()
 
     def contact_count(self, account_id: int) -> int:
         """Contacts not deleted."""

@@ -11,6 +11,7 @@ with no body at all.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,7 +24,7 @@ from starlette.routing import Route
 
 from amosync.sandbox.amocrm import WEBHOOK_EVENTS, Account, AmoCRMSimulator
 from amosync.sandbox.controls import Call
-from amosync.sandbox.render import contact_json
+from amosync.sandbox.render import contact_json, lead_json
 
 MAX_LIMIT = 250
 DEFAULT_LIMIT = 50
@@ -52,6 +53,8 @@ def routes(sim: AmoCRMSimulator) -> list[Route]:
         Route("/api/v4/contacts/custom_fields", api(_contact_fields), methods=["GET"]),
         Route("/api/v4/contacts/tags", api(_contact_tags), methods=["GET"]),
         Route("/api/v4/leads/pipelines", api(_pipelines), methods=["GET"]),
+        Route("/api/v4/leads", api(_leads), methods=["GET"]),
+        Route("/api/v4/leads/{lead_id:int}", api(_lead), methods=["GET"]),
         Route("/api/v4/contacts/{contact_id:int}", api(_contact), methods=["GET"]),
         Route("/api/v4/webhooks", api(_webhooks_list), methods=["GET"]),
         Route("/api/v4/webhooks", api(_webhooks_add), methods=["POST"]),
@@ -329,6 +332,82 @@ async def _pipelines(_sim: AmoCRMSimulator, account: Account, request: Request) 
             "_embedded": {"pipelines": pipelines},
         }
     )
+
+
+_STATUS_FILTER = re.compile(r"filter\[statuses\]\[(\d+)\]\[(pipeline_id|status_id)\]")
+
+
+async def _leads(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    """`GET /api/v4/leads`: `filter[statuses][i][pipeline_id]`/`[status_id]` (a pair, or
+    either alone), `filter[pipeline_id]`, `with=contacts`, `page`, `limit` <= 250; in id order,
+    204 past the end."""
+    query = request.query_params
+    try:
+        limit = int(query.get("limit", DEFAULT_LIMIT))
+        page = int(query.get("page", 1))
+        wanted = _lead_filter(query.multi_items())
+    except ValueError as exc:
+        return _invalid("filter", str(exc) or "limit and page must be integers")
+    if not 1 <= limit <= MAX_LIMIT:
+        return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
+    if page < 1:
+        return _invalid("page", "page must be 1 or more")
+    ids = account.leads.select(wanted)
+    chosen = ids[(page - 1) * limit : page * limit]
+    account.leads.pages.append(page)
+    if not chosen:
+        return Response(status_code=204)
+    base = _base_url(request)
+    with_contacts = _with(request, "contacts")
+    leads = []
+    for lead_id in chosen:
+        lead = account.leads.get(lead_id)
+        if lead is None:  # cannot happen: the selection holds live deals only
+            continue
+        contacts = sim.live_contacts(account, lead.contacts) if with_contacts else None
+        leads.append(lead_json(lead, account_id=account.id, base_url=base, contacts=contacts))
+    links = {"self": {"href": _page_url(base, request, page)}}
+    if page * limit < len(ids):
+        links["next"] = {"href": _page_url(base, request, page + 1)}
+    if page > 1:
+        links["first"] = {"href": _page_url(base, request, 1)}
+        links["prev"] = {"href": _page_url(base, request, page - 1)}
+    return _hal({"_page": page, "_links": links, "_embedded": {"leads": leads}})
+
+
+def _lead_filter(items: list[tuple[str, str]]) -> list[tuple[int | None, int | None]] | None:
+    by_index: dict[str, dict[str, int]] = {}
+    wanted: list[tuple[int | None, int | None]] = []
+    for key, value in items:
+        match = _STATUS_FILTER.fullmatch(key)
+        if match is not None:
+            by_index.setdefault(match[1], {})[match[2]] = _filter_id(key, value)
+        elif key in ("filter[pipeline_id]", "filter[pipeline_id][]") or key.startswith(
+            "filter[pipeline_id]["
+        ):
+            wanted.append((_filter_id(key, value), None))
+    wanted += [(pair.get("pipeline_id"), pair.get("status_id")) for pair in by_index.values()]
+    return wanted or None
+
+
+def _filter_id(key: str, value: str) -> int:
+    if not value.isdigit():
+        raise ValueError(f"{key} must be an id")
+    return int(value)
+
+
+async def _lead(sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
+    lead = account.leads.get(request.path_params["lead_id"])
+    if lead is None:
+        return Response(status_code=204)  # amoCRM: "no deal with this id", deleted ones too
+    contacts = sim.live_contacts(account, lead.contacts) if _with(request, "contacts") else None
+    return _hal(
+        lead_json(lead, account_id=account.id, base_url=_base_url(request), contacts=contacts)
+    )
+
+
+def _with(request: Request, what: str) -> bool:
+    return what in request.query_params.get("with", "").split(",")
 
 
 def _listing(request: Request, key: str, items: list[dict[str, Any]]) -> Response:

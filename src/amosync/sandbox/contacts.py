@@ -230,7 +230,34 @@ def _phone(contact_id: int) -> str:
     return f"+79{contact_id % 1_000_000_000:09d}"
 
 
-def _generated(contact_id: int, recipe: int, first: int, last: int) -> ContactData:
+LEAD_SHARE = _LEADS_SHARE / 1024  # the default share of generated contacts with deals
+
+
+def lead_share_units(share: float) -> int:
+    """A share of contacts with deals (0..1) as the id-hash range that gets them."""
+    if not 0 <= share <= 1:
+        raise ValueError("lead_share must be between 0 and 1")
+    return round(share * 1024)
+
+
+def generated_leads(contact_id: int, lead_units: int = _LEADS_SHARE) -> range:
+    """The deals of a generated contact: 1 to 3 ids from `_LEAD_BASE + 3 * id`, when the id
+    hash falls in the share; so a deal id also names its contact (`lead_owner`)."""
+    spread = (contact_id * 2654435761) & 0xFFFFFFFF
+    if spread >> 22 >= lead_units:
+        return range(0)
+    lead = _LEAD_BASE + contact_id * 3
+    return range(lead, lead + 1 + spread % 3)
+
+
+def lead_owner(lead_id: int) -> int | None:
+    """The generated contact whose deal `lead_id` would be (it may have no such deal)."""
+    return (lead_id - _LEAD_BASE) // 3 if lead_id >= _LEAD_BASE else None
+
+
+def _generated(
+    contact_id: int, recipe: int, first: int, last: int, lead_units: int = _LEADS_SHARE
+) -> ContactData:
     """Derive a generated contact from its recipe: same inputs, same contact."""
     first_name, first_latin, female = _FIRST[first % len(_FIRST)]
     male_last, female_last, last_latin = _LAST[last % len(_LAST)]
@@ -265,7 +292,7 @@ def _generated(contact_id: int, recipe: int, first: int, last: int) -> ContactDa
     spread = (contact_id * 2654435761) & 0xFFFFFFFF
     h = spread >> 22  # 0..1023
     leads = _NO_LINKS
-    if h < _LEADS_SHARE:
+    if h < lead_units:
         lead = _LEAD_BASE + contact_id * 3
         leads = tuple(range(lead, lead + 1 + spread % 3))
     companies = (_COMPANY_BASE + contact_id % 5_000,) if h >= _COMPANY_FROM else _NO_LINKS
@@ -315,6 +342,8 @@ class ContactStore:
         self.first = bytearray()
         self.last = bytearray()
         self.explicit: dict[int, ContactData] = {}
+        # (first position, lead units) of each generated batch: its share with deals.
+        self.lead_batches: list[tuple[int, int]] = []
         self._deleted: list[int] = []  # sorted positions
         self._deleted_set: set[int] = set()
         self.version = 0  # bumped on every change; keys the caches below
@@ -341,8 +370,23 @@ class ContactStore:
         if explicit is not None:
             return explicit
         return _generated(
-            self.ids[position], self.recipes[position], self.first[position], self.last[position]
+            self.ids[position],
+            self.recipes[position],
+            self.first[position],
+            self.last[position],
+            self.lead_units(position),
         )
+
+    def lead_units(self, position: int) -> int:
+        """The share with deals of the batch a generated contact came in."""
+        batches = self.lead_batches
+        if len(batches) == 1:
+            return batches[0][1]
+        index = bisect_right(batches, (position, 1 << 30)) - 1
+        return batches[index][1] if index >= 0 else _LEADS_SHARE
+
+    def is_generated(self, position: int) -> bool:
+        return self.recipes[position] != EXPLICIT
 
     # --- changes --------------------------------------------------------------------------
 
@@ -378,8 +422,11 @@ class ContactStore:
             self.updated[position] = max(now, self.updated[position])
             self.version += 1
 
-    def generate(self, first_id: int, count: int, seed: int, now: int) -> None:
+    def generate(
+        self, first_id: int, count: int, seed: int, now: int, lead_units: int = _LEADS_SHARE
+    ) -> None:
         """Append `count` generated contacts with ids `first_id...`, created over a year."""
+        self.lead_batches.append((len(self.ids), lead_units))
         rng = random.Random(seed)
         span = 365 * 86400
         step = max(1, span // max(count, 1))

@@ -22,7 +22,21 @@ names as the in-process Python API.
     PATCH  /amocrm/accounts/ID/contacts/CID    {name?, emails?, phones?, custom_fields_values?}
     DELETE /amocrm/accounts/ID/contacts/CID
     POST   /amocrm/accounts/ID/contacts/CID/restore
-    POST   /amocrm/accounts/ID/generate        {n, seed?} → {first_id, count, seconds}
+    POST   /amocrm/accounts/ID/generate        {n, seed?, lead_share?, lead_statuses?:
+                                               [[pipeline_id, status_id, weight], ...]}
+                                               → {first_id, count, leads, seconds}
+
+    Deals (LID = deal id); each change fires the deal webhooks registered for it
+    POST   /amocrm/accounts/ID/leads           {contact_ids, pipeline_id?, status_id?, name?,
+                                               price?} → the deal (add_lead)
+    GET    /amocrm/accounts/ID/leads?statuses=P:S,P:S   ids of the live deals in them
+    GET    /amocrm/accounts/ID/leads/LID       the deal with its contacts, or null
+    PATCH  /amocrm/accounts/ID/leads/LID       {status_id, pipeline_id?}: move (status_lead,
+                                               update_lead); {name?, price?}: update_lead
+    DELETE /amocrm/accounts/ID/leads/LID       (delete_lead)
+    POST   /amocrm/accounts/ID/leads/LID/restore   (restore_lead)
+    GET    /amocrm/accounts/ID/lead-pages      deal list page numbers served, in order
+    GET    /amocrm/accounts/ID/lead-webhook-body?action=A&lead_id=LID   the form body
     GET    /amocrm/accounts/ID/webhooks        registered webhooks
     POST   /amocrm/accounts/ID/webhooks/disable  {destination?}: amoCRM turned it off
     DELETE /amocrm/accounts/ID/webhooks        {destination?}: drop it (every one without)
@@ -81,7 +95,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from amosync.sandbox.amocrm import Action, AmoCRMSimulator
+from amosync.sandbox.amocrm import Action, AmoCRMSimulator, LeadAction
+from amosync.sandbox.contacts import LEAD_SHARE
 from amosync.sandbox.controls import max_in_window
 from amosync.sandbox.sandbox import Sandbox
 from amosync.sandbox.unisender import UnisenderError, UnisenderSimulator
@@ -127,6 +142,7 @@ def routes(sandbox: Sandbox) -> list[Route]:
 
     account = "/amocrm/accounts/{account_id:int}"
     contact = account + "/contacts/{contact_id:int}"
+    lead = account + "/leads/{lead_id:int}"
     return [
         route("/health", _health),
         route("/amocrm/integrations", _add_integration, "POST"),
@@ -140,6 +156,14 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route(contact, _delete_contact, "DELETE"),
         route(contact + "/restore", _restore_contact, "POST"),
         route(account + "/generate", _generate, "POST"),
+        route(account + "/leads", _create_lead, "POST"),
+        route(account + "/leads", _leads_in),
+        route(lead, _get_lead),
+        route(lead, _change_lead, "PATCH"),
+        route(lead, _delete_lead, "DELETE"),
+        route(lead + "/restore", _restore_lead, "POST"),
+        route(account + "/lead-pages", _lead_pages),
+        route(account + "/lead-webhook-body", _lead_webhook_body),
         route(account + "/webhooks", _webhooks),
         route(account + "/webhooks/disable", _disable_webhook, "POST"),
         route(account + "/webhooks", _remove_webhook, "DELETE"),
@@ -310,11 +334,109 @@ async def _restore_contact(sandbox: Sandbox, request: Request) -> Any:
 
 async def _generate(sandbox: Sandbox, request: Request) -> Any:
     body = await _body(request)
+    account_id = request.path_params["account_id"]
+    statuses = body.get("lead_statuses")
+    if statuses is not None and not (
+        isinstance(statuses, list)
+        and all(isinstance(item, list) and len(item) == 3 for item in statuses)
+    ):
+        raise ValueError("lead_statuses must be a list of [pipeline_id, status_id, weight]")
     started = time.perf_counter()
     ids = sandbox.amocrm.generate_contacts(
-        request.path_params["account_id"], int(body.get("n", 0)), seed=int(body.get("seed", 0))
+        account_id,
+        int(body.get("n", 0)),
+        seed=int(body.get("seed", 0)),
+        lead_share=float(body.get("lead_share", LEAD_SHARE)),
+        lead_statuses=None
+        if statuses is None
+        else [(int(p), int(s), float(w)) for p, s, w in statuses],
     )
-    return {"first_id": ids.start, "count": len(ids), "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    leads = len(sandbox.amocrm.leads_in(account_id))
+    return {"first_id": ids.start, "count": len(ids), "leads": leads, "seconds": seconds}
+
+
+def _lead_ids(request: Request) -> tuple[int, int]:
+    return request.path_params["account_id"], request.path_params["lead_id"]
+
+
+def _optional_id(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an id")
+    return value
+
+
+async def _create_lead(sandbox: Sandbox, request: Request) -> Any:
+    body = await _body(request)
+    contact_ids = body.get("contact_ids", [])
+    if not isinstance(contact_ids, list) or not all(isinstance(c, int) for c in contact_ids):
+        raise ValueError("contact_ids must be a list of ids")
+    return sandbox.amocrm.create_lead(
+        request.path_params["account_id"],
+        contact_ids,
+        pipeline_id=_optional_id(body, "pipeline_id"),
+        status_id=_optional_id(body, "status_id"),
+        name=body.get("name"),
+        price=int(body.get("price", 0)),
+    )
+
+
+async def _leads_in(sandbox: Sandbox, request: Request) -> Any:
+    wanted: list[tuple[int | None, int | None]] | None = None
+    spec = request.query_params.get("statuses")
+    if spec:
+        wanted = []
+        for item in spec.split(","):
+            pipeline, _, status = item.partition(":")
+            wanted.append((int(pipeline) if pipeline else None, int(status) if status else None))
+    return sandbox.amocrm.leads_in(request.path_params["account_id"], wanted)
+
+
+async def _get_lead(sandbox: Sandbox, request: Request) -> Any:
+    return sandbox.amocrm.get_lead(*_lead_ids(request))
+
+
+async def _change_lead(sandbox: Sandbox, request: Request) -> Any:
+    body = await _body(request)
+    status_id = _optional_id(body, "status_id")
+    if status_id is not None:
+        return sandbox.amocrm.move_lead(
+            *_lead_ids(request), status_id, pipeline_id=_optional_id(body, "pipeline_id")
+        )
+    price = body.get("price")
+    return sandbox.amocrm.update_lead(
+        *_lead_ids(request), name=body.get("name"), price=None if price is None else int(price)
+    )
+
+
+async def _delete_lead(sandbox: Sandbox, request: Request) -> Any:
+    sandbox.amocrm.delete_lead(*_lead_ids(request))
+    return _no_content()
+
+
+async def _restore_lead(sandbox: Sandbox, request: Request) -> Any:
+    return sandbox.amocrm.restore_lead(*_lead_ids(request))
+
+
+async def _lead_pages(sandbox: Sandbox, request: Request) -> Any:
+    return sandbox.amocrm.lead_pages(request.path_params["account_id"])
+
+
+async def _lead_webhook_body(sandbox: Sandbox, request: Request) -> Any:
+    action = _query(request, "action")
+    if action not in ("add", "update", "status", "delete", "restore"):
+        raise ValueError("action must be add, update, status, delete or restore")
+    old_status = request.query_params.get("old_status_id")
+    body = sandbox.amocrm.lead_webhook_body(
+        request.path_params["account_id"],
+        cast(LeadAction, action),
+        int(_query(request, "lead_id")),
+        old_status_id=int(old_status) if old_status else None,
+    )
+    return Response(body, 200, media_type="application/x-www-form-urlencoded")
 
 
 async def _webhooks(sandbox: Sandbox, request: Request) -> Any:
@@ -413,6 +535,7 @@ async def _deliveries(sandbox: Sandbox, _request: Request) -> Any:
             "destination": d.destination,
             "action": d.action,
             "contact_id": d.contact_id,
+            "lead_id": d.lead_id,
             "status": d.status,
             "error": d.error,
         }

@@ -22,6 +22,8 @@ from typing import Any, Self
 
 import httpx
 
+from amosync.sandbox.contacts import LEAD_SHARE
+
 
 class RemoteError(RuntimeError):
     """A control route refused the call (its status and body are in the message)."""
@@ -126,11 +128,77 @@ class RemoteAmoCRM(_Part):
         path = f"/amocrm/accounts/{account_id}/contacts/{contact_id}/restore"
         return dict(await self._call("POST", path))
 
-    async def generate_contacts(self, account_id: int, n: int, *, seed: int = 0) -> range:
-        answer = await self._call(
-            "POST", f"/amocrm/accounts/{account_id}/generate", json={"n": n, "seed": seed}
-        )
+    async def generate_contacts(
+        self,
+        account_id: int,
+        n: int,
+        *,
+        seed: int = 0,
+        lead_share: float = LEAD_SHARE,
+        lead_statuses: Sequence[tuple[int, int, float]] | None = None,
+    ) -> range:
+        body: dict[str, Any] = {"n": n, "seed": seed, "lead_share": lead_share}
+        if lead_statuses is not None:
+            body["lead_statuses"] = [list(item) for item in lead_statuses]
+        answer = await self._call("POST", f"/amocrm/accounts/{account_id}/generate", json=body)
         return range(answer["first_id"], answer["first_id"] + answer["count"])
+
+    async def create_lead(
+        self,
+        account_id: int,
+        contact_ids: Sequence[int] = (),
+        *,
+        pipeline_id: int | None = None,
+        status_id: int | None = None,
+        name: str | None = None,
+        price: int = 0,
+    ) -> dict[str, Any]:
+        body = {
+            "contact_ids": list(contact_ids),
+            "pipeline_id": pipeline_id,
+            "status_id": status_id,
+            "name": name,
+            "price": price,
+        }
+        return dict(await self._call("POST", f"/amocrm/accounts/{account_id}/leads", json=body))
+
+    async def move_lead(
+        self, account_id: int, lead_id: int, status_id: int, *, pipeline_id: int | None = None
+    ) -> dict[str, Any]:
+        path = f"/amocrm/accounts/{account_id}/leads/{lead_id}"
+        body = {"status_id": status_id, "pipeline_id": pipeline_id}
+        return dict(await self._call("PATCH", path, json=body))
+
+    async def update_lead(
+        self, account_id: int, lead_id: int, *, name: str | None = None, price: int | None = None
+    ) -> dict[str, Any]:
+        path = f"/amocrm/accounts/{account_id}/leads/{lead_id}"
+        return dict(await self._call("PATCH", path, json={"name": name, "price": price}))
+
+    async def delete_lead(self, account_id: int, lead_id: int) -> None:
+        await self._call("DELETE", f"/amocrm/accounts/{account_id}/leads/{lead_id}")
+
+    async def restore_lead(self, account_id: int, lead_id: int) -> dict[str, Any]:
+        path = f"/amocrm/accounts/{account_id}/leads/{lead_id}/restore"
+        return dict(await self._call("POST", path))
+
+    async def get_lead(self, account_id: int, lead_id: int) -> dict[str, Any] | None:
+        answer = await self._call("GET", f"/amocrm/accounts/{account_id}/leads/{lead_id}")
+        return None if answer is None else dict(answer)
+
+    async def leads_in(
+        self, account_id: int, statuses: Sequence[tuple[int | None, int | None]] | None = None
+    ) -> list[int]:
+        params = {}
+        if statuses:
+            params["statuses"] = ",".join(
+                f"{'' if p is None else p}:{'' if s is None else s}" for p, s in statuses
+            )
+        path = f"/amocrm/accounts/{account_id}/leads"
+        return [int(i) for i in await self._call("GET", path, params=params)]
+
+    async def lead_pages(self, account_id: int) -> list[int]:
+        return list(await self._call("GET", f"/amocrm/accounts/{account_id}/lead-pages"))
 
     async def webhooks(self, account_id: int) -> list[dict[str, Any]]:
         return list(await self._call("GET", f"/amocrm/accounts/{account_id}/webhooks"))

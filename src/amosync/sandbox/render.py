@@ -1,4 +1,4 @@
-"""amoCRM's wire shapes: contacts as API v4 JSON, and contacts as webhook form bodies.
+"""amoCRM's wire shapes: contacts and deals as API v4 JSON and as webhook form bodies.
 
 Both follow the real payloads of tests/fixtures/amocrm (SOURCES.md names their sources);
 tests/sandbox/test_shapes.py checks that what is rendered here looks like them.
@@ -6,10 +6,12 @@ tests/sandbox/test_shapes.py checks that what is rendered here looks like them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 from amosync.sandbox.contacts import ContactData, company_name
+from amosync.sandbox.leads import LeadData
 
 # What amoCRM sends as the acting user in webhooks for changes made by the API/robots.
 SYSTEM_USER_ID = 0
@@ -125,6 +127,97 @@ def webhook_pairs(
         (f"{prefix}[created_at]", str(created_at)),
         (f"{prefix}[updated_at]", str(updated_at)),
         (f"{prefix}[type]", "contact"),
+    ]
+    return pairs
+
+
+def lead_json(
+    lead: LeadData,
+    *,
+    account_id: int,
+    base_url: str,
+    contacts: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """One deal as `GET /api/v4/leads` lists it; `contacts` (with `?with=contacts`): the
+    linked contacts to embed, the first one the main contact."""
+    embedded: dict[str, Any] = {"tags": [], "companies": []}
+    if contacts is not None:
+        embedded["contacts"] = [
+            {
+                "id": contact_id,
+                "is_main": n == 0,
+                "_links": {"self": {"href": f"{base_url}/api/v4/contacts/{contact_id}"}},
+            }
+            for n, contact_id in enumerate(contacts)
+        ]
+    return {
+        "id": lead.id,
+        "name": lead.name,
+        "price": lead.price,
+        "responsible_user_id": lead.responsible_user_id,
+        "group_id": 0,
+        "status_id": lead.status_id,
+        "pipeline_id": lead.pipeline_id,
+        "loss_reason_id": None,
+        "created_by": lead.responsible_user_id,
+        "updated_by": lead.responsible_user_id,
+        "created_at": lead.created_at,
+        "updated_at": lead.updated_at,
+        "closed_at": lead.closed_at,
+        "closest_task_at": None,
+        "is_deleted": False,
+        "custom_fields_values": None,
+        "score": None,
+        "account_id": account_id,
+        "labor_cost": None,
+        "_links": {"self": {"href": f"{base_url}/api/v4/leads/{lead.id}"}},
+        "_embedded": embedded,
+    }
+
+
+def lead_webhook_pairs(
+    action: str,
+    lead: LeadData,
+    *,
+    account_id: int,
+    old_status_id: int | None = None,
+    old_pipeline_id: int | None = None,
+) -> list[tuple[str, str]]:
+    """The `leads[{action}][0][...]` fields of one webhook, in amoCRM's order.
+
+    add/update/status/restore carry the deal in the legacy shape of the real bodies in
+    tests/fixtures/amocrm/webhooks (`date_create`, `last_modified`, `pipeline_id`; a status
+    change adds `old_status_id` after the fields). `old_pipeline_id` on a move to another
+    pipeline, `created_at`/`updated_at` (as contacts have them now) and the delete entry's
+    `status_id`/`pipeline_id` are not in any real body found: assumptions.
+    """
+    prefix = f"leads[{action}][0]"
+    if action == "delete":
+        return [
+            (f"{prefix}[id]", str(lead.id)),
+            (f"{prefix}[status_id]", str(lead.status_id)),
+            (f"{prefix}[pipeline_id]", str(lead.pipeline_id)),
+        ]
+    pairs = [
+        (f"{prefix}[id]", str(lead.id)),
+        (f"{prefix}[name]", lead.name),
+        (f"{prefix}[status_id]", str(lead.status_id)),
+        (f"{prefix}[price]", str(lead.price)),
+        (f"{prefix}[responsible_user_id]", str(lead.responsible_user_id)),
+        (f"{prefix}[last_modified]", str(lead.updated_at)),
+        (f"{prefix}[modified_user_id]", str(SYSTEM_USER_ID)),
+        (f"{prefix}[created_user_id]", str(lead.responsible_user_id)),
+        (f"{prefix}[date_create]", str(lead.created_at)),
+        (f"{prefix}[pipeline_id]", str(lead.pipeline_id)),
+        (f"{prefix}[account_id]", str(account_id)),
+    ]
+    if old_status_id is not None:
+        pairs.append((f"{prefix}[old_status_id]", str(old_status_id)))
+    if old_pipeline_id is not None and old_pipeline_id != lead.pipeline_id:
+        pairs.append((f"{prefix}[old_pipeline_id]", str(old_pipeline_id)))
+    pairs += [
+        (f"{prefix}[created_at]", str(lead.created_at)),
+        (f"{prefix}[updated_at]", str(lead.updated_at)),
     ]
     return pairs
 
