@@ -376,3 +376,21 @@ def test_deal_webhook_bodies_use_the_corpus_key_layouts() -> None:
             seen.add(shape)
             assert shape in known or shape in ASSUMED_LEAD_KEYS, shape
     assert "leads[ACTION][#][old_status_id]" in seen
+
+
+async def test_a_generated_deal_moved_or_deleted_leaves_and_joins_the_filter(
+    served: Served, token: str
+) -> None:
+    amo = served.amo
+    amo.generate_contacts(ACCOUNT_ID, 300, seed=4, lead_statuses=[(MAIN, FIRST, 1)])
+    first, second, *_ = amo.leads_in(ACCOUNT_ID)
+    amo.move_lead(ACCOUNT_ID, first, WON)
+    amo.delete_lead(ACCOUNT_ID, second)
+    async with AmoCRMClient(served.url, FixedToken(token), limiter()) as client:
+        won = [lead async for page in client.iter_leads([(MAIN, WON)]) for lead in page]
+        working = [lead.id async for page in client.iter_leads([(MAIN, FIRST)]) for lead in page]
+    assert [lead.id for lead in won] == [first]
+    assert won[0].contact_ids  # still its generated contact
+    assert first not in working
+    assert second not in working
+    assert len(working) == len(amo.leads_in(ACCOUNT_ID)) - 1

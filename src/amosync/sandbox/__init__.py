@@ -34,9 +34,12 @@ What is faithful (and pinned by tests/sandbox): OAuth code exchange with single-
 refresh-token rotation (a spent refresh token → 401, hint "Token has been revoked"),
 access-token expiry (→ 401), amoCRM's problem+json error bodies; contact pages (`limit` ≤ 250,
 HAL `_links.next` only when more follow, **204 with an empty body** past the end,
-`filter[updated_at][from|to]`, `order[id|updated_at]`); webhook registration and
-**real-format webhooks** (form-encoded PHP-style keys) posted on every contact change;
-a per-account rate limit answering 429. Unisender: every answer is HTTP 200 — errors are
+`filter[updated_at][from|to]`, `order[id|updated_at]`); the catalogs (contact fields with
+their `enums`, pipelines whose statuses include 142 and 143, contact tags); deals linked to
+contacts, listed by `filter[statuses][i][pipeline_id|status_id]` with `with=contacts` and read
+one by one (204 when deleted); webhook registration and **real-format webhooks** (form-encoded
+PHP-style keys) posted on every contact and deal change; a per-account rate limit answering
+429. Unisender: every answer is HTTP 200 — errors are
 `{"error", "code"}` (`invalid_api_key`, `invalid_arg`, `api_call_limit_exceeded_for_api_key`,
 `retry_later`, ...); `importContacts` takes ≤ 500 rows and reports rejected rows in `log`;
 unsubscribed addresses stay unsubscribed; `exclude` keeps the contact; `getFields` and
