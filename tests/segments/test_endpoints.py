@@ -9,7 +9,9 @@ import pytest
 import stamina
 from sqlalchemy import select
 
+from amosync.accounts.install import LEAD_EVENTS, WEBHOOK_EVENTS
 from amosync.db.models import Account, SyncRun
+from amosync.sandbox.contacts import CITY_FIELD
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 
 URL = f"/accounts/{ACCOUNT_ID}/settings"
@@ -249,6 +251,23 @@ async def test_put_accounts_settings_go_through_the_same_checks(database_url: st
         assert (await s.http.get(URL)).json()["consent"] == DEFAULTS["consent"]
 
 
+async def test_choices_say_which_part_failed(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        before = await s.http.get(f"{URL}/choices")
+        assert before.status_code == 200, before.text
+        assert before.json()["lists"] is None
+        assert before.json()["errors"]["lists"] == "unisender_not_connected"
+        vip = await connected(s)
+        after = (await s.http.get(f"{URL}/choices")).json()
+        assert {"id": vip, "title": "VIP"} in after["lists"]
+        assert "lists" not in after["errors"]
+        widget = {"Authorization": "", **s.widget_headers()}
+        assert (await s.http.get(f"{URL}/choices", headers=widget)).status_code == 200
+        foreign = {"Authorization": "", **s.widget_headers(ACCOUNT_ID + 1)}
+        assert (await s.http.get(f"{URL}/choices", headers=foreign)).status_code == 403
+
+
 def preflight(method: str) -> dict[str, str]:
     return {
         "Origin": "https://acme.amocrm.ru",
@@ -277,3 +296,129 @@ async def test_the_widget_may_save_settings_cross_origin(database_url: str) -> N
         )
         assert saved.status_code == 200
         assert saved.headers["access-control-allow-origin"] == "https://acme.amocrm.ru"
+
+
+PIPELINE = 3177727  # the sandbox's main pipeline, with amoCRM's won (142) and lost (143)
+CITY = int(CITY_FIELD["field_id"])
+
+
+@pytest.mark.parametrize(
+    ("wanted", "named"),
+    [
+        ({"pipeline_id": 1, "status_id": 142}, "no pipeline 1"),
+        ({"pipeline_id": PIPELINE, "status_id": 999}, "no status 999"),
+    ],
+)
+async def test_a_pipeline_or_status_amocrm_lacks_is_unknown_status(
+    database_url: str, wanted: dict[str, int], named: str
+) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        rule = {"list_id": vip, "lead_statuses": [wanted]}
+        answer = await s.http.put(URL, json={"lists": [rule]})
+        assert error(answer) == (400, "unknown_status"), answer.text
+        assert named in answer.json()["detail"]
+        assert await stored(s) == {}
+
+
+async def test_an_amocrm_field_that_does_not_exist_is_unknown_field(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await connected(s)
+        custom = [{"amocrm_field_id": 987654, "unisender_field": "city"}]
+        answer = await s.http.put(URL, json={"fields": {"custom": custom}})
+        assert error(answer) == (400, "unknown_field"), answer.text
+        assert await stored(s) == {}
+        custom = [{"amocrm_field_id": CITY, "unisender_field": "city"}]
+        ok = await s.http.put(URL, json={"fields": {"custom": custom}})
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["fields"]["custom"] == custom
+        assert ok.json()["sync"]["status"] == "queued"
+
+
+async def test_amocrm_is_asked_only_for_what_the_body_names(database_url: str) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        before = len(s.sandbox.calls.matching(api="amocrm"))
+        tags = await s.http.put(URL, json={"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+        assert tags.status_code == 200, tags.text
+        phone = await s.http.put(URL, json={"fields": {"phone": True}})
+        assert phone.status_code == 200, phone.text
+        assert len(s.sandbox.calls.matching(api="amocrm")) == before
+
+
+async def test_amocrm_failing_is_503_and_stores_nothing(database_url: str) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        s.sandbox.amocrm.add_fault(503, path="/api/v4/leads/pipelines", times=None)
+        rule = {"list_id": vip, "lead_statuses": [{"pipeline_id": PIPELINE, "status_id": 142}]}
+        with stamina.set_testing(True, attempts=2):
+            answer = await s.http.put(URL, json={"lists": [rule]})
+        assert error(answer) == (503, "upstream_unavailable")
+        assert await stored(s) == {}
+
+
+def events(s: Stack) -> list[list[str]]:
+    return [sorted(hook["settings"]) for hook in s.sandbox.amocrm.webhooks(ACCOUNT_ID)]
+
+
+async def test_a_status_rule_adds_the_lead_events_to_the_webhook_and_removes_them(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        assert events(s) == [sorted(WEBHOOK_EVENTS)]
+        rule = {"list_id": vip, "lead_statuses": [{"pipeline_id": PIPELINE, "status_id": 142}]}
+        answer = await s.http.put(URL, json={"lists": [rule]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["lists"] == [{"list_id": vip, "tags_any": [], **rule}]
+        await s.settle()
+        assert events(s) == [sorted(WEBHOOK_EVENTS + LEAD_EVENTS)]
+        # Another change that keeps a lead rule registers nothing again.
+        posts = len(s.sandbox.calls.matching(api="amocrm", path="/api/v4/webhooks"))
+        both = {**rule, "tags_any": ["vip"]}
+        assert (await s.http.put(URL, json={"lists": [both]})).status_code == 200
+        await s.settle()
+        assert len(s.sandbox.calls.matching(api="amocrm", path="/api/v4/webhooks")) == posts
+        # No rule reads leads any more: amoCRM stops posting deal changes.
+        tags_only = await s.http.put(URL, json={"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+        assert tags_only.status_code == 200, tags_only.text
+        await s.settle()
+        assert events(s) == [sorted(WEBHOOK_EVENTS)]
+
+
+async def test_choices_list_every_part_by_name(database_url: str) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        amo = s.sandbox.amocrm
+        ann = amo.add_contact(ACCOUNT_ID, "Ann", emails=["ann@example.com"])["id"]
+        amo.edit_tags(ACCOUNT_ID, ann, add=[{"name": "vip"}])
+        answer = await s.http.get(f"{URL}/choices")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["errors"] == {}
+        assert {"id": vip, "title": "VIP"} in body["lists"]
+        assert {"id": CITY, "name": CITY_FIELD["field_name"], "type": "text"} in body["fields"]
+        main = next(p for p in body["pipelines"] if p["id"] == PIPELINE)
+        assert {142, 143} <= {status["id"] for status in main["statuses"]}
+        assert all(set(status) == {"id", "name"} for status in main["statuses"])
+        assert "vip" in {tag["name"] for tag in body["tags"]}
+        assert all(set(tag) == {"id", "name"} for tag in body["tags"])
+
+
+async def test_choices_show_the_rest_when_amocrm_fails(database_url: str) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        s.sandbox.amocrm.add_fault(503, path="/api/v4/", times=None)
+        with stamina.set_testing(True, attempts=1):
+            answer = await s.http.get(f"{URL}/choices")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert {"id": vip, "title": "VIP"} in body["lists"]
+        assert body["fields"] is None
+        assert body["pipelines"] is None
+        assert body["tags"] is None
+        assert body["errors"] == {
+            "fields": "upstream_unavailable",
+            "pipelines": "upstream_unavailable",
+            "tags": "upstream_unavailable",
+        }

@@ -1,4 +1,4 @@
-"""The settings routes (SPEC §3, §8, §9): read and store."""
+"""The settings routes (SPEC §3, §8, §9): read, store, and what the forms pick from."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from amosync.auth import CallerDep
 from amosync.deps import ServicesDep, SessionDep
 from amosync.ids import AccountIdPath
 from amosync.segments import service
-from amosync.segments.schemas import SavedSettings
+from amosync.segments.schemas import Choices, SavedSettings
 from amosync.segments.settings import AccountSettings, account_settings
 
 router = APIRouter(tags=["settings"])
@@ -38,3 +38,14 @@ async def put_settings(
     caller.require_account(account_id)
     account = await accounts.require(session, account_id, for_update=True)
     return await service.save(services, session, account, body, body.model_fields_set)
+
+
+@router.get("/accounts/{account_id}/settings/choices")
+async def get_choices(
+    account_id: AccountIdPath, caller: CallerDep, services: ServicesDep, session: SessionDep
+) -> Choices:
+    """Unisender lists, amoCRM contact fields, pipelines with statuses and tags, for the
+    settings forms; a part is null, with its error code in `errors`, when its vendor fails."""
+    caller.require_account(account_id)
+    account = await accounts.require(session, account_id)
+    return await service.choices(services, account)

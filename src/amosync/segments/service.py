@@ -7,17 +7,28 @@ the settings are stored together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.tokens import amocrm_client
+from amosync.accounts.unisender import account_lists
 from amosync.db.models import Account, SyncRun
-from amosync.errors import AppError
+from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.segments import validate
-from amosync.segments.schemas import SavedSettings
+from amosync.segments.schemas import (
+    Choices,
+    FieldChoice,
+    ListChoice,
+    PipelineChoice,
+    SavedSettings,
+    StatusChoice,
+    TagChoice,
+)
 from amosync.segments.settings import AccountSettings, account_settings
 from amosync.state import Services
 from amosync.sync import service as sync
@@ -25,6 +36,8 @@ from amosync.sync.schemas import SyncStarted
 from amosync.worker.queue import enqueue
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 
 def parse(value: Any) -> AccountSettings:
@@ -92,4 +105,61 @@ async def save(
         lists=after.lists,
         consent=after.consent,
         sync=SyncStarted(run_id=run.id, status=run.status) if run else None,
+    )
+
+
+def error_code(exc: Exception) -> str:
+    """The code a route would answer `exc` with (see `amosync.app`'s handlers)."""
+    if isinstance(exc, AppError):
+        return exc.code
+    if isinstance(exc, TransientUpstreamError):
+        return "upstream_unavailable"
+    return "upstream_error"
+
+
+async def choices(services: Services, account: Account) -> Choices:
+    """The account's Unisender lists, amoCRM contact fields, pipelines with statuses and
+    contact tags, asked of both vendors at once; a part whose vendor fails is null."""
+    errors: dict[str, str] = {}
+
+    async def part(name: str, read: Callable[[], Awaitable[T]]) -> T | None:
+        try:
+            return await read()
+        except (AppError, UpstreamError) as exc:
+            log.info("settings.choices.failed", account_id=account.id, part=name, error=str(exc))
+            errors[name] = error_code(exc)
+            return None
+
+    async def lists() -> list[ListChoice]:
+        return [ListChoice(id=i.id, title=i.title) for i in await account_lists(services, account)]
+
+    async def fields() -> list[FieldChoice]:
+        client = await amocrm_client(services, account.id)
+        return [
+            FieldChoice(id=f.id, name=f.name, type=f.type) for f in await client.contact_fields()
+        ]
+
+    async def pipelines() -> list[PipelineChoice]:
+        client = await amocrm_client(services, account.id)
+        return [
+            PipelineChoice(
+                id=p.id,
+                name=p.name,
+                statuses=[StatusChoice(id=s.id, name=s.name) for s in p.statuses],
+            )
+            for p in await client.pipelines()
+        ]
+
+    async def tags() -> list[TagChoice]:
+        client = await amocrm_client(services, account.id)
+        return [TagChoice(id=t.id, name=t.name) for t in await client.contact_tags()]
+
+    found = await asyncio.gather(
+        part("lists", lists),
+        part("fields", fields),
+        part("pipelines", pipelines),
+        part("tags", tags),
+    )
+    return Choices(
+        lists=found[0], fields=found[1], pipelines=found[2], tags=found[3], errors=errors
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_lists
 from amosync.db.models import Account
 from amosync.errors import BadRequest
@@ -88,6 +89,10 @@ async def check(
         check_rules(settings, account.list_id)
         if settings.lists:
             await _check_lists(services, account, settings)
+        if settings.wants_leads:
+            await _check_statuses(services, account, settings)
+    if "fields" in parts and settings.fields.custom:
+        await _check_fields(services, account, settings)
 
 
 async def _check_lists(services: Services, account: Account, settings: AccountSettings) -> None:
@@ -97,4 +102,35 @@ async def _check_lists(services: Services, account: Account, settings: AccountSe
             raise BadRequest(
                 f"lists[{index}]: Unisender list {rule.list_id} does not exist for this key",
                 code="unknown_list",
+            )
+
+
+async def _check_statuses(services: Services, account: Account, settings: AccountSettings) -> None:
+    client = await amocrm_client(services, account.id)
+    pipelines = {p.id: {s.id for s in p.statuses} for p in await client.pipelines()}
+    for index, rule in enumerate(settings.lists):
+        for at, wanted in enumerate(rule.lead_statuses):
+            where = f"lists[{index}].lead_statuses[{at}]"
+            statuses = pipelines.get(wanted.pipeline_id)
+            if statuses is None:
+                raise BadRequest(
+                    f"{where}: amoCRM has no pipeline {wanted.pipeline_id}",
+                    code="unknown_status",
+                )
+            if wanted.status_id not in statuses:
+                raise BadRequest(
+                    f"{where}: pipeline {wanted.pipeline_id} has no status {wanted.status_id}",
+                    code="unknown_status",
+                )
+
+
+async def _check_fields(services: Services, account: Account, settings: AccountSettings) -> None:
+    client = await amocrm_client(services, account.id)
+    known = {field.id for field in await client.contact_fields()}
+    for index, pair in enumerate(settings.fields.custom):
+        if pair.amocrm_field_id not in known:
+            raise BadRequest(
+                f"fields.custom[{index}].amocrm_field_id: amoCRM contacts have no field "
+                f"{pair.amocrm_field_id}",
+                code="unknown_field",
             )
