@@ -83,8 +83,11 @@ async def test_moderately_nested_json_still_reaches_the_route(
     for _ in range(20):
         nested = {"n": nested}
     response = await client.put(f"/accounts/{ACCOUNT}", json={"settings": {"deep": nested}})
-    assert response.status_code == 200, response.text
-    assert response.json()["settings"]["deep"] == nested
+    # Read by the route, which refuses the key as not a setting (SPEC §8): not the
+    # middleware's refusal of a body too deep to parse (`invalid_request`).
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_settings", response.text
+    assert "deep" in response.json()["detail"]
 
 
 # -- integers over 64 bits in settings ---------------------------------------------------
@@ -274,10 +277,16 @@ async def test_the_limit_is_where_routes_start_refusing(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     await add(services, account(ACCOUNT))
-    for depth, status in ((MAX_JSON_DEPTH - 2, 200), (MAX_JSON_DEPTH + 1, 422)):
+    # Under the limit the route reads the body (and refuses the key as not a setting);
+    # over it the middleware refuses the body unread.
+    for depth, code in (
+        (MAX_JSON_DEPTH - 2, "invalid_settings"),
+        (MAX_JSON_DEPTH + 1, "invalid_request"),
+    ):
         nested: Any = 1
         for _ in range(depth):
             nested = [nested]
         # {"settings": {"deep": ...}}: two levels more than `nested`.
         response = await client.put(f"/accounts/{ACCOUNT}", json={"settings": {"deep": nested}})
-        assert response.status_code == status, (depth, response.text)
+        assert response.status_code == 422, (depth, response.text)
+        assert response.json()["error"] == code, (depth, response.text)
