@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -213,7 +214,36 @@ def test_corpus_webhooks_parse_to_their_contact_changes(path: Path) -> None:
     payload = parse_webhook(path.read_bytes())
 
     assert (payload.account_id, payload.subdomain) == (account_id, subdomain)
-    assert payload.changes == changes
+    # Tags and other fields are checked below, on the bodies that carry them.
+    assert [replace(c, tags=[], fields=[]) for c in payload.changes] == changes
+
+
+def test_corpus_webhooks_carry_their_tags_and_other_fields() -> None:
+    """Tags (`[tags][i][name]`) and the fields other than e-mail, in the API's
+    `custom_fields_values` shape, for the field mapping and the tag rules (SPEC §8)."""
+    (real,) = parse_webhook(corpus("webhooks/contact_update_linked_leads_tags.form")).changes
+    assert real.tags == ["Заявка с сайта", "callback"]
+    by_id = {f["field_id"]: f for f in real.fields}
+    assert by_id[54667] == {
+        "field_id": 54667,
+        "field_code": "PHONE",
+        "values": [{"value": "89031453455", "enum_id": 114611}],
+    }
+    # A select without `code`: its value is the option's text, its enum the option's id.
+    assert by_id[548465]["field_code"] is None
+    assert by_id[548465]["values"] == [{"value": "По рекомендации", "enum_id": 1143911}]
+    assert by_id[72337]["values"] == [{"value": "Москва"}]
+    assert all(f["field_code"] != "EMAIL" for f in real.fields)
+
+    (built,) = parse_webhook(corpus("webhooks/contact_update_all_parts.form")).changes
+    assert built.tags == ["vip", "Выставка 2026"]
+    # A date field's bare number is kept as the value.
+    assert {"field_id": 301001, "field_code": None, "values": [{"value": "631152000"}]} in (
+        built.fields
+    )
+
+    (untagged,) = parse_webhook(corpus("webhooks/contact_add_linked_lead_kommo.form")).changes
+    assert untagged.tags == []
 
 
 def test_a_restore_with_fields_is_an_upsert() -> None:

@@ -115,6 +115,16 @@ def test_a_real_update_delivery() -> None:
         name="Анна Петрова",
         emails=["anna@example.com", "Anna.Work@Example.com"],
         updated_at=1642684812,
+        # The other fields, in the API's shape, for the field mapping (SPEC §8).
+        fields=[
+            {
+                "field_id": 293097,
+                "field_code": "PHONE",
+                "values": [{"value": "+7 999 000-00-00", "enum_id": 395207}],
+            },
+            {"field_id": 293207, "field_code": None, "values": [{"value": "1471813200"}]},
+            {"field_id": 77, "field_code": None, "values": [{"value": "other@example.com"}]},
+        ],
     )
 
 

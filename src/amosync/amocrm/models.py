@@ -57,11 +57,34 @@ class ContactField(TypedDict, total=False):
     values: list[Any] | None
 
 
+class TagRef(TypedDict, total=False):
+    """An entry of a contact's `_embedded.tags`: `{"id", "name", "color"}`."""
+
+    id: Any
+    name: Any
+
+
+class _ContactEmbedded(_Model):
+    tags: list[TagRef] | None = None
+
+
 class Contact(_Model):
     id: int
     name: str | None = None
     updated_at: int | None = None  # unix seconds
     custom_fields_values: list[ContactField] | None = None
+    embedded: _ContactEmbedded | None = Field(default=None, alias="_embedded")
+
+    @property
+    def tags(self) -> list[str]:
+        """Its tag names, in amoCRM's order (`_embedded.tags[].name`)."""
+        if self.embedded is None or not self.embedded.tags:
+            return []
+        return [
+            name.strip()
+            for tag in self.embedded.tags
+            if isinstance(name := tag.get("name"), str) and name.strip()
+        ]
 
 
 @dataclass(frozen=True)

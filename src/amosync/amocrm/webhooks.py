@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Literal, TypeAlias, Union
+from typing import Any, Literal, TypeAlias, Union
 
 import structlog
 
@@ -107,6 +107,12 @@ class ContactChange:
     # The EMAIL field's values in order, trimmed, blanks dropped; checked by sync.mapping.
     emails: list[str] = field(default_factory=list)
     updated_at: int | None = None  # amoCRM's last_modified (unix seconds)
+    # Its tag names in amoCRM's order (`[tags][i][name]`); a webhook names every tag the
+    # contact has, and none when it has none.
+    tags: list[str] = field(default_factory=list)
+    # Its other custom fields in the API's `custom_fields_values` shape (`field_id`,
+    # `field_code`, `values[].value`/`enum_id`), for the field mapping (SPEC §8).
+    fields: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -315,13 +321,16 @@ def _changes(action: Action, entries: Node | str, skipped: list[str]) -> list[Co
         else:
             name = contact.get("name")
             fields = contact.get("custom_fields")
+            emails, others = _fields(fields, where)
             change = ContactChange(
                 amocrm_id=amocrm_id,
                 action="fetch" if action == "restore" and fields is None else "upsert",
                 name=name if isinstance(name, str) else None,
-                emails=_emails(fields, where),
+                emails=emails,
                 updated_at=_number(contact.get("last_modified") or contact.get("updated_at")),
                 raw_action=action,
+                tags=_tags(contact.get("tags")),
+                fields=others,
             )
         changes.append(change)
     return changes
@@ -375,27 +384,66 @@ def _number(value: Node | str | None) -> int | None:
     return None
 
 
-def _emails(fields: Node | str | None, where: str) -> list[str]:
-    """Values of the fields whose code is EMAIL — by code, never by position."""
+def _fields(fields: Node | str | None, where: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The EMAIL fields' values (by code, never by position), and the other fields in the
+    API's `custom_fields_values` shape."""
     if not isinstance(fields, dict):
-        return []
+        return [], []
     if len(fields) > MAX_FIELDS:
         raise MalformedWebhook(f"{where} has more than {MAX_FIELDS} custom fields")
-    emails = []
+    emails: list[str] = []
+    others: list[dict[str, Any]] = []
     for _, custom_field in _ordered(fields):
-        if not isinstance(custom_field, dict) or custom_field.get("code") != "EMAIL":
+        if not isinstance(custom_field, dict):
             continue
         values = custom_field.get("values")
         if not isinstance(values, dict):
             continue
         if len(values) > MAX_VALUES:
             raise MalformedWebhook(f"{where} has a field with more than {MAX_VALUES} values")
+        code = custom_field.get("code")
+        if code == "EMAIL":
+            for _, item in _ordered(values):
+                # {"value": "a@b.c", "enum": "101"} as a rule; a bare scalar for some types.
+                raw = item.get("value") if isinstance(item, dict) else item
+                if isinstance(raw, str) and (address := raw.strip()):
+                    emails.append(address)
+            continue
+        field_id = _number(custom_field.get("id"))
+        if field_id is None:
+            continue  # nothing a mapping could name it by
+        converted: list[dict[str, Any]] = []
         for _, item in _ordered(values):
-            # {"value": "a@b.c", "enum": "101"} as a rule; a bare scalar for some field types.
-            raw = item.get("value") if isinstance(item, dict) else item
-            if isinstance(raw, str) and (address := raw.strip()):
-                emails.append(address)
-    return emails
+            if isinstance(item, dict):
+                # An object value (a file, a legal entity) stays an object: the mapping
+                # skips it, as it does over the API.
+                value: dict[str, Any] = {"value": item.get("value")}
+                enum_id = _number(item.get("enum"))
+                if enum_id is not None:
+                    value["enum_id"] = enum_id
+            else:
+                value = {"value": item}  # a date field's bare number
+            converted.append(value)
+        others.append(
+            {
+                "field_id": field_id,
+                "field_code": code if isinstance(code, str) and code else None,
+                "values": converted,
+            }
+        )
+    return emails, others
+
+
+def _tags(tags: Node | str | None) -> list[str]:
+    """`[tags][i][name]`, in order; a tag without a name is no tag."""
+    if not isinstance(tags, dict):
+        return []
+    names: list[str] = []
+    for _, tag in _ordered(tags):
+        name = tag.get("name") if isinstance(tag, dict) else None
+        if isinstance(name, str) and (name := name.strip()):
+            names.append(name)
+    return names
 
 
 def _is_index(key: str) -> bool:

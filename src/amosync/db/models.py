@@ -142,6 +142,9 @@ class Contact(Base):
     amocrm_updated_at: Mapped[int | None] = mapped_column(BigInteger)
     # The full sync that last saw this contact; contacts a finished run did not see are gone.
     seen_run_id: Mapped[int | None] = mapped_column(Integer)
+    # Its tag names as amoCRM last showed them (None: not recorded), so a lead's change
+    # can re-evaluate the contact's tag rules without reading it from amoCRM.
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -163,6 +166,53 @@ class ListedEmail(Base):
     )
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     amocrm_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class SegmentMember(Base):
+    """An address amosync put in one of the account's segment lists (SPEC §8), and the
+    contact whose match put it there; as with `ListedEmail`, an address two contacts
+    share leaves the list only when neither matches."""
+
+    __tablename__ = "segment_members"
+    __table_args__ = (Index("ix_segment_members_contact", "account_id", "amocrm_id"),)
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    list_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    amocrm_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class LeadLink(Base):
+    """A lead in one of the statuses a rule wants, and a contact it is linked to: what
+    `lead_statuses` rules read. Leads in other statuses are not kept."""
+
+    __tablename__ = "lead_links"
+    __table_args__ = (Index("ix_lead_links_contact", "account_id", "contact_id"),)
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    lead_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    contact_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    pipeline_id: Mapped[int] = mapped_column(BigInteger)
+    status_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class PendingLead(Base):
+    """A lead a webhook said changed, not yet read back: coalesced per lead (amoCRM's
+    form says little of the lead's contacts, so the job reads the lead itself)."""
+
+    __tablename__ = "pending_leads"
+
+    account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    lead_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 class SyncRun(Base):
@@ -257,6 +307,10 @@ class PendingChange(Base):
     # is tried alone, then set aside, so it cannot hold back the account's other changes.
     # (A server default only: the webhook inbox's prepared insert leaves the column out.)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # What else the webhook said that the account's rules and fields read: `tags` (names)
+    # and `fields` (custom fields other than e-mail, in the API's `custom_fields_values`
+    # shape). None when it said nothing of them.
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AccountProblem(Base):

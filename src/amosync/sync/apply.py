@@ -21,8 +21,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amosync.db.engine import PreparedInsert, among, dialect_name, insert_for, prepared
-from amosync.db.models import Account, Contact, ListedEmail, utcnow
+from amosync.db.models import Account, Contact, ListedEmail, SegmentMember, utcnow
 from amosync.errors import InvalidApiKey, PermanentUpstreamError
+from amosync.segments.engine import Segments
 from amosync.sync.activity import count_applied
 from amosync.sync.mapping import normalize_email
 from amosync.unisender.client import UnisenderClient
@@ -52,6 +53,10 @@ class ContactState:
     valid: list[str]  # the addresses to list (trimmed, de-duplicated, syntax-checked)
     reason: str | None  # no_email / invalid_email when `valid` is empty
     updated_at: int | None = None
+    tags: list[str] | None = None  # its tag names; None when not known
+    # The row's columns beyond the address and the name (phone, tags, custom fields).
+    columns: dict[str, str] = field(default_factory=dict)
+    lists: tuple[int, ...] = ()  # the segment lists it matches
 
     @property
     def rows(self) -> int:
@@ -85,6 +90,7 @@ def batches(
 
 Rejections = dict[int, list[tuple[str, str, str]]]  # contact → (address, code, message)
 Owners = list[tuple[int, str]]  # row index → (contact, address)
+Memberships = dict[int, set[tuple[int, str]]]  # contact → (segment list, address)
 
 GUARD_SECONDS = 1.0
 # Error codes that refuse a call for the account or the request as a whole, never for what
@@ -115,6 +121,10 @@ class Applier:
 
     `send` is the Unisender half (one importContacts), `record` the database half; `apply`
     does both. The full sync runs the halves in separate pipeline stages.
+
+    With `segments` active, each row also names the segment lists its contact matches
+    (`ContactState.lists`) and `record` keeps `segment_members` in step, excluding an
+    address from a segment list once no contact that has it matches the list any more.
     """
 
     def __init__(
@@ -123,11 +133,18 @@ class Applier:
         list_id: int,
         unisender: UnisenderClient,
         sessions: async_sessionmaker[AsyncSession],
+        segments: Segments | None = None,
     ) -> None:
         self.account_id = account_id
         self.list_id = list_id
         self.unisender = unisender
         self.sessions = sessions
+        self.segments = segments
+        # Segment bookkeeping only where a rule asks for it: an account without rules
+        # costs no query more per batch than before segments existed.
+        self.tracking = segments is not None and segments.active
+        self._segment_lists = segments.lists if segments is not None else ()
+        self._ensured: set[str] = set()
         self._checked_at = -GUARD_SECONDS
 
     async def apply(
@@ -150,15 +167,19 @@ class Applier:
         """
         rows: list[ImportRow] = []
         owners: Owners = []
+        main = str(self.list_id)
         for contact in contacts:
             name = contact.name or ""
+            list_ids = ",".join([main, *map(str, contact.lists)]) if contact.lists else None
+            columns = contact.columns or None
             for address in contact.valid:
-                rows.append(ImportRow(email=address, name=name))
+                rows.append(ImportRow(address, name, list_ids, columns))
                 owners.append((contact.amocrm_id, address))
         rejected: Rejections = defaultdict(list)
         if not rows:
             return rejected
         await self._guard()
+        await self._ensure_fields(contacts)
         if len(rows) <= MAX_ROWS:
             await self._import(rows, owners, rejected)
             return rejected
@@ -167,6 +188,17 @@ class Applier:
             end = start + MAX_ROWS
             await self._import(rows[start:end], owners[start:end], rejected)
         return rejected
+
+    async def _ensure_fields(self, contacts: Sequence[ContactState]) -> None:
+        """Create the custom Unisender fields this batch is the first to need (§8)."""
+        if self.segments is None or not self.segments.fields.custom:
+            return
+        custom = {pair.unisender_field for pair in self.segments.fields.custom}
+        needed = {name for contact in contacts for name in contact.columns}
+        missing = sorted((needed & custom) - self._ensured)
+        if missing:
+            await self.unisender.ensure_fields(missing)
+            self._ensured.update(missing)
 
     async def _import(self, rows: list[ImportRow], owners: Owners, rejected: Rejections) -> None:
         try:
@@ -262,7 +294,17 @@ class Applier:
                 refused = {address for address, _, _ in rejected[contact.amocrm_id]}
                 addresses = [a for a in addresses if a not in refused]
             listed_now[contact.amocrm_id] = {normalize_email(a) for a in addresses}
-        excluded = await self._exclude_dropped(session, listed_now)
+        segment_now: Memberships | None = None
+        if self.tracking:
+            segment_now = {
+                contact.amocrm_id: {
+                    (list_id, email)
+                    for list_id in contact.lists
+                    for email in listed_now[contact.amocrm_id]
+                }
+                for contact in contacts
+            }
+        excluded = await self._exclude_dropped(session, listed_now, segment_now)
         outcome = Outcome(excluded=excluded)
         now = utcnow()
         values = []
@@ -292,9 +334,10 @@ class Applier:
                     "reason": reason,
                     "detail": detail,
                     "synced_at": synced_at,
+                    "tags": contact.tags if self.tracking else None,
                 }
             )
-        await self._store(session, values, listed_now, keep_seen=run_id is None)
+        await self._store(session, values, listed_now, segment_now, keep_seen=run_id is None)
         await count_applied(
             session, self.account_id, synced=outcome.synced, unsynced=outcome.unsynced
         )
@@ -319,6 +362,7 @@ class Applier:
             "reason": reason[:64],
             "detail": detail,
             "synced_at": None,
+            "tags": contact.tags if self.tracking else None,
         }
         await prepared(_upsert_keeping_seen, connection.dialect).run(connection, [values])
         await count_applied(session, self.account_id, unsynced=1)
@@ -328,10 +372,20 @@ class Applier:
         if not amocrm_ids:
             return []
         await self._guard(force=True)
-        excluded = await self._exclude_dropped(session, dict.fromkeys(amocrm_ids, set()))
+        gone: dict[int, set[str]] = {amocrm_id: set() for amocrm_id in amocrm_ids}
+        segment_gone: Memberships | None = None
+        if self.tracking:
+            segment_gone = {amocrm_id: set() for amocrm_id in amocrm_ids}
+        excluded = await self._exclude_dropped(session, gone, segment_gone)
         await session.execute(
             delete(ListedEmail).where(
                 ListedEmail.account_id == self.account_id, ListedEmail.amocrm_id.in_(amocrm_ids)
+            )
+        )
+        await session.execute(
+            delete(SegmentMember).where(
+                SegmentMember.account_id == self.account_id,
+                SegmentMember.amocrm_id.in_(amocrm_ids),
             )
         )
         await session.execute(
@@ -359,9 +413,14 @@ class Applier:
         self._checked_at = now
 
     async def _exclude_dropped(
-        self, session: AsyncSession, listed_now: dict[int, set[str]]
+        self,
+        session: AsyncSession,
+        listed_now: dict[int, set[str]],
+        segment_now: Memberships | None = None,
     ) -> list[str]:
-        """Exclude addresses these contacts no longer list and no other contact has."""
+        """Exclude addresses these contacts no longer list and no other contact has, and
+        (with `segment_now`) addresses from the segment lists no contact that has them
+        matches any more. Returns the addresses excluded from the main list."""
         ids = list(listed_now)
         dialect = dialect_name(session)
         before = await session.execute(
@@ -374,8 +433,26 @@ class Applier:
         dropped = {
             email for amocrm_id, email in before if email not in listed_now.get(amocrm_id, set())
         } - still_wanted
-        if not dropped:
+        segments = await self._segments_dropped(session, segment_now) if segment_now else {}
+        if not dropped and not segments:
             return []
+        if dropped:
+            dropped -= await self._held_elsewhere(session, dropped, ids)
+        await self._guard()
+        for email in sorted(dropped | set(segments)):
+            lists = [self.list_id] if email in dropped else []
+            await self.unisender.exclude(email, lists + sorted(segments.get(email, ())))
+        if dropped:
+            log.info("sync.excluded", account_id=self.account_id, addresses=len(dropped))
+        if segments:
+            log.info("sync.segments.excluded", account_id=self.account_id, addresses=len(segments))
+        return sorted(dropped)
+
+    async def _held_elsewhere(
+        self, session: AsyncSession, dropped: set[str], ids: list[int]
+    ) -> set[str]:
+        """Which of these addresses another contact (not among `ids`) still has listed."""
+        dialect = dialect_name(session)
         others = await session.execute(
             select(ListedEmail.email)
             .where(
@@ -385,19 +462,56 @@ class Applier:
             )
             .distinct()
         )
-        dropped -= {email for (email,) in others}
-        await self._guard()
-        for email in sorted(dropped):
-            await self.unisender.exclude(email, [self.list_id])
-        if dropped:
-            log.info("sync.excluded", account_id=self.account_id, addresses=len(dropped))
-        return sorted(dropped)
+        return {email for (email,) in others}
+
+    async def _segments_dropped(
+        self, session: AsyncSession, segment_now: Memberships
+    ) -> dict[str, set[int]]:
+        """Address → the segment lists to exclude it from: these contacts put it there and
+        no longer match, and no other contact that has it matches (§8).
+
+        Only the lists of the current rules count: a list whose rule was removed is left
+        as it is (its members were not asked to leave it)."""
+        ids = list(segment_now)
+        dialect = dialect_name(session)
+        lists = self._segment_lists
+        before = await session.execute(
+            select(SegmentMember.amocrm_id, SegmentMember.list_id, SegmentMember.email).where(
+                SegmentMember.account_id == self.account_id,
+                among(SegmentMember.amocrm_id, ids, dialect),
+                SegmentMember.list_id.in_(lists),
+            )
+        )
+        wanted = set().union(*segment_now.values())
+        dropped = {
+            (list_id, email)
+            for amocrm_id, list_id, email in before
+            if (list_id, email) not in segment_now.get(amocrm_id, set())
+        } - wanted
+        if not dropped:
+            return {}
+        held = await session.execute(
+            select(SegmentMember.list_id, SegmentMember.email)
+            .where(
+                SegmentMember.account_id == self.account_id,
+                SegmentMember.email.in_({email for _, email in dropped}),
+                SegmentMember.list_id.in_(lists),
+                ~among(SegmentMember.amocrm_id, ids, dialect),
+            )
+            .distinct()
+        )
+        dropped -= {(list_id, email) for list_id, email in held}
+        by_email: dict[str, set[int]] = defaultdict(set)
+        for list_id, email in dropped:
+            by_email[email].add(list_id)
+        return by_email
 
     async def _store(
         self,
         session: AsyncSession,
         values: list[dict[str, Any]],
         listed_now: dict[int, set[str]],
+        segment_now: Memberships | None,
         *,
         keep_seen: bool,
     ) -> None:
@@ -422,6 +536,22 @@ class Applier:
             for email in emails
         ]
         await prepared(_insert_listed, connection.dialect).run(connection, listed)
+        if segment_now is None:
+            return
+        await session.execute(
+            delete(SegmentMember)
+            .where(
+                SegmentMember.account_id == self.account_id,
+                among(SegmentMember.amocrm_id, segment_now, dialect_name(session)),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        members = [
+            {"account_id": self.account_id, "list_id": list_id, "email": email, "amocrm_id": cid}
+            for cid, pairs in segment_now.items()
+            for list_id, email in pairs
+        ]
+        await prepared(_insert_members, connection.dialect).run(connection, members)
 
 
 CONTACT_COLUMNS = (
@@ -436,6 +566,7 @@ CONTACT_COLUMNS = (
     "reason",
     "detail",
     "synced_at",
+    "tags",
 )
 
 
@@ -460,6 +591,11 @@ def _upsert_contacts(dialect: Dialect) -> PreparedInsert:
 
 def _upsert_keeping_seen(dialect: Dialect) -> PreparedInsert:
     return _contact_upsert(dialect, keep_seen=True)
+
+
+def _insert_members(dialect: Dialect) -> PreparedInsert:
+    table: Table = SegmentMember.__table__  # type: ignore[assignment]
+    return PreparedInsert(insert(table), dialect, ("account_id", "list_id", "email", "amocrm_id"))
 
 
 def _insert_listed(dialect: Dialect) -> PreparedInsert:

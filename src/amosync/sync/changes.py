@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import Table, bindparam, delete, insert, literal, or_, select, tuple_, update
@@ -41,6 +42,8 @@ from amosync.errors import (
     TransientUpstreamError,
     Unauthorized,
 )
+from amosync.segments.engine import NO_STATUSES, Segments, Status
+from amosync.segments.members import account_segments, linked_statuses
 from amosync.state import Services
 from amosync.sync.apply import (
     AccountGone,
@@ -64,9 +67,15 @@ NAME_LENGTH = 512  # pending_changes.name and contacts.name
 Received = tuple[int, WebhookPayload]  # (account id, the webhook's payload)
 
 
-def state_from_change(change: ContactChange | PendingChange) -> ContactState:
+def state_from_change(
+    change: ContactChange | PendingChange,
+    segments: Segments | None = None,
+    statuses: Mapping[int, set[Status]] | None = None,
+) -> ContactState:
+    """The contact as the change leaves it; with `segments`, also its segment lists (by
+    the webhook's tags and the `statuses` of its linked leads) and its extra columns."""
     emails = classify(change.emails)
-    return ContactState(
+    state = ContactState(
         amocrm_id=change.amocrm_id,
         name=change.name,
         emails=[*emails.valid, *emails.invalid],
@@ -76,6 +85,36 @@ def state_from_change(change: ContactChange | PendingChange) -> ContactState:
         if isinstance(change, PendingChange)
         else change.updated_at,
     )
+    if segments is not None:
+        tags, fields = _extra(change)
+        if segments.active:
+            state.tags = tags
+            linked = statuses.get(change.amocrm_id) if statuses else None
+            state.lists = segments.lists_for(tags, linked or NO_STATUSES)
+        if segments.wants_columns and emails.valid:
+            state.columns = segments.columns(fields, tags)
+    return state
+
+
+def _extra(change: ContactChange | PendingChange) -> tuple[list[str], list[dict[str, Any]]]:
+    """The change's tag names and other custom fields (stored in `pending_changes.data`)."""
+    if isinstance(change, ContactChange):
+        return change.tags, change.fields
+    data = change.data if isinstance(change.data, dict) else {}
+    tags = data.get("tags")
+    fields = data.get("fields")
+    return (
+        [tag for tag in tags if isinstance(tag, str)] if isinstance(tags, list) else [],
+        [item for item in fields if isinstance(item, dict)] if isinstance(fields, list) else [],
+    )
+
+
+def change_data(change: ContactChange) -> dict[str, Any] | None:
+    """What `pending_changes.data` keeps of a webhook's contact: None when it said nothing
+    of tags or other fields, so most rows stay as small as before."""
+    if not change.tags and not change.fields:
+        return None
+    return {"tags": change.tags, "fields": change.fields}
 
 
 def _counts(payload: WebhookPayload) -> dict[str, int]:
@@ -114,6 +153,7 @@ PENDING_COLUMNS = (
     "amocrm_updated_at",
     "version",
     "received_at",
+    "data",
 )
 EVENT_COLUMNS = ("account_id", "received_at", "contact_ids", "added", "updated", "deleted")
 
@@ -130,6 +170,7 @@ def _upsert_pending(dialect: Dialect) -> PreparedInsert:
             "name": new.name,
             "emails": new.emails,
             "amocrm_updated_at": new.amocrm_updated_at,
+            "data": new.data,
             "version": table.c.version + 1,
             "received_at": new.received_at,
             # A new state has failed nothing yet.
@@ -181,6 +222,7 @@ async def record_many(
             "amocrm_updated_at": change.updated_at,
             "version": 1,
             "received_at": now,
+            "data": change_data(change),
         }
         for account_id, change in latest.values()
     ]
@@ -390,13 +432,15 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
             return 0  # kept until a key is connected; the first full sync covers them anyway
         unisender = account_client(services, account)
         list_id = account.list_id
+        stored_settings = account.settings
     if list_id is None:
         list_id = await resolve_list(unisender, None, services.settings.unisender_list_title)
         async with transaction(services.sessions) as session:
             await session.execute(
                 update(Account).where(Account.id == account_id).values(list_id=list_id)
             )
-    applier = Applier(account_id, list_id, unisender, services.sessions)
+    segments = account_segments(stored_settings, list_id)
+    applier = Applier(account_id, list_id, unisender, services.sessions, segments)
     return await _Pending(services, account_id, applier, unisender).run(deadline)
 
 
@@ -494,7 +538,7 @@ class _Pending:
     async def _apply(self, group: list[PendingChange]) -> None:
         try:
             async with transaction(self.services.sessions) as session:
-                upserts = [state_from_change(c) for c in group if c.action == "upsert"]
+                upserts = await self._states(session, group)
                 deletes = [c.amocrm_id for c in group if c.action == "delete"]
                 if upserts:
                     await self.applier.apply(session, upserts)
@@ -527,6 +571,17 @@ class _Pending:
             self.failure = exc
             return
         self.applied += len(group)
+
+    async def _states(
+        self, session: AsyncSession, group: list[PendingChange]
+    ) -> list[ContactState]:
+        changes = [c for c in group if c.action == "upsert"]
+        segments = self.applier.segments
+        statuses = None
+        if segments is not None and segments.wants_leads:
+            ids = [c.amocrm_id for c in changes]
+            statuses = await linked_statuses(session, self.account_id, ids)
+        return [state_from_change(c, segments, statuses) for c in changes]
 
     async def _failed(self, group: list[PendingChange]) -> None:
         async with transaction(self.services.sessions) as session:
@@ -598,7 +653,7 @@ class _Pending:
             reason=reason,
             error=detail,
         )
-        state = state_from_change(change)
+        state = state_from_change(change, self.applier.segments)
         async with transaction(self.services.sessions) as session:
             await self.applier.set_aside(session, state, reason, detail[:2000])
             await _forget(session, self.account_id, [change])

@@ -18,13 +18,14 @@ from amosync.amocrm.webhooks import parse_webhook
 from amosync.auth import CallerDep
 from amosync.body import read_fields
 from amosync.crypto import token_hash
-from amosync.db.models import ConsentEvent, Contact
+from amosync.db.models import Account, ConsentEvent, Contact
 from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import BadRequest, Unauthorized
 from amosync.ids import AccountIdQuery, RunIdPath
 from amosync.metrics import webhooks_received
 from amosync.middleware import MAX_BODY, BodyRefused, read_body
 from amosync.pagination import Page, decode_cursor, encode_cursor
+from amosync.segments.members import segment_lists
 from amosync.state import Services
 from amosync.sync import changes, service
 from amosync.sync.mapping import normalize_email
@@ -136,6 +137,8 @@ async def synced_contacts(
         if wanted
         else set()
     )
+    main = await session.scalar(select(Account.list_id).where(Account.id == account_id))
+    segments = await segment_lists(session, account_id, [row.amocrm_id for row in rows])
     items = [
         SyncedContact(
             amocrm_id=row.amocrm_id,
@@ -143,6 +146,7 @@ async def synced_contacts(
             emails=list(row.emails or []),
             synced_at=row.synced_at,
             unsubscribed=[e for e in row.emails or [] if normalize_email(e) in gone],
+            lists=([main] if main is not None else []) + segments.get(row.amocrm_id, []),
         )
         for row in rows
     ]

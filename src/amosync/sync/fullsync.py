@@ -12,7 +12,7 @@ were deleted in amoCRM: their addresses are excluded and the rows removed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +36,8 @@ from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, SyncRun, utcnow
 from amosync.errors import AmoCRMBlocked, is_permanent, root_cause
 from amosync.metrics import contacts_synced
+from amosync.segments.engine import NO_STATUSES, Segments, Status
+from amosync.segments.members import account_segments
 from amosync.state import Services
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.mapping import contact_emails, unsynced_reason
@@ -68,9 +70,15 @@ SWEEP_CHUNK = 500
 RECONCILE_EVERY = 15 * 60.0
 
 
-def contact_state(contact: AmoContact) -> ContactState:
+def contact_state(
+    contact: AmoContact,
+    segments: Segments | None = None,
+    statuses: Mapping[int, set[Status]] | None = None,
+) -> ContactState:
+    """The contact as the list should have it; with `segments`, also its segment lists
+    (by its tags and the `statuses` of its linked leads) and its extra columns."""
     emails = contact_emails(contact.custom_fields_values)
-    return ContactState(
+    state = ContactState(
         amocrm_id=contact.id,
         name=contact.name,
         emails=[*emails.valid, *emails.invalid],
@@ -78,6 +86,15 @@ def contact_state(contact: AmoContact) -> ContactState:
         reason=unsynced_reason(emails),
         updated_at=contact.updated_at,
     )
+    if segments is not None:
+        tags = contact.tags
+        if segments.active:
+            state.tags = tags
+            linked = statuses.get(contact.id) if statuses else None
+            state.lists = segments.lists_for(tags, linked or NO_STATUSES)
+        if segments.wants_columns and emails.valid:
+            state.columns = segments.columns(contact.custom_fields_values, tags)
+    return state
 
 
 class FullSync:
@@ -97,6 +114,10 @@ class FullSync:
         self._resumed = False
         self._analyze_at = ANALYZE_FIRST
         self._account_id: int | None = None
+        self._segments: Segments | None = None
+        # Contact → (pipeline, status) of its linked leads in wanted statuses, read before
+        # the contacts are evaluated.
+        self._statuses: dict[int, set[Status]] = {}
 
     async def run(self, *, final_attempt: bool = True) -> None:
         """Run (or resume) the sync. Marks the run failed when it cannot go on.
@@ -141,6 +162,7 @@ class FullSync:
             self._account_id = account_id
             unisender = account_client(services, account)
             list_id = account.list_id
+            stored_settings = account.settings
             fetched = run.fetched
         bound = log.bind(account_id=account_id, run_id=self.run_id)
         bound.info("sync.started", page=start_page)
@@ -151,7 +173,8 @@ class FullSync:
                     update(Account).where(Account.id == account_id).values(list_id=list_id)
                 )
         amocrm = self._amocrm or await amocrm_client(services, account_id)
-        applier = Applier(account_id, list_id, unisender, services.sessions)
+        self._segments = account_segments(stored_settings, list_id)
+        applier = Applier(account_id, list_id, unisender, services.sessions, self._segments)
 
         # Four stages joined by small bounded queues, so memory stays constant and each
         # stage works while the others wait: fetch pages → map into ≤ 500-row batches →
@@ -189,7 +212,7 @@ class FullSync:
             for index, contact in enumerate(page.contacts):
                 if index and index % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-                state = contact_state(contact)
+                state = contact_state(contact, self._segments, self._statuses)
                 if batch and rows + state.rows > MAX_ROWS:
                     # Mid-page: a resume refetches this page (imports are idempotent).
                     await out.put(Batch(batch, fetched, next_page=page.page))

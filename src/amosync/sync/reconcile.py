@@ -24,6 +24,7 @@ from amosync.accounts.unisender import account_client
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, Integration
 from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
+from amosync.segments.members import account_segments, linked_statuses
 from amosync.segments.settings import account_settings
 from amosync.state import Services
 from amosync.sync.apply import Applier, ContactState, batches
@@ -40,15 +41,24 @@ async def reconcile(services: Services, account_id: int, *, since: datetime) -> 
         account = await session.get(Account, account_id)
     if account is None or account.list_id is None or account.unisender_key_enc is None:
         return 0
+    segments = account_segments(account.settings, account.list_id)
     applier = Applier(
-        account_id, account.list_id, account_client(services, account), services.sessions
+        account_id,
+        account.list_id,
+        account_client(services, account),
+        services.sessions,
+        segments,
     )
     amocrm = await amocrm_client(services, account_id)
     updated_from = int((since - OVERLAP).timestamp())
     changed = 0
     async for page in amocrm.iter_contacts(updated_from=updated_from):
-        states = {c.id: contact_state(c) for c in page.contacts}
         async with services.sessions() as session:
+            statuses = None
+            if segments is not None and segments.wants_leads:
+                ids = [c.id for c in page.contacts]
+                statuses = await linked_statuses(session, account_id, ids)
+            states = {c.id: contact_state(c, segments, statuses) for c in page.contacts}
             stored = {
                 row.amocrm_id: row
                 for row in (
@@ -62,7 +72,13 @@ async def reconcile(services: Services, account_id: int, *, since: datetime) -> 
         differing: list[ContactState] = []
         for amocrm_id, state in states.items():
             row = stored.get(amocrm_id)
-            if row is None or row.emails != state.emails or row.name != state.name:
+            if (
+                row is None
+                or row.emails != state.emails
+                or row.name != state.name
+                # A tag that came or went changes what segment lists it is in.
+                or (applier.tracking and (row.tags or []) != (state.tags or []))
+            ):
                 differing.append(state)
         for batch in batches(differing):
             async with transaction(services.sessions) as session:

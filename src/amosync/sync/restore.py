@@ -16,7 +16,7 @@ import structlog
 from amosync.accounts.tokens import amocrm_client
 from amosync.db.models import PendingChange
 from amosync.state import Services
-from amosync.sync.mapping import email_values
+from amosync.sync.mapping import EMAIL_CODE, email_values
 
 log = structlog.get_logger()
 
@@ -44,5 +44,11 @@ async def read_restored(
         change.action = "upsert"
         change.name = contact.name[:NAME_LENGTH] if contact.name else contact.name
         change.emails = email_values(contact.custom_fields_values)
+        fields = [
+            dict(item)
+            for item in contact.custom_fields_values or ()
+            if item.get("field_code") != EMAIL_CODE
+        ]
+        change.data = {"tags": contact.tags, "fields": fields} if contact.tags or fields else None
         change.amocrm_updated_at = contact.updated_at or change.amocrm_updated_at
     log.info("webhook.restored.read", account_id=account_id, contacts=len(wanted), gone=gone)

@@ -29,6 +29,8 @@ class SyncedContact(ContactOut):
     # Its addresses that unsubscribed in Unisender (SPEC §9): still in the list, never
     # subscribed again by a sync.
     unsubscribed: list[str] = []
+    # The lists its addresses are in: the account's list, then its segment lists (SPEC §8).
+    lists: list[int] = []
 
 
 class UnsyncedContact(ContactOut):

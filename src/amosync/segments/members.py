@@ -1,0 +1,71 @@
+"""Segment state in the database: the statuses of contacts' linked leads, which segment
+lists contacts' addresses are in, and how many contacts each rule holds (SPEC §8)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amosync.db.engine import among, dialect_name
+from amosync.db.models import LeadLink, SegmentMember
+from amosync.segments.engine import Segments, Status
+from amosync.segments.settings import account_settings
+
+
+def account_segments(stored: dict[str, Any] | None, list_id: int) -> Segments | None:
+    """The account's rules and field mapping (from `accounts.settings`), or None when it
+    has neither: then the sync does nothing per contact it did not do before segments."""
+    segments = Segments.of(account_settings(stored), list_id)
+    return segments if segments.active or segments.wants_columns else None
+
+
+async def linked_statuses(
+    session: AsyncSession, account_id: int, contact_ids: Sequence[int]
+) -> dict[int, set[Status]]:
+    """Contact → the (pipeline, status) pairs of its linked leads in wanted statuses."""
+    if not contact_ids:
+        return {}
+    rows = await session.execute(
+        select(LeadLink.contact_id, LeadLink.pipeline_id, LeadLink.status_id).where(
+            LeadLink.account_id == account_id,
+            among(LeadLink.contact_id, list(contact_ids), dialect_name(session)),
+        )
+    )
+    statuses: dict[int, set[Status]] = defaultdict(set)
+    for contact_id, pipeline_id, status_id in rows:
+        statuses[contact_id].add((pipeline_id, status_id))
+    return dict(statuses)
+
+
+async def segment_lists(
+    session: AsyncSession, account_id: int, contact_ids: Sequence[int]
+) -> dict[int, list[int]]:
+    """Contact → the segment lists amosync put its addresses in, in id order."""
+    if not contact_ids:
+        return {}
+    rows = await session.execute(
+        select(SegmentMember.amocrm_id, SegmentMember.list_id)
+        .where(
+            SegmentMember.account_id == account_id,
+            SegmentMember.amocrm_id.in_(list(contact_ids)),
+        )
+        .distinct()
+    )
+    lists: dict[int, set[int]] = defaultdict(set)
+    for amocrm_id, list_id in rows:
+        lists[amocrm_id].add(list_id)
+    return {amocrm_id: sorted(ids) for amocrm_id, ids in lists.items()}
+
+
+async def rule_counts(session: AsyncSession, account_id: int) -> dict[int, int]:
+    """Segment list → how many contacts amosync put in it (for the dashboard)."""
+    rows = await session.execute(
+        select(SegmentMember.list_id, func.count(func.distinct(SegmentMember.amocrm_id)))
+        .where(SegmentMember.account_id == account_id)
+        .group_by(SegmentMember.list_id)
+    )
+    return {int(list_id): int(count) for list_id, count in rows.all()}
