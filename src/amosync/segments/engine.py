@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from amosync.segments.fields import columns
 from amosync.segments.settings import AccountSettings, FieldSettings, ListRule
 
 Status = tuple[int, int]  # (pipeline_id, status_id)
@@ -80,6 +81,4 @@ class Segments:
         """The row's extra columns (phone, tags, custom fields) as `fields` asks."""
         if not self.wants_columns:
             return {}
-        from amosync.segments.fields import columns
-
-        return columns(custom_fields_values, list(tags), self.fields)
+        return columns(custom_fields_values, tags, self.fields)
