@@ -3,6 +3,7 @@ HTTP, the full sync and contact webhooks."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -166,3 +167,73 @@ async def test_the_full_sync_excludes_a_contact_whose_tag_went_while_unwatched(
         await s.settle()
         assert members(s, vip) == set()
         assert members(s, await main_list(s)) == {"ann@example.com"}
+
+
+PIPELINE = 3177727  # the sandbox account's main pipeline
+WON, LOST = 142, 143
+
+
+async def test_a_won_deal_puts_its_contacts_in_the_list_and_moving_or_deleting_it_excludes(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        amo = s.sandbox.amocrm
+        ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
+        bob = amo.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
+        cy = amo.add_contact(ACCOUNT_ID, name="Cy", emails=["cy@example.com"])
+        amo.add_contact(ACCOUNT_ID, name="Di", emails=["di@example.com"])
+        amo.create_lead(ACCOUNT_ID, [cy["id"]], pipeline_id=PIPELINE, status_id=WON)
+        amo.create_lead(ACCOUNT_ID, [ann["id"]], pipeline_id=PIPELINE, status_id=LOST)
+        await s.connect_unisender()
+        await s.settle()
+        customers = s.sandbox.unisender.create_list(UNISENDER_KEY, "Customers")
+        s.sandbox.calls.clear()
+        answer = await s.http.put(
+            f"/accounts/{ACCOUNT_ID}/settings",
+            json={
+                "lists": [
+                    {
+                        "list_id": customers,
+                        "lead_statuses": [{"pipeline_id": PIPELINE, "status_id": WON}],
+                    }
+                ]
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        await s.settle()
+        # The full sync found the won deal through the leads filter, not deal by deal.
+        assert members(s, customers) == {"cy@example.com"}
+        paths = [call.path for call in s.sandbox.calls if call.api == "amocrm"]
+        assert "/api/v4/leads" in paths
+        assert not [path for path in paths if re.fullmatch(r"/api/v4/leads/\d+", path)]
+
+        deal = amo.create_lead(ACCOUNT_ID, [ann["id"], bob["id"]], pipeline_id=PIPELINE)
+        await delivered(s)
+        assert members(s, customers) == {"cy@example.com"}
+
+        started = time.monotonic()
+        amo.move_lead(ACCOUNT_ID, deal["id"], WON)
+        await delivered(s)
+        assert time.monotonic() - started < 3
+        assert members(s, customers) == {"cy@example.com", "ann@example.com", "bob@example.com"}
+
+        amo.move_lead(ACCOUNT_ID, deal["id"], LOST)
+        await delivered(s)
+        assert members(s, customers) == {"cy@example.com"}
+
+        amo.move_lead(ACCOUNT_ID, deal["id"], WON)
+        await delivered(s)
+        assert members(s, customers) == {"cy@example.com", "ann@example.com", "bob@example.com"}
+        amo.delete_lead(ACCOUNT_ID, deal["id"])
+        await delivered(s)
+        assert members(s, customers) == {"cy@example.com"}
+        # The main list keeps everyone.
+        assert members(s, await main_list(s)) == {
+            "ann@example.com",
+            "bob@example.com",
+            "cy@example.com",
+            "di@example.com",
+        }
+        async with s.services.sessions() as session:
+            assert await rule_counts(session, ACCOUNT_ID) == {customers: 1}

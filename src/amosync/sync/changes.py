@@ -24,6 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange, WebhookPayload
 from amosync.db.engine import PreparedInsert, insert_for, prepared, transaction
@@ -53,6 +54,7 @@ from amosync.sync.apply import (
     batches,
     is_row_error,
 )
+from amosync.sync.leads import apply_pending_leads, record_leads
 from amosync.sync.mapping import classify, unsynced_reason
 from amosync.sync.restore import read_restored
 from amosync.unisender.client import UnisenderClient
@@ -207,7 +209,9 @@ async def record_many(
     than the statements themselves, and this runs for every batch of webhooks."""
     counts = [_counts(payload) for _, payload in received]
     latest = _latest(received)
-    if not latest:
+    leads = [(account_id, payload.leads) for account_id, payload in received if payload.leads]
+    lead_accounts = await record_leads(connection, leads) if leads else set()
+    if not latest and not lead_accounts:
         return counts
     now = utcnow()
     rows = [
@@ -228,7 +232,8 @@ async def record_many(
     ]
     # One row's statement run as executemany: it compiles once, where a multi-row VALUES
     # would compile anew for every batch size.
-    await prepared(_upsert_pending, connection.dialect).run(connection, rows)
+    if rows:
+        await prepared(_upsert_pending, connection.dialect).run(connection, rows)
     events = [
         {
             "account_id": account_id,
@@ -242,7 +247,7 @@ async def record_many(
     await prepared(_insert_events, connection.dialect).run(connection, events)
     jobs = [
         job_values("changes", account_id=account_id, dedupe_key=f"changes:{account_id}")
-        for account_id in sorted({account_id for account_id, _ in latest.values()})
+        for account_id in sorted({account_id for account_id, _ in latest.values()} | lead_accounts)
     ]
     await prepared(_queue_changes, connection.dialect).run(connection, jobs)
     return counts
@@ -441,7 +446,13 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
             )
     segments = account_segments(stored_settings, list_id)
     applier = Applier(account_id, list_id, unisender, services.sessions, segments)
-    return await _Pending(services, account_id, applier, unisender).run(deadline)
+    applied = await _Pending(services, account_id, applier, unisender).run(deadline)
+    # Deals after contacts: a contact a deal links is then stored with its latest state.
+    amocrm = None
+    if segments is not None and segments.wants_leads:
+        amocrm = await amocrm_client(services, account_id)
+    await apply_pending_leads(services, account_id, applier, amocrm, deadline=deadline)
+    return applied
 
 
 class _Pending:

@@ -40,6 +40,7 @@ from amosync.segments.engine import NO_STATUSES, Segments, Status
 from amosync.segments.members import account_segments
 from amosync.state import Services
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
+from amosync.sync.leads import read_leads, replace_links
 from amosync.sync.mapping import contact_emails, unsynced_reason
 from amosync.worker.queue import enqueue
 
@@ -118,6 +119,7 @@ class FullSync:
         # Contact → (pipeline, status) of its linked leads in wanted statuses, read before
         # the contacts are evaluated.
         self._statuses: dict[int, set[Status]] = {}
+        self._leads_read = asyncio.Event()
 
     async def run(self, *, final_attempt: bool = True) -> None:
         """Run (or resume) the sync. Marks the run failed when it cannot go on.
@@ -183,6 +185,12 @@ class FullSync:
         batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=QUEUE_BATCHES)
         sent: asyncio.Queue[tuple[Batch, Rejections] | None] = asyncio.Queue(maxsize=QUEUE_BATCHES)
         async with asyncio.TaskGroup() as stages:
+            if self._segments is not None and self._segments.wants_leads:
+                # Leads in the wanted statuses are read alongside the contact pages (one
+                # rate limit for both); contacts are evaluated once every lead is in.
+                stages.create_task(self._read_leads(amocrm, account_id, self._segments))
+            else:
+                self._leads_read.set()
             stages.create_task(self._produce(amocrm, start_page, pages))
             stages.create_task(self._map(pages, batches, fetched))
             stages.create_task(self._send(applier, batches, sent))
@@ -200,6 +208,20 @@ class FullSync:
         finally:
             await pages.put(None)
 
+    async def _read_leads(self, amocrm: AmoCRMClient, account_id: int, segments: Segments) -> None:
+        read = await read_leads(amocrm, account_id, segments.wanted_statuses())
+        async with transaction(self.services.sessions) as session:
+            await replace_links(session, account_id, read.links)
+        self._statuses = dict(read.statuses)
+        log.info(
+            "sync.leads.read",
+            account_id=account_id,
+            run_id=self.run_id,
+            pages=read.pages,
+            links=len(read.links),
+        )
+        self._leads_read.set()
+
     async def _map(
         self,
         pages: asyncio.Queue[ContactsPage | None],
@@ -208,6 +230,7 @@ class FullSync:
     ) -> None:
         batch: list[ContactState] = []
         rows = 0
+        await self._leads_read.wait()
         while (page := await pages.get()) is not None:
             for index, contact in enumerate(page.contacts):
                 if index and index % YIELD_EVERY == 0:
