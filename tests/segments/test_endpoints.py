@@ -3,14 +3,17 @@ both vendors with its codes, storing, the full sync a change starts, the pickers
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
 import stamina
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from amosync.accounts.install import LEAD_EVENTS, WEBHOOK_EVENTS
-from amosync.db.models import Account, SyncRun
+from amosync.db.engine import transaction
+from amosync.db.models import Account, Job, SyncRun, utcnow
 from amosync.sandbox.contacts import CITY_FIELD
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 
@@ -422,3 +425,41 @@ async def test_choices_show_the_rest_when_amocrm_fails(database_url: str) -> Non
             "pipelines": "upstream_unavailable",
             "tags": "upstream_unavailable",
         }
+
+
+async def test_a_change_during_a_running_sync_gets_a_sync_of_its_own(database_url: str) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        started = (await s.http.post("/sync", json={"account_id": ACCOUNT_ID})).json()
+        # The run has begun: it read the settings of its start, without the rule.
+        async with transaction(s.services.sessions) as session:
+            await session.execute(
+                update(SyncRun)
+                .where(SyncRun.id == started["run_id"])
+                .values(status="running", started_at=utcnow())
+            )
+        answer = await s.http.put(URL, json={"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+        assert answer.json()["sync"] == {"run_id": started["run_id"], "status": "running"}
+        deadline = time.monotonic() + 20
+        while await s.count(SyncRun, SyncRun.status == "done") < 3:
+            assert time.monotonic() < deadline, "no sync followed the running one"
+            await s.settle()
+            await asyncio.sleep(0.2)
+        async with s.services.sessions() as session:
+            runs = (await session.scalars(select(SyncRun).order_by(SyncRun.id))).all()
+        assert [run.status for run in runs] == ["done", "done", "done"]
+        # The follow-up began after the running one was over.
+        assert runs[2].started_at is not None
+        assert runs[1].finished_at is not None
+        assert runs[2].started_at >= runs[1].finished_at
+
+
+async def test_a_change_while_a_sync_is_queued_needs_no_second_one(database_url: str) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        started = (await s.http.post("/sync", json={"account_id": ACCOUNT_ID})).json()
+        answer = await s.http.put(URL, json={"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+        assert answer.json()["sync"] == started  # not begun: it will read the new settings
+        await s.settle()
+        assert await s.count(SyncRun) == 2
+        assert await s.count(Job, Job.kind == "resync") == 0

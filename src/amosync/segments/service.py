@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_lists
+from amosync.db.engine import transaction
 from amosync.db.models import Account, SyncRun
 from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.segments import validate
@@ -34,8 +35,12 @@ from amosync.state import Services
 from amosync.sync import service as sync
 from amosync.sync.schemas import SyncStarted
 from amosync.worker.queue import enqueue
+from amosync.worker.runner import JobContext
 
 log = structlog.get_logger()
+
+# Seconds between looks at a run still active (its job waiting to retry, say).
+RESYNC_WAIT = 2.0
 
 T = TypeVar("T")
 
@@ -85,6 +90,10 @@ async def save(
     if after.sync_part() != before.sync_part() and can_sync(account):
         # The same start as POST /sync: one active run per account, joined if one is.
         run, queued = await sync.start_full_sync(session, account.id)
+        if not queued and run.status == "running":
+            # That run read the settings it started with: another follows it.
+            await enqueue_resync(session, account.id)
+            queued = True
     if after.wants_leads != before.wants_leads:
         # amoCRM is called by the job, after the commit: the settings it reads are these.
         await enqueue(
@@ -106,6 +115,27 @@ async def save(
         consent=after.consent,
         sync=SyncStarted(run_id=run.id, status=run.status) if run else None,
     )
+
+
+async def enqueue_resync(session: AsyncSession, account_id: int, delay: float = 0.0) -> None:
+    await enqueue(
+        session, "resync", account_id=account_id, dedupe_key=f"resync:{account_id}", delay=delay
+    )
+
+
+async def run_resync(ctx: JobContext) -> None:
+    """The full sync for settings changed while one was running: started once that run is
+    over (its job holds the account's lease, so this one comes after), waited for if not."""
+    assert ctx.account_id is not None
+    async with transaction(ctx.services.sessions) as session:
+        if await sync.active_run(session, ctx.account_id) is not None:
+            await enqueue_resync(session, ctx.account_id, delay=RESYNC_WAIT)
+            return
+        account = await session.get(Account, ctx.account_id)
+        if account is None or not can_sync(account):
+            return
+        await sync.start_full_sync(session, ctx.account_id)
+    ctx.services.notify_work()
 
 
 def error_code(exc: Exception) -> str:

@@ -12,6 +12,7 @@ from amosync.consent.writeback import run_consent
 from amosync.db.engine import transaction
 from amosync.db.models import Account, ConsentEvent, PendingChange, SyncRun, utcnow
 from amosync.errors import is_permanent, root_cause
+from amosync.segments.service import run_resync
 from amosync.sync.changes import apply_pending
 from amosync.sync.fullsync import RECONCILE_EVERY, FullSync
 from amosync.sync.reconcile import check_webhooks, reconcile
@@ -148,4 +149,5 @@ HANDLERS: dict[str, Handler] = {
     "unisender_hook": run_ensure_hook,
     "unisender_hook_remove": run_remove_old_hook,
     "consent": run_consent,
+    "resync": run_resync,
 }
