@@ -463,3 +463,41 @@ async def test_a_change_while_a_sync_is_queued_needs_no_second_one(database_url:
         await s.settle()
         assert await s.count(SyncRun) == 2
         assert await s.count(Job, Job.kind == "resync") == 0
+
+
+async def test_a_saved_tag_rule_fills_its_list_through_the_sync_it_starts(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        amo = s.sandbox.amocrm
+        await s.install()
+        ann = amo.add_contact(ACCOUNT_ID, "Ann", emails=["ann@example.com"])["id"]
+        amo.add_contact(ACCOUNT_ID, "Bob", emails=["bob@example.com"])
+        amo.edit_tags(ACCOUNT_ID, ann, add=[{"name": "VIP"}])
+        await amo.flush_webhooks()
+        vip = await connected(s)
+        answer = await s.http.put(URL, json={"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+        run_id = answer.json()["sync"]["run_id"]
+        await s.settle()
+        assert (await s.http.get(f"/sync/{run_id}")).json()["status"] == "done"
+        assert s.sandbox.unisender.list_members(UNISENDER_KEY, vip) == {"ann@example.com"}
+
+
+async def test_a_saved_status_rule_fills_its_list_and_follows_the_deal(database_url: str) -> None:
+    async with stack(database_url) as s:
+        amo = s.sandbox.amocrm
+        vip = await connected(s)
+        ann = amo.add_contact(ACCOUNT_ID, "Ann", emails=["ann@example.com"])["id"]
+        lead = amo.create_lead(ACCOUNT_ID, [ann], pipeline_id=PIPELINE, status_id=142)["id"]
+        await amo.flush_webhooks()
+        await s.settle()
+        rule = {"list_id": vip, "lead_statuses": [{"pipeline_id": PIPELINE, "status_id": 142}]}
+        answer = await s.http.put(URL, json={"lists": [rule]})
+        assert answer.json()["sync"] is not None
+        await s.settle()
+        assert s.sandbox.unisender.list_members(UNISENDER_KEY, vip, "active") == {"ann@example.com"}
+        # The webhook now covers deals: the deal lost, Ann leaves the list.
+        amo.move_lead(ACCOUNT_ID, lead, 143)
+        await amo.flush_webhooks()
+        await s.settle()
+        assert s.sandbox.unisender.list_members(UNISENDER_KEY, vip, "active") == set()
