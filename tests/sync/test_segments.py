@@ -77,6 +77,11 @@ async def test_a_tagged_contact_is_in_its_segment_list_after_the_full_sync(
             )
         assert stored == ann["id"]
 
+        # The synced view says which lists each contact's addresses are in (SPEC §8).
+        synced = await s.http.get("/accounts/sync", params={"account_id": ACCOUNT_ID})
+        lists = {item["name"]: item["lists"] for item in synced.json()["items"]}
+        assert lists == {"Ann": [main, vip], "Bob": [main], "Cy": [main, partners]}
+
 
 async def test_an_account_without_rules_keeps_one_list(database_url: str) -> None:
     async with stack(database_url) as s:
