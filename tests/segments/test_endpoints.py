@@ -501,3 +501,16 @@ async def test_a_saved_status_rule_fills_its_list_and_follows_the_deal(database_
         await amo.flush_webhooks()
         await s.settle()
         assert s.sandbox.unisender.list_members(UNISENDER_KEY, vip, "active") == set()
+
+
+async def test_a_rules_list_cannot_become_the_main_list(database_url: str) -> None:
+    async with stack(database_url) as s:
+        vip = await connected(s)
+        saved = await s.http.put(URL, json={"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+        assert saved.status_code == 200, saved.text
+        main = f"/accounts/{ACCOUNT_ID}"
+        answer = await s.http.put(main, json={"list_id": vip})
+        assert error(answer) == (400, "main_list_rule")
+        assert (await s.http.get(main)).json()["list_id"] != vip
+        other = s.sandbox.unisender.create_list(UNISENDER_KEY, "Other")
+        assert (await s.http.put(main, json={"list_id": other})).status_code == 200

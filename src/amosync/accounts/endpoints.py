@@ -25,6 +25,8 @@ from amosync.errors import NotFound
 from amosync.ids import AccountIdPath, AccountIdQuery
 from amosync.pagination import Page, decode_cursor, encode_cursor
 from amosync.segments import service as segments
+from amosync.segments.settings import account_settings
+from amosync.segments.validate import check_rules
 
 router = APIRouter(tags=["accounts"])
 
@@ -95,6 +97,9 @@ async def update_account(
         # As PUT /accounts/{id}/settings does it, with the key and list just set.
         settings = segments.parse(body.settings)
         await segments.save(services, session, account, settings, settings.model_fields_set)
+    elif "list_id" in body.model_fields_set:
+        # A main list that a segment rule fills would lose every contact the rule leaves.
+        check_rules(account_settings(account.settings), account.list_id)
     return (await service.views(session, [account]))[0]
 
 
