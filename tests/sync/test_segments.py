@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from amosync.db.models import Account, SegmentMember
 from amosync.segments.members import rule_counts
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
+from tests.sync.test_reconcile_webhooks import reconcile_now
 
 
 def members(s: Stack, list_id: int) -> set[str]:
@@ -242,3 +243,32 @@ async def test_a_won_deal_puts_its_contacts_in_the_list_and_moving_or_deleting_i
         }
         async with s.services.sessions() as session:
             assert await rule_counts(session, ACCOUNT_ID) == {customers: 1}
+
+
+async def test_a_deal_moved_while_its_webhook_was_lost_is_caught_by_reconciliation(
+    database_url: str,
+) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        amo = s.sandbox.amocrm
+        ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
+        deal = amo.create_lead(ACCOUNT_ID, [ann["id"]], pipeline_id=PIPELINE)
+        won = amo.create_lead(ACCOUNT_ID, [ann["id"]], pipeline_id=PIPELINE, status_id=WON)
+        s.sandbox.unisender.add_key(UNISENDER_KEY)
+        customers = s.sandbox.unisender.create_list(UNISENDER_KEY, "Customers")
+        rule = {
+            "list_id": customers,
+            "lead_statuses": [{"pipeline_id": PIPELINE, "status_id": WON}],
+        }
+        await configure(s, {"lists": [rule]})
+        await s.connect_unisender()
+        await s.settle()
+        assert members(s, customers) == {"ann@example.com"}
+
+        amo.webhooks_enabled = False
+        amo.delete_lead(ACCOUNT_ID, won["id"])
+        await reconcile_now(s)
+        assert members(s, customers) == set()
+        amo.move_lead(ACCOUNT_ID, deal["id"], WON)
+        await reconcile_now(s)
+        assert members(s, customers) == {"ann@example.com"}

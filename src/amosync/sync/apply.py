@@ -5,6 +5,10 @@ Unisender as one `importContacts` call, rejected rows become unsynced with
 `unisender:<code>`, addresses a contact no longer has are excluded from the list (unless
 another contact of the account still has them), and the contacts table and the listed
 addresses are updated to match, in the caller's transaction.
+
+Segment lists (SPEC §8) ride on the same call: a row's `email_list_ids` names the main list
+and the segment lists its contact matches, and an address leaves a segment list (one
+`exclude` naming every list it leaves) once no contact that has it matches any more.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ that arrive together in one transaction): it keeps only the latest state of each
 `apply_pending` runs on the worker: it takes the account's pending changes a few hundred at
 a time, imports and excludes them through the same `Applier` as the full sync, and deletes
 exactly the versions it applied, so a change that arrives meanwhile is never lost.
+
+The webhook's tags and other custom fields travel with the change (`pending_changes.data`)
+for the segment rules and the field mapping; its deals are kept as pending leads
+(`sync.leads`), applied by the same job after the contacts.
 """
 
 from __future__ import annotations

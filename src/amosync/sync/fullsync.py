@@ -7,6 +7,10 @@ constant whatever the account's size. After each batch the run's counters and it
 checkpoint (the next page to fetch) are committed together with the contacts, so a run
 killed midway resumes at that page. When every page is done, contacts the run did not see
 were deleted in amoCRM: their addresses are excluded and the rows removed.
+
+With a `lead_statuses` rule, one more task reads the deals in the wanted statuses (the
+leads filter) through the same rate limit while the first contact pages arrive; contacts
+are evaluated against their rules once every deal is in.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 amoCRM gives no guarantee that every webhook arrives. This pass reads the contacts modified
 since the last successful pass (`filter[updated_at][from]`, with a minute of overlap for
 clock skew) and applies those whose stored state differs from amoCRM's.
+With a `lead_statuses` rule it also reads the deals in the wanted statuses again and
+evaluates the contacts whose linked deals' statuses changed unseen.
 
 It also checks our webhook at amoCRM (`GET /api/v4/webhooks`): amoCRM turns off a webhook
 whose destination keeps failing (`disabled`), and a person can delete it. Either way it is
@@ -12,6 +14,7 @@ later pass finds it in place and on.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timedelta
 
 import structlog
@@ -21,14 +24,17 @@ from amosync.accounts.install import register_webhooks, webhook_events, webhook_
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client
+from amosync.amocrm.client import AmoCRMClient
 from amosync.db.engine import transaction
-from amosync.db.models import Account, Contact, Integration
+from amosync.db.models import Account, Contact, Integration, LeadLink
 from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
+from amosync.segments.engine import Segments
 from amosync.segments.members import account_segments, linked_statuses
 from amosync.segments.settings import account_settings
 from amosync.state import Services
 from amosync.sync.apply import Applier, ContactState, batches
 from amosync.sync.fullsync import contact_state
+from amosync.sync.leads import read_leads, reevaluate, replace_links
 
 log = structlog.get_logger()
 
@@ -84,9 +90,41 @@ async def reconcile(services: Services, account_id: int, *, since: datetime) -> 
             async with transaction(services.sessions) as session:
                 await applier.apply(session, batch)
         changed += len(differing)
+    if segments is not None and segments.wants_leads:
+        changed += await reconcile_leads(services, account_id, applier, segments, amocrm)
     if changed:
         log.info("reconcile.applied", account_id=account_id, contacts=changed)
     return changed
+
+
+async def reconcile_leads(
+    services: Services,
+    account_id: int,
+    applier: Applier,
+    segments: Segments,
+    amocrm: AmoCRMClient,
+) -> int:
+    """Lead webhooks can be lost too: the deals in the wanted statuses are read again (the
+    leads filter, a few pages) and the contacts whose linked statuses differ from what is
+    stored are evaluated again. Returns how many."""
+    read = await read_leads(amocrm, account_id, segments.wanted_statuses())
+    async with transaction(services.sessions) as session:
+        rows = await session.execute(
+            select(LeadLink.contact_id, LeadLink.pipeline_id, LeadLink.status_id).where(
+                LeadLink.account_id == account_id
+            )
+        )
+        stored: dict[int, set[tuple[int, int]]] = defaultdict(set)
+        for contact_id, pipeline_id, status_id in rows:
+            stored[contact_id].add((pipeline_id, status_id))
+        differing = sorted(
+            contact_id
+            for contact_id in set(stored) | set(read.statuses)
+            if stored.get(contact_id, set()) != read.statuses.get(contact_id, set())
+        )
+        await replace_links(session, account_id, read.links)
+        await reevaluate(session, account_id, applier, segments, differing)
+    return len(differing)
 
 
 WEBHOOK_PROBLEMS = (ProblemCode.amocrm_webhook_missing, ProblemCode.amocrm_webhook_disabled)
