@@ -159,6 +159,9 @@ async def test_one_rule_per_list_and_none_on_the_main_list(database_url: str) ->
         ("PHONE", "reserved_field_name"),
         ("tags", "reserved_field_name"),
         ("email_list_ids", "reserved_field_name"),
+        ("delete", "reserved_field_name"),
+        ("email_status", "reserved_field_name"),
+        ("phone_excluded_list_ids", "reserved_field_name"),
     ],
 )
 async def test_a_unisender_field_name_unisender_would_refuse_or_we_fill(

@@ -24,10 +24,28 @@ from amosync.errors import BadRequest
 from amosync.segments.settings import FIELD_NAME, AccountSettings
 from amosync.state import Services
 
-# The columns amosync fills itself (SPEC §4, §8): a custom pair naming one would overwrite
-# the address, the name, the list ids, the phone or the tags. Unisender's field names are
-# compared without regard to case.
-RESERVED_FIELDS = ("email", "Name", "phone", "tags", "email_list_ids")
+# The columns amosync fills itself (SPEC §4, §8), and the other system columns of Unisender's
+# importContacts: a custom pair naming one would overwrite the address, the name, the lists,
+# the phone or the tags, or worse set a status (`email_status`: SPEC §4 never sends it) or
+# delete the contact (`delete`). The system columns as Unisender's importContacts
+# documentation lists them, echoed by public clients (the `unisender` Python client's
+# EMAIL_SYSTEM_FIELDS, Leyka's Unisender extension). Compared without regard to case.
+OURS = ("email", "Name", "phone", "tags", "email_list_ids")
+RESERVED_FIELDS = (
+    *OURS,
+    "delete",
+    "email_status",
+    "email_availability",
+    "email_subscribe_times",
+    "email_unsubscribed_list_ids",
+    "email_excluded_list_ids",
+    "phone_status",
+    "phone_availability",
+    "phone_list_ids",
+    "phone_subscribe_times",
+    "phone_unsubscribed_list_ids",
+    "phone_excluded_list_ids",
+)
 
 
 def check_names(settings: AccountSettings) -> None:
@@ -45,8 +63,8 @@ def check_names(settings: AccountSettings) -> None:
             )
         if name.casefold() in reserved:
             raise BadRequest(
-                f"{where}: {name!r} is filled by amosync itself "
-                f"({', '.join(RESERVED_FIELDS)}); choose another name",
+                f"{where}: {name!r} is a column amosync fills itself ({', '.join(OURS)}) "
+                "or one of Unisender's system columns; choose another name",
                 code="reserved_field_name",
             )
         if name.casefold() in seen:
