@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from amosync.db.models import Account, SegmentMember
+from amosync.sandbox.contacts import GENERATED_TAGS
 from amosync.segments.members import rule_counts
+from amosync.sync.mapping import contact_emails
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 from tests.sync.test_reconcile_webhooks import reconcile_now
 
@@ -272,3 +274,53 @@ async def test_a_deal_moved_while_its_webhook_was_lost_is_caught_by_reconciliati
         amo.move_lead(ACCOUNT_ID, deal["id"], WON)
         await reconcile_now(s)
         assert members(s, customers) == {"ann@example.com"}
+
+
+async def test_generated_contacts_land_in_exactly_the_lists_their_tags_and_deals_choose(
+    database_url: str,
+) -> None:
+    """Thousands of realistic contacts (shared addresses, odd fields, tags, deals): each
+    segment list holds exactly the valid addresses of the contacts its rule matches."""
+    async with stack(database_url) as s:
+        await s.install()
+        amo = s.sandbox.amocrm
+        ids = amo.generate_contacts(
+            ACCOUNT_ID, 3000, seed=7, lead_statuses=[(PIPELINE, WON, 1), (PIPELINE, LOST, 3)]
+        )
+        first, second = (str(tag["name"]) for tag in GENERATED_TAGS[:2])
+        s.sandbox.unisender.add_key(UNISENDER_KEY)
+        tagged = s.sandbox.unisender.create_list(UNISENDER_KEY, "Tagged")
+        won = s.sandbox.unisender.create_list(UNISENDER_KEY, "Won")
+        won_rule = {"pipeline_id": PIPELINE, "status_id": WON}
+        await configure(
+            s,
+            {
+                "lists": [
+                    {"list_id": tagged, "tags_any": [first.upper(), second]},
+                    {"list_id": won, "lead_statuses": [won_rule]},
+                ]
+            },
+        )
+        await s.connect_unisender()
+        await s.settle(timeout=120)
+
+        won_contacts = set()
+        for lead_id in amo.leads_in(ACCOUNT_ID, [(PIPELINE, WON)]):
+            lead = amo.get_lead(ACCOUNT_ID, lead_id)
+            assert lead is not None
+            won_contacts |= {c["id"] for c in lead["_embedded"]["contacts"]}
+        want_tagged: set[str] = set()
+        want_won: set[str] = set()
+        for contact_id in ids:
+            contact = amo.get_contact(ACCOUNT_ID, contact_id)
+            assert contact is not None
+            addresses = {a.lower() for a in contact_emails(contact["custom_fields_values"]).valid}
+            names = {tag["name"].lower() for tag in contact["_embedded"]["tags"]}
+            if names & {first.lower(), second.lower()}:
+                want_tagged |= addresses
+            if contact_id in won_contacts:
+                want_won |= addresses
+        assert want_tagged
+        assert want_won
+        assert members(s, tagged) == want_tagged
+        assert members(s, won) == want_won

@@ -321,8 +321,11 @@ class FullSync:
         self._analyze_at = self._recorded * 4
         if self.services.engine.dialect.name != "postgresql":
             return
+        tables = "contacts, listed_emails"
+        if self._segments is not None and self._segments.active:
+            tables += ", segment_members, lead_links"
         async with self.services.engine.connect() as connection:
-            await connection.execute(text("ANALYZE contacts, listed_emails"))
+            await connection.execute(text(f"ANALYZE {tables}"))
             await connection.commit()
 
     async def _recount(self, session: AsyncSession, run: SyncRun) -> None:
