@@ -36,7 +36,7 @@ async def put_settings(
     """Check the settings against Unisender and amoCRM, store the keys sent (the others stay
     as they are), and start a full sync when `fields` or `lists` changed (`sync`)."""
     caller.require_account(account_id)
-    account = await accounts.require(session, account_id, for_update=True)
+    account = await accounts.require(session, account_id)
     return await service.save(services, session, account, body, body.model_fields_set)
 
 

@@ -80,6 +80,9 @@ async def save(
     """Check `settings` (`validate.check`), store the `parts` given (the top-level keys the
     caller sent; the others stay as stored), then start what the change needs."""
     await validate.check(services, account, settings, parts)
+    # Locked only now, and read again: the vendors' answers can take seconds, and the
+    # account's row is what the worker leases the account by.
+    await session.refresh(account, with_for_update=True)
     before = account_settings(account.settings)
     stored = dict(account.settings) if isinstance(account.settings, dict) else {}
     stored.update(settings.model_dump(mode="json", include=set(parts)))
