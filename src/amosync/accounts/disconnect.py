@@ -19,7 +19,14 @@ from amosync.accounts import service
 from amosync.accounts.install import unregister_webhooks
 from amosync.consent.hooks import remove_hook_quietly
 from amosync.db.engine import transaction
-from amosync.db.models import Account, Integration, PendingChange, SyncRun, utcnow
+from amosync.db.models import (
+    Account,
+    Integration,
+    PendingChange,
+    PendingLead,
+    SyncRun,
+    utcnow,
+)
 from amosync.errors import Forbidden
 from amosync.state import Services
 from amosync.worker.queue import drop_pending
@@ -57,6 +64,7 @@ async def disconnect(services: Services, account_id: int) -> None:
             )
         )
         await session.execute(delete(PendingChange).where(PendingChange.account_id == account_id))
+        await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
         await session.execute(
             update(SyncRun)
             .where(SyncRun.account_id == account_id, SyncRun.status.in_(("queued", "running")))

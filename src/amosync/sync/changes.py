@@ -37,6 +37,7 @@ from amosync.db.models import (
     Contact,
     ListedEmail,
     PendingChange,
+    PendingLead,
     WebhookEvent,
     utcnow,
 )
@@ -436,6 +437,7 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
             await session.execute(
                 delete(PendingChange).where(PendingChange.account_id == account_id)
             )
+            await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
             return 0
         if account.unisender_key_enc is None:
             return 0  # kept until a key is connected; the first full sync covers them anyway

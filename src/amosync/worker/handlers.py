@@ -10,7 +10,14 @@ from amosync.accounts.install import run_install, run_register_webhooks
 from amosync.consent.hooks import check_hook, run_ensure_hook, run_remove_old_hook
 from amosync.consent.writeback import run_consent
 from amosync.db.engine import transaction
-from amosync.db.models import Account, ConsentEvent, PendingChange, SyncRun, utcnow
+from amosync.db.models import (
+    Account,
+    ConsentEvent,
+    PendingChange,
+    PendingLead,
+    SyncRun,
+    utcnow,
+)
 from amosync.errors import is_permanent, root_cause
 from amosync.segments.service import run_resync
 from amosync.sync.changes import apply_pending
@@ -117,6 +124,10 @@ async def _next_pass(ctx: JobContext, account_id: int) -> None:
         left = await session.scalar(
             select(PendingChange.amocrm_id).where(PendingChange.account_id == account_id).limit(1)
         )
+        if left is None:
+            left = await session.scalar(
+                select(PendingLead.lead_id).where(PendingLead.account_id == account_id).limit(1)
+            )
         if left is not None:
             await enqueue(
                 session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}"
