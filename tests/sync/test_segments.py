@@ -324,3 +324,24 @@ async def test_generated_contacts_land_in_exactly_the_lists_their_tags_and_deals
         assert want_won
         assert members(s, tagged) == want_tagged
         assert members(s, won) == want_won
+
+
+async def test_a_restored_contact_read_back_from_amocrm_returns_to_its_segment_list(
+    database_url: str,
+) -> None:
+    """A restore webhook may carry no fields (SPEC §5): the contact, tags included, is
+    read from the API, and its tag rule puts it back."""
+    async with stack(database_url) as s:
+        (vip,) = await installed_with_lists(s, "VIP")
+        amo = s.sandbox.amocrm
+        amo.restore_without_fields = 1.0
+        ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"], tags=["vip"])
+        await configure(s, {"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+        await s.connect_unisender()
+        await s.settle()
+        amo.delete_contact(ACCOUNT_ID, ann["id"])
+        await delivered(s)
+        assert members(s, vip) == set()
+        amo.restore_contact(ACCOUNT_ID, ann["id"])
+        await delivered(s)
+        assert members(s, vip) == {"ann@example.com"}
