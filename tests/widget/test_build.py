@@ -4,11 +4,14 @@ written in, and the same bytes on every build."""
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from typer.testing import CliRunner
 
 from amosync.cli import app as cli
@@ -57,6 +60,18 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def files(archive: Path) -> dict[str, bytes]:
     return read_archive(archive)
+
+
+@pytest.fixture
+def kept_logging() -> Iterator[None]:
+    """The CLI points structlog and the root logger at CliRunner's stream, closed once
+    `invoke` returns: later tests (the browser tests' widget builds) would log into a closed
+    file. Put back the configuration the rest of the suite logs through (as test_cli does)."""
+    config = structlog.get_config()
+    handlers = logging.root.handlers[:]
+    yield
+    structlog.configure(**config)
+    logging.root.handlers[:] = handlers
 
 
 def dotted(strings: dict[str, object], key: str) -> object:
@@ -246,6 +261,7 @@ def test_committed_logos_are_what_the_generator_draws() -> None:
         assert committed == encode_png(width, height, draw_logo(width, height)), name
 
 
+@pytest.mark.usefixtures("kept_logging")
 def test_support_contacts_go_into_the_manifest_and_the_script(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
@@ -303,6 +319,7 @@ def test_bad_support_contacts_are_refused(
         support_contacts(email, url, BACKEND)
 
 
+@pytest.mark.usefixtures("kept_logging")
 def test_the_cli_names_a_bad_support_address(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
@@ -332,6 +349,7 @@ def test_validation_refuses_a_broken_support_section() -> None:
     assert any("support.link must be a URL" in p for p in problems), problems
 
 
+@pytest.mark.usefixtures("kept_logging")
 def test_the_cli_says_when_there_is_no_support_contact(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["widget", "build", "--out", str(tmp_path / "w.zip"), "--backend-url", BACKEND]

@@ -183,6 +183,7 @@ define([], function () {
     var form = null; // the settings form (advanced settings page only)
     var formArea = null;
     var formTimer = null;
+    var mainList = null; // the account's main list: it holds every contact, so no rule uses it
 
     // 'panel.connected' → the string at langs.panel.connected, or null when there is none.
     function lookup(path) {
@@ -416,6 +417,7 @@ define([], function () {
         showProblems([]);
         return;
       }
+      mainList = account.list_id ? Number(account.list_id) : null;
       setConnection(account.unisender_connected ? 'connected' : 'not_connected');
       // A missing key is what the hint under the connection already asks for.
       showProblems(
@@ -705,8 +707,12 @@ define([], function () {
       select.appendChild(option('', t('form.choose_list'), !current));
       var known = false;
       lists.forEach(function (list) {
-        known = known || Number(list.id) === Number(current);
-        select.appendChild(option(list.id, String(list.title), Number(list.id) === Number(current)));
+        var chosen = Number(list.id) === Number(current);
+        if (Number(list.id) === mainList && !chosen) {
+          return; // the service refuses a rule on it (main_list_rule)
+        }
+        known = known || chosen;
+        select.appendChild(option(list.id, String(list.title), chosen));
       });
       if (current && !known) {
         // A list the key no longer sees: kept visible, so saving says what is wrong.
@@ -1135,8 +1141,8 @@ define([], function () {
         formArea.setAttribute('data-amosync', 'settings-area');
         view.root.parentNode.insertBefore(formArea, view.root.nextSibling);
       }
-      refreshAccount();
-      loadForm();
+      // The form after the account: its main list is left out of the rules' lists.
+      refreshAccount().then(loadForm, loadForm);
     }
 
     function unmount() {
