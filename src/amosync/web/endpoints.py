@@ -38,14 +38,17 @@ from amosync.consent.hooks import ensure_hook
 from amosync.crypto import same
 from amosync.db.models import Account
 from amosync.deps import ServicesDep, SessionDep
-from amosync.errors import AppError, BadRequest, NotFound, UpstreamError
+from amosync.errors import AppError, BadRequest, NotFound, TransientUpstreamError, UpstreamError
 from amosync.ids import AccountIdPath, JobIdPath
 from amosync.pagination import decode_cursor, encode_cursor
+from amosync.segments import members
+from amosync.segments import service as segments
+from amosync.segments.settings import AccountSettings, account_settings
 from amosync.state import Services
 from amosync.sync import activity
 from amosync.sync import service as sync
 from amosync.sync.reconcile import WEBHOOK_PROBLEMS, check_webhooks
-from amosync.web import i18n, queries, views
+from amosync.web import i18n, queries, settings_form, views
 from amosync.web.i18n import N_, Language
 from amosync.web.security import (
     COOKIE,
@@ -124,6 +127,61 @@ NOTICES = {
     "account_disconnected": (
         "error",
         N_("This account is disconnected: install the widget in amoCRM again first."),
+    ),
+    "settings_saved": ("ok", N_("The settings are saved.")),
+    "settings_saved_sync": (
+        "ok",
+        N_("The settings are saved, and a full sync has been queued to apply them."),
+    ),
+}
+
+# Why the settings form was not saved, by the code the settings service (or the form's own
+# check) gave; any other code shows the service's detail.
+SETTINGS_ERRORS = {
+    "unknown_list": N_(
+        "One of the chosen lists is not among the lists of the account's Unisender key. "
+        "Choose again."
+    ),
+    "unknown_field": N_("One of the chosen amoCRM fields no longer exists. Choose again."),
+    "unknown_status": N_(
+        "One of the chosen pipelines or deal stages no longer exists in amoCRM. Choose again."
+    ),
+    "invalid_field_name": N_(
+        "A Unisender field name must start with a Latin letter and hold only Latin letters, "
+        "digits, “_” and “-”."
+    ),
+    "invalid_settings": N_(
+        "Some of the settings are not valid (for example, more than 40 fields): %(detail)s"
+    ),
+    "reserved_field_name": N_(
+        "amosync fills this Unisender field itself (email, Name, phone, tags, email_list_ids). "
+        "Choose another name."
+    ),
+    "duplicate_field_name": N_(
+        "Two amoCRM fields would go to the same Unisender field. Give each its own name."
+    ),
+    "duplicate_list": N_(
+        "Two segment rules use the same Unisender list. Put their tags and stages in one "
+        "rule, or choose another list."
+    ),
+    "main_list_rule": N_(
+        "The main list already holds every contact with an address, so it cannot be a "
+        "segment list. Choose another list."
+    ),
+    "rule_needs_list": N_("Choose the Unisender list of each segment rule, or remove the rule."),
+    "rule_needs_condition": N_(
+        "Choose at least one tag or one deal stage for each segment list, or remove it."
+    ),
+    "pair_incomplete": N_(
+        "Choose the amoCRM field and type the Unisender field name of each pair, or remove it."
+    ),
+    "consent_tag_missing": N_("Type the tag to put on contacts that unsubscribe."),
+    "upstream_unavailable": N_(
+        "amoCRM or Unisender did not answer, so nothing was saved. Try again in a minute."
+    ),
+    "upstream_error": N_(
+        "amoCRM or Unisender refused the check, so nothing was saved (%(detail)s). "
+        "If it repeats, look at the account's problems."
     ),
 }
 
@@ -547,6 +605,7 @@ async def account_page(
     history = [views.progress(run) for run in await queries.runs(session, account_id, limit=10)]
     chart = views.hourly_chart(await activity.recent_hours(session, account_id))
     filters = {"contacts": contacts, "q": search, "reason": _reason_param(chosen)}
+    stored = account_settings(account.settings)
     context = {
         "account": row,
         "problems": views.problem_views(row, language_of(request)),
@@ -585,6 +644,9 @@ async def account_page(
         "chart": chart,
         "events": await queries.recent_webhook_events(session, account_id),
         "consent_events": await queries.recent_consent_events(session, account_id),
+        "settings": stored,
+        "sent_with_address": views.sent_with_address(stored, language_of(request)),
+        "rule_counts": await members.rule_counts(session, account_id),
         "failed_jobs": await queries.failed_jobs(session, account_id=account_id),
     }
     return render(request, "account.html", context, session=viewer)
@@ -925,3 +987,90 @@ async def set_unisender_hook_again(
         return failed
     log.info("dashboard.unisender_hook.set", account_id=account_id)
     return _back(_account_url(account_id), "unisender_hook_set")
+
+
+# -- settings (SPEC §8, §9) ---------------------------------------------------------------
+
+
+async def _settings_page(
+    request: Request,
+    services: Services,
+    account_id: int,
+    viewer: DashboardSession,
+    settings: AccountSettings | None = None,
+    error: dict[str, str] | None = None,
+) -> Response:
+    """The settings form: `settings` as given (what was just posted) or as stored."""
+    async with services.sessions() as session:
+        account = await accounts.require(session, account_id)
+        [row] = await views.account_rows(session, [account])
+        counts = await members.rule_counts(session, account_id)
+    # Both vendors are asked outside the session: a slow vendor holds no connection.
+    choices = (await segments.choices(services, account)).model_dump(mode="json")
+    shown = settings if settings is not None else account_settings(account.settings)
+    context = {
+        "account": row,
+        "form": settings_form.form_view(
+            shown, choices, counts, main_list=account.list_id, language=language_of(request).code
+        ),
+        "error": error,
+    }
+    return render(request, "settings.html", context, session=viewer, status=400 if error else 200)
+
+
+@router.get("/ui/accounts/{account_id}/settings")
+async def settings_page(
+    request: Request, account_id: AccountIdPath, viewer: Viewer, services: ServicesDep
+) -> Response:
+    """The account's settings: segment lists, fields sent with the address, consent."""
+    return await _settings_page(request, services, account_id, viewer)
+
+
+def _settings_error(language: Language, code: str, detail: str) -> dict[str, str]:
+    text = SETTINGS_ERRORS.get(code)
+    if text is None:
+        return {"code": code, "text": detail}
+    return {"code": code, "text": language.gettext(text) % {"detail": detail}}
+
+
+@router.post("/ui/accounts/{account_id}/settings")
+async def save_settings(
+    request: Request,
+    account_id: AccountIdPath,
+    viewer: FormPost,
+    services: ServicesDep,
+) -> Response:
+    """Check the posted settings with both vendors and store them, as
+    `PUT /accounts/{id}/settings` does; a change of lists or fields starts a full sync."""
+    language = language_of(request)
+    back = _account_url(account_id)
+    try:
+        body = settings_form.parse(await request.form())
+    except settings_form.Incomplete as exc:
+        error = _settings_error(language, exc.problem, "")
+        return await _settings_page(request, services, account_id, viewer, error=error)
+    try:
+        settings = segments.parse(body)
+    except AppError as exc:
+        error = _settings_error(language, exc.code, exc.detail)
+        return await _settings_page(request, services, account_id, viewer, error=error)
+    try:
+        async with services.sessions() as session, session.begin():
+            account = await accounts.require(session, account_id, for_update=True)
+            if account.status == "disconnected":
+                return _back(back, "account_disconnected")
+            saved = await segments.save(services, session, account, settings, set(body))
+    except AppError as exc:
+        log.info("dashboard.settings.refused", account_id=account_id, code=exc.code)
+        error = _settings_error(language, exc.code, exc.detail)
+        return await _settings_page(request, services, account_id, viewer, settings, error)
+    except UpstreamError as exc:
+        # As the API answers it (503 upstream_unavailable / 502 upstream_error); the page
+        # keeps what was chosen, to save again.
+        transient = isinstance(exc, TransientUpstreamError)
+        code = "upstream_unavailable" if transient else "upstream_error"
+        log.warning("dashboard.settings.unchecked", account_id=account_id, error=str(exc))
+        error = _settings_error(language, code, str(exc))
+        return await _settings_page(request, services, account_id, viewer, settings, error)
+    log.info("dashboard.settings.saved", account_id=account_id, sync=saved.sync is not None)
+    return _back(back, "settings_saved_sync" if saved.sync else "settings_saved")

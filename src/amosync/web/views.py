@@ -25,6 +25,7 @@ from amosync.accounts.problems import (
 )
 from amosync.accounts.service import is_connected
 from amosync.db.models import Account, SyncRun, utcnow
+from amosync.segments.settings import AccountSettings
 from amosync.web.i18n import N_, Language
 
 ACTIVE = ("queued", "running")
@@ -463,3 +464,18 @@ def amocrm_base(base_urls: Sequence[str | None], subdomain: str | None) -> str |
 def contact_url(base: str | None, amocrm_id: int) -> str | None:
     """A contact's card in amoCRM (`/contacts/detail/<id>`, as amoCRM's own links are)."""
     return f"{base}/contacts/detail/{amocrm_id}" if base else None
+
+
+def sent_with_address(settings: AccountSettings, language: Language) -> str:
+    """What goes to Unisender beside the address and the name, in a few words."""
+    sent = []
+    if settings.fields.phone:
+        sent.append(language.gettext("phone"))
+    if settings.fields.tags:
+        sent.append(language.gettext("tags"))
+    if settings.fields.custom:
+        n = len(settings.fields.custom)
+        sent.append(
+            language.ngettext("%(num)s amoCRM field", "%(num)s amoCRM fields", n) % {"num": n}
+        )
+    return ", ".join(sent) if sent else language.gettext("the name only")
