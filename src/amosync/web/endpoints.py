@@ -1056,7 +1056,8 @@ async def save_settings(
         return await _settings_page(request, services, account_id, viewer, error=error)
     try:
         async with services.sessions() as session, session.begin():
-            account = await accounts.require(session, account_id, for_update=True)
+            # Not locked here: `save` locks the row once the vendors have answered.
+            account = await accounts.require(session, account_id)
             if account.status == "disconnected":
                 return _back(back, "account_disconnected")
             saved = await segments.save(services, session, account, settings, set(body))
