@@ -287,6 +287,8 @@ async def reevaluate(
     states = []
     for contact in stored:
         emails = classify(contact.emails or [])
+        if not emails.valid:
+            continue  # in no list at all, so in no segment list either: nothing changes
         tags = list(contact.tags or [])
         states.append(
             ContactState(
