@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from amosync.db.models import Account, SegmentMember
+from amosync.db.models import Account, PendingLead, SegmentMember
 from amosync.sandbox.contacts import GENERATED_TAGS
 from amosync.segments.members import rule_counts
 from amosync.sync.mapping import contact_emails
@@ -345,3 +345,39 @@ async def test_a_restored_contact_read_back_from_amocrm_returns_to_its_segment_l
         amo.restore_contact(ACCOUNT_ID, ann["id"])
         await delivered(s)
         assert members(s, vip) == {"ann@example.com"}
+
+
+async def test_lead_webhooks_are_coalesced_per_deal(database_url: str) -> None:
+    async with stack(database_url) as s:
+        await s.install()
+        amo = s.sandbox.amocrm
+        ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
+        s.sandbox.unisender.add_key(UNISENDER_KEY)
+        customers = s.sandbox.unisender.create_list(UNISENDER_KEY, "Customers")
+        rule = {
+            "list_id": customers,
+            "lead_statuses": [{"pipeline_id": PIPELINE, "status_id": WON}],
+        }
+        await configure(s, {"lists": [rule]})
+        await s.connect_unisender()
+        await s.settle()
+        deal = amo.create_lead(ACCOUNT_ID, [ann["id"]], pipeline_id=PIPELINE)
+        await delivered(s)
+        # Three moves posted before the job runs: one deal to read, as it stands at the end.
+        amo.webhooks_enabled = False
+        url = amo.webhooks(ACCOUNT_ID)[0]["destination"]
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
+        for status in (WON, LOST, WON):
+            amo.move_lead(ACCOUNT_ID, deal["id"], status)
+            body = amo.lead_webhook_body(ACCOUNT_ID, "status", deal["id"])
+            answer = await s.http.post(url, content=body, headers=headers)
+            assert answer.status_code == 200, answer.text
+        async with s.services.sessions() as session:
+            pending = (await session.execute(select(PendingLead))).scalars().all()
+        assert [(p.lead_id, p.version > 1) for p in pending] == [(deal["id"], True)]
+        s.sandbox.calls.clear()
+        await s.settle()
+        reads = [c.path for c in s.sandbox.calls if re.fullmatch(r"/api/v4/leads/\d+", c.path)]
+        assert reads == [f"/api/v4/leads/{deal['id']}"]
+        assert members(s, customers) == {"ann@example.com"}
+        assert await s.count(PendingLead) == 0
