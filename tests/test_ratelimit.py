@@ -104,7 +104,8 @@ async def test_a_call_still_out_lets_the_next_go_when_its_answer_comes() -> None
     went = time.monotonic()
     started = await out
     # Its answer came at 0.3 s (excess 0.29): not the period's wait it had while out.
-    assert 0.5 + 0.29 <= went - started < 0.5 + 0.45
+    # (A loaded machine starts the call late, which shortens the gap a little.)
+    assert 0.5 + 0.25 <= went - started < 0.5 + 0.45
 
 
 async def test_round_trips_are_compared_with_their_own_kind() -> None:

@@ -24,6 +24,7 @@ def row(amocrm_id: int, **changes: object) -> dict[str, object]:
         "amocrm_updated_at": 1700000000,
         "version": 1,
         "received_at": WHEN,
+        "data": None,
         **changes,
     }
 

@@ -179,7 +179,9 @@ async def test_a_key_unisender_stops_accepting_is_replaced_then_the_list_picked_
 
         members = s.sandbox.unisender.list_members(NEW_KEY, vip)
         assert {"ann@example.com", "boris@example.com"} <= members
-        assert await problems(s) == []
+        # What was wrong is fixed; what stays is the reminder that the revoked key's hook
+        # could not be removed (Unisender refuses that key), to be tidied in that account.
+        assert await problems(s) == ["unisender_hook_not_removed"]
 
 
 async def test_a_failed_run_is_retried_as_a_new_run(
