@@ -240,6 +240,28 @@ async def test_a_refusal_is_said_in_the_pages_language(
         assert stored["fields"]["custom"] == []
 
 
+async def test_consent_toggles_are_saved_without_a_sync(database_url: str) -> None:
+    async with ready(database_url) as s, operator(s, "ru") as web:
+        page = await web.get(SETTINGS)
+        assert 'name="consent_enabled" value="1" checked' in page.text
+        runs = (await s.http.get(f"/accounts/{ACCOUNT_ID}")).json()["last_sync"]
+        # Boxes left unticked are not posted: write-back off, no note, another tag.
+        answer = await web.post(
+            SETTINGS, data={"csrf": csrf_of(page.text), "consent_tag": "не звонить"}
+        )
+        assert answer.headers["location"].endswith("notice=settings_saved")
+        stored = (await s.http.get(f"/accounts/{ACCOUNT_ID}/settings")).json()
+        assert stored["consent"] == {"enabled": False, "tag": "не звонить", "note": False}
+        # Consent decides nothing of what goes to Unisender: no new run.
+        assert (await s.http.get(f"/accounts/{ACCOUNT_ID}")).json()["last_sync"] == runs
+        account = await web.get(answer.headers["location"])
+        assert "Настройки сохранены." in account.text
+        assert "Отписки в amoCRM не записываются." in account.text
+        again = await web.get(SETTINGS)
+        assert 'name="consent_enabled" value="1">' in again.text  # unticked now
+        assert 'value="не звонить"' in again.text
+
+
 async def test_a_form_from_elsewhere_is_refused(database_url: str) -> None:
     async with ready(database_url) as s, operator(s) as web:
         answer = await web.post(SETTINGS, data={"csrf": "0" * 64, "consent_tag": "x"})

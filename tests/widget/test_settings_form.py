@@ -192,5 +192,8 @@ def test_a_refused_setting_is_explained_in_the_users_language(
         ".textContent === t",
         arg=text(lang, "form.rule_needs_condition"),
     )
+    # This account has no tags in amoCRM yet: their names are typed, not picked.
+    tags = page.locator(f"{FORM} [data-rule] input[name=tags_any]")
+    assert tags.get_attribute("placeholder") == text(lang, "form.tags_placeholder")
     assert fits_the_width(page)
     screenshot(page, f"widget_form_error_{lang}_{viewport['width']}px.png")

@@ -11,7 +11,7 @@ give is None, and its values are then typed as ids (lists, fields) or names (tag
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +94,11 @@ def _lists(
     return tuple(out)
 
 
-def _tags(choices: Mapping[str, Any], chosen: Iterable[str]) -> tuple[Choice, ...] | None:
+def _tags(choices: Mapping[str, Any], chosen: Sequence[str]) -> tuple[Choice, ...] | None:
     tags = choices.get("tags")
-    if tags is None:
+    # No list to pick from (amoCRM did not answer, or the account has no tags yet): the
+    # names are typed, so a rule can wait for a tag that is not in use yet.
+    if tags is None or (not tags and not chosen):
         return None
     wanted = {tag.lower() for tag in chosen}
     out = [

@@ -723,7 +723,9 @@ define([], function () {
 
     function tagsControl(name, chosen) {
       var tags = form.choices.tags;
-      if (!tags) {
+      // No list to pick from (amoCRM did not answer, or the account has no tags yet): the
+      // names are typed, so a rule can wait for a tag that is not in use yet.
+      if (!tags || (!tags.length && !chosen.length)) {
         var input = textInput(name, chosen.join(', '), 2000);
         input.placeholder = t('form.tags_placeholder');
         return input;
