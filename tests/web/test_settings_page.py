@@ -240,6 +240,39 @@ async def test_a_refusal_is_said_in_the_pages_language(
         assert stored["fields"]["custom"] == []
 
 
+async def test_a_status_rule_is_picked_by_the_stages_name(database_url: str) -> None:
+    async with ready(database_url) as s, operator(s) as web:
+        customers = s.sandbox.unisender.create_list(UNISENDER_KEY, "Customers")
+        page = await web.get(SETTINGS)
+        select = re.search(r'name="rule-0-statuses".*?</select>', page.text, re.S)
+        assert select
+        # amoCRM's won status (142) of the account's first pipeline, by its name.
+        won = re.search(r'<option value="(\d+):142">Успешно реализовано</option>', select[0])
+        assert won, select[0][:500]
+        answer = await web.post(
+            SETTINGS,
+            data={
+                "csrf": csrf_of(page.text),
+                "rule-0-list": str(customers),
+                "rule-0-statuses": f"{won[1]}:142",
+                "consent_enabled": "1",
+                "consent_tag": "unsubscribed",
+            },
+        )
+        assert answer.headers["location"].endswith("notice=settings_saved_sync")
+        stored = (await s.http.get(f"/accounts/{ACCOUNT_ID}/settings")).json()
+        assert stored["lists"] == [
+            {
+                "list_id": customers,
+                "tags_any": [],
+                "lead_statuses": [{"pipeline_id": int(won[1]), "status_id": 142}],
+            }
+        ]
+        # The form shows the stage chosen, in its pipeline.
+        again = await web.get(SETTINGS)
+        assert f'<option value="{won[1]}:142" selected>Успешно реализовано</option>' in again.text
+
+
 async def test_consent_toggles_are_saved_without_a_sync(database_url: str) -> None:
     async with ready(database_url) as s, operator(s, "ru") as web:
         page = await web.get(SETTINGS)
