@@ -134,12 +134,17 @@ def settings_for(database_url: str, sandboxes: Sandboxes, **overrides: Any) -> S
 
 
 async def installed_account(
-    settings: Settings, amocrm: RemoteSandbox, unisender: RemoteSandbox, contacts: int
+    settings: Settings,
+    amocrm: RemoteSandbox,
+    unisender: RemoteSandbox,
+    contacts: int,
+    **generation: Any,
 ) -> Services:
-    """An account installed through the real install job and connected to Unisender."""
+    """An account installed through the real install job and connected to Unisender;
+    `generation`: more of the sandbox's `generate_contacts` parameters (its deals)."""
     await amocrm.amocrm.add_integration(CLIENT_ID, SECRET, settings.amocrm_redirect_uri or "")
     await amocrm.amocrm.add_account(account_id=ACCOUNT_ID, subdomain="bench", name="Bench")
-    await amocrm.amocrm.generate_contacts(ACCOUNT_ID, contacts, seed=1)
+    await amocrm.amocrm.generate_contacts(ACCOUNT_ID, contacts, seed=1, **generation)
     await unisender.unisender.add_key(KEY)
     code = await amocrm.amocrm.issue_code(ACCOUNT_ID, CLIENT_ID)
     services = build_services(settings)

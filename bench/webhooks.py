@@ -17,6 +17,11 @@
     service's hook; the time until the amoCRM sandbox has the tag on the contact, with
     amoCRM's 7 requests/s enforced. Targets: p50 ≤ 2 s, p99 ≤ 5 s. `--consent-only` runs
     this part alone.
+(d) Deal stage → list (SPEC §8): a status rule (won deals → *Customers*) set through
+    `PUT /accounts/{id}/settings`, then deals moved to won in the amoCRM sandbox at 5 a
+    second for 20 s, each of one contact; the sandbox posts `status_lead` to the service;
+    the time until the contact's address is in the list (polled every 50 ms), amoCRM's 7
+    requests/s enforced. Targets: p50 ≤ 1 s, p99 ≤ 3 s. `--leads-only` runs this part alone.
 
 The load generator runs in a process of its own (a small asyncio HTTP/1.1 client on
 keep-alive connections), so it does not take the server's CPU; the sandboxes run in others.
@@ -43,8 +48,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 
+from amosync.accounts.unisender import unisender_client  # noqa: E402
 from amosync.db.engine import transaction  # noqa: E402
 from amosync.logging import configure_logging  # noqa: E402
 from amosync.sandbox import RemoteSandbox  # noqa: E402
@@ -522,6 +529,132 @@ def report_consent(db: str, args: argparse.Namespace) -> None:
     sys.stdout.flush()
 
 
+# The sandbox's main pipeline: its won status, and the one the deals wait in.
+PIPELINE, WON, TALKS = 3177727, 142, 32392159
+
+
+def buyer(n: int) -> str:
+    return f"buyer{n}@bench.example"
+
+
+def lead_status(db: str, args: argparse.Namespace) -> dict[str, float]:
+    with sandbox_processes() as sandboxes:
+        return run(_lead_status(db, sandboxes, args))  # type: ignore[no-any-return]
+
+
+async def _lead_status(db: str, sandboxes: Sandboxes, args: argparse.Namespace) -> dict[str, float]:
+    """Deals moved to won at a fixed rate; for each, the time until its contact's address
+    is in the status rule's list."""
+    count = int(args.lead_rate * args.lead_duration)
+    port = free_port()
+    service = f"http://{HOST}:{port}"
+    async with (
+        database(db) as db_url,
+        RemoteSandbox(sandboxes.amocrm) as amo,
+        RemoteSandbox(sandboxes.unisender) as uni,
+    ):
+        # amoCRM's webhook goes to {PUBLIC_URL}/webhook: the service about to start.
+        settings = settings_for(
+            db_url, sandboxes, unisender_rpm=600_000, amocrm_redirect_uri=f"{service}/vidget"
+        )
+        services = await installed_account(settings, amo, uni, contacts=0)
+        customers = await unisender_client(services, KEY).create_list("Customers")
+        await services.aclose()
+        await amo.amocrm.configure(webhooks_enabled=False)  # nobody listens yet
+        lead_of = {}
+        for n in range(count):
+            contact = await amo.amocrm.add_contact(ACCOUNT_ID, f"Buyer {n}", emails=[buyer(n)])
+            lead = await amo.amocrm.create_lead(
+                ACCOUNT_ID, [int(contact["id"])], pipeline_id=PIPELINE, status_id=TALKS
+            )
+            lead_of[n] = int(lead["id"])
+        await amo.amocrm.configure(webhooks_enabled=True, rate_limit_rps=7)
+        env = settings_env(settings, worker="inline")
+        with cli_process(["serve", "--port", str(port)], env, ready_url=f"{service}/health"):
+            async with httpx.AsyncClient(
+                base_url=service, headers={"Authorization": f"Bearer {settings.admin_token}"}
+            ) as http:
+                rule = {"pipeline_id": PIPELINE, "status_id": WON}
+                saved = await http.put(
+                    f"/accounts/{ACCOUNT_ID}/settings",
+                    json={"lists": [{"list_id": customers, "lead_statuses": [rule]}]},
+                )
+                assert saved.status_code == 200, saved.text
+                await _settled(http, amo)
+            before = (await amo.stats())["amocrm"]["rate_limited"]
+            since = time.time()
+            sent: dict[int, float] = {}
+            seen: dict[str, float] = {}
+            start = time.monotonic()
+
+            async def move() -> None:
+                for n in range(count):
+                    due = start + n / args.lead_rate
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    sent[n] = time.time()
+                    await amo.amocrm.move_lead(ACCOUNT_ID, lead_of[n], WON)
+
+            mover = asyncio.create_task(move())
+            deadline: float | None = None
+            while deadline is None or time.monotonic() < deadline:
+                members = await uni.unisender.list_members(KEY, customers)
+                now = time.time()
+                for email in members:
+                    seen.setdefault(email, now)
+                if mover.done() and deadline is None:
+                    await mover
+                    deadline = time.monotonic() + 15  # stragglers
+                if len(seen) >= count:
+                    break
+                await asyncio.sleep(0.05)
+            calls = await amo.calls(api="amocrm", account_id=ACCOUNT_ID, since=since)
+            limited = (await amo.stats())["amocrm"]["rate_limited"] - before
+    window = time.time() - since
+    delays = [seen[buyer(n)] - t for n, t in sent.items() if buyer(n) in seen]
+    return {
+        "moved": len(sent),
+        "listed": len(delays),
+        "p50": percentile(delays, 0.5),
+        "p99": percentile(delays, 0.99),
+        "max": max(delays, default=float("nan")),
+        "amocrm_calls": len(calls),
+        "amocrm_rps": len(calls) / window if window else float("nan"),
+        "rate_limited": limited,
+    }
+
+
+async def _settled(http: httpx.AsyncClient, amo: RemoteSandbox, timeout: float = 120) -> None:
+    """Until the full sync the settings started is done and amoCRM's webhook covers deals."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        account = (await http.get(f"/accounts/{ACCOUNT_ID}")).json()
+        run = account.get("last_sync") or {}
+        hooks = await amo.amocrm.webhooks(ACCOUNT_ID)
+        covered = any("status_lead" in hook.get("settings", []) for hook in hooks)
+        if run.get("status") == "done" and covered:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the settings' full sync or the deal webhooks did not come")
+
+
+def report_leads(db: str, args: argparse.Namespace) -> None:
+    print(
+        f"== deal stage -> list, {db}: {args.lead_rate:.0f} deals won/s for "
+        f"{args.lead_duration:.0f} s, inline worker, amoCRM limited to 7 requests/s =="
+    )
+    figures = lead_status(db, args)
+    print(f"  listed {figures['listed']:.0f} of {figures['moved']:.0f} contacts")
+    print(
+        f"  deal won -> address in the list: p50 {figures['p50']:.2f} s (target <= 1)  "
+        f"p99 {figures['p99']:.2f} s (target <= 3)  max {figures['max']:.2f} s"
+    )
+    print(
+        f"  amoCRM requests {figures['amocrm_calls']:.0f} "
+        f"({figures['amocrm_rps']:.1f}/s over the run), 429s {figures['rate_limited']:.0f}"
+    )
+    sys.stdout.flush()
+
+
 def report(db: str, args: argparse.Namespace) -> None:
     print(f"== ingest, {db}: one `amosync serve` (AMOSYNC_WORKER=off) vs a do-nothing endpoint ==")
     figures = ingest(db, args)
@@ -580,15 +713,22 @@ def main() -> None:
     parser.add_argument(
         "--consent-only", action="store_true", help="only (c), unsubscribe -> amoCRM tag"
     )
+    parser.add_argument("--lead-rate", type=float, default=5, help="deals won/s")
+    parser.add_argument("--lead-duration", type=float, default=20)
+    parser.add_argument("--leads-only", action="store_true", help="only (d), deal stage -> list")
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.e2e_duration, args.consent_duration = 3, 5, 5
+        args.lead_duration = 5
     configure_logging("json", level=40)
     for db in args.only or ["sqlite", "postgresql"]:
-        if not args.consent_only:
+        if not (args.consent_only or args.leads_only):
             report(db, args)
-        report_consent(db, args)
+        if not args.leads_only:
+            report_consent(db, args)
+        if not args.consent_only:
+            report_leads(db, args)
 
 
 if __name__ == "__main__":
