@@ -26,8 +26,8 @@ from amosync.accounts.unisender import connect
 from amosync.config import Settings
 from amosync.db.engine import transaction
 from amosync.db.migrate import upgrade_async
+from amosync.runtime.services import Services, build_services
 from amosync.sandbox import RemoteSandbox
-from amosync.state import Services, build_services
 from amosync.worker.runner import Worker
 
 PG_ADMIN = os.environ.get("AMOSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -50,7 +50,7 @@ def sandbox_process() -> Iterator[str]:
     """`amosync sandbox` in a process of its own, so it does not share our event loop."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amosync.cli", "sandbox", "--port", str(port), "--no-seed"],
+        [sys.executable, "-m", "amosync.cli.main", "sandbox", "--port", str(port), "--no-seed"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -188,7 +188,7 @@ def cli_process(
     with tempfile.TemporaryDirectory() as folder:
         # A folder of its own: no stray .env is read.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "amosync.cli", *args],
+            [sys.executable, "-m", "amosync.cli.main", *args],
             env=env,
             cwd=folder,
             stdout=subprocess.DEVNULL,

@@ -53,7 +53,7 @@ from fastapi import FastAPI, Request  # noqa: E402
 
 from amosync.accounts.unisender import unisender_client  # noqa: E402
 from amosync.db.engine import transaction  # noqa: E402
-from amosync.logging import configure_logging  # noqa: E402
+from amosync.runtime.logging import configure_logging  # noqa: E402
 from amosync.sandbox import RemoteSandbox  # noqa: E402
 from amosync.sync.service import start_full_sync  # noqa: E402
 from amosync.worker.runner import Worker  # noqa: E402

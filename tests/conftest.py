@@ -20,8 +20,8 @@ from amosync.app import create_app
 from amosync.config import Settings
 from amosync.db.migrate import upgrade
 from amosync.db.models import Base
-from amosync.logging import configure_logging
-from amosync.state import Services, build_services
+from amosync.runtime.logging import configure_logging
+from amosync.runtime.services import Services, build_services
 
 PG_ADMIN_URL = os.environ.get("AMOSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 ADMIN_TOKEN = "test-admin-" + secrets.token_hex(8)

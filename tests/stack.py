@@ -22,8 +22,8 @@ from amosync.amocrm.disposable import issue_disposable_token
 from amosync.app import create_app
 from amosync.config import Settings
 from amosync.db.models import Job, utcnow
+from amosync.runtime.services import Services, build_services
 from amosync.sandbox import Sandbox, serve
-from amosync.state import Services, build_services
 from amosync.worker.runner import Worker
 from tests.conftest import ADMIN_TOKEN, empty_database, make_settings
 from tests.servers import free_port, serving

@@ -20,10 +20,10 @@ import structlog
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
-from amosync.cli import app
-from amosync.crypto import Cipher
+from amosync.cli.main import app
 from amosync.db.engine import make_engine, make_sessionmaker, transaction
 from amosync.db.models import Account
+from amosync.runtime.crypto import Cipher
 from tests.conftest import PG_ADMIN_URL, _pg_ok
 
 CONFIG_ERROR = 2
@@ -35,7 +35,7 @@ def amosync(
     clean = {key: value for key, value in os.environ.items() if not key.startswith("AMOSYNC_")}
     clean.update({"AMOSYNC_LOG_FORMAT": "console", "COLUMNS": "100", **env})
     return subprocess.run(
-        [sys.executable, "-m", "amosync.cli", *args],
+        [sys.executable, "-m", "amosync.cli.main", *args],
         cwd=cwd,
         env=clean,
         capture_output=True,
@@ -239,7 +239,7 @@ def test_help_shows_no_type_markers(command: list[str]) -> None:
 def start_serve(cwd: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("AMOSYNC_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "amosync.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "amosync.cli.main", "serve", "--port", str(port)],
         cwd=cwd,
         env={**clean, "AMOSYNC_LOG_FORMAT": "console"},
         stdout=subprocess.PIPE,

@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from amosync.config import ConfigError, Settings, load_settings
-from amosync.crypto import Cipher
+from amosync.runtime.crypto import Cipher
 
 
 def test_round_trip_and_ciphertext_hides_the_value() -> None:

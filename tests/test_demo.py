@@ -24,7 +24,7 @@ def test_demo_installs_syncs_and_keeps_serving(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "amosync.cli",
+            "amosync.cli.main",
             "demo",
             "--port",
             str(port),

@@ -13,7 +13,7 @@ import pytest
 
 from amosync.app import create_app
 from amosync.db.migrate import upgrade_async
-from amosync.state import build_services
+from amosync.runtime.services import build_services
 from tests.conftest import make_settings
 from tests.servers import serving
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS

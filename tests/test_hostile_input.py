@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from amosync.body import MAX_JSON_DEPTH, json_too_deep
-from amosync.state import Services
+from amosync.http.body import MAX_JSON_DEPTH, json_too_deep
+from amosync.runtime.services import Services
 from tests.web.conftest import account, add, csrf, log_in
 
 ACCOUNT = 30896271

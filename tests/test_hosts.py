@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from amosync.amocrm.client import account_base_url
-from amosync.hosts import InvalidHost, account_host, host_name
-from amosync.middleware import allowed_origin
+from amosync.http.hosts import InvalidHost, account_host, host_name
+from amosync.http.middleware import allowed_origin
 from tests.accounts.test_install import HOSTILE_REFERERS
 
 ALLOWED = ["amocrm.ru", "amocrm.com", "kommo.com"]

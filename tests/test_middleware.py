@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message
 
-from amosync.middleware import (
+from amosync.http.middleware import (
     BodyLimitMiddleware,
     SecurityHeadersMiddleware,
     WidgetCORSMiddleware,

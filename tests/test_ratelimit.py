@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from amosync.ratelimit import (
+from amosync.upstream.ratelimit import (
     BLIND_MARGIN,
     RateLimits,
     SlidingWindow,

@@ -9,7 +9,7 @@ import pytest
 import structlog
 from pydantic import BaseModel, Field
 
-from amosync.rpc import RpcDispatcher, RpcError
+from amosync.http.rpc import RpcDispatcher, RpcError
 
 
 class SubtractParams(BaseModel):

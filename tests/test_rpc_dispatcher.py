@@ -1,4 +1,4 @@
-"""Edge cases of `amosync.rpc.RpcDispatcher`: batch limits, ids, params, crashes, any input.
+"""Edge cases of `amosync.http.rpc.RpcDispatcher`: batch limits, ids, params, crashes, any input.
 
 tests/test_rpc.py walks the examples of the JSON-RPC specification; this file pushes on the
 limits a hostile or careless caller reaches.
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from amosync.rpc import MAX_BATCH, RpcDispatcher, RpcError
+from amosync.http.rpc import MAX_BATCH, RpcDispatcher, RpcError
 
 SECRET = "sk-live-0123456789abcdef"
 

@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import select
 
 from amosync.db.models import Account, Integration
-from amosync.logging import configure_logging
+from amosync.runtime.logging import configure_logging
 from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, SUBDOMAIN, UNISENDER_KEY, Stack, stack
 

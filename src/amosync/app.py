@@ -25,11 +25,11 @@ from amosync.accounts.system import router as system_router
 from amosync.config import Settings, get_settings
 from amosync.consent.endpoints import router as consent_router
 from amosync.errors import AppError, TransientUpstreamError, UpstreamError
-from amosync.health import router as health_router
-from amosync.metrics import router as metrics_router
-from amosync.middleware import MAX_BODY, BodyLimitMiddleware, WidgetCORSMiddleware
+from amosync.http.health import router as health_router
+from amosync.http.middleware import MAX_BODY, BodyLimitMiddleware, WidgetCORSMiddleware
+from amosync.runtime.metrics import router as metrics_router
+from amosync.runtime.services import Services, build_services, freeze_startup_heap
 from amosync.segments.endpoints import router as settings_router
-from amosync.state import Services, build_services, freeze_startup_heap
 from amosync.sync.endpoints import install_webhook
 from amosync.sync.endpoints import router as sync_router
 from amosync.web import install_dashboard
@@ -273,7 +273,7 @@ def create_app(
         own = services is None
         ready = settings
         if own and not settings.admin_token:
-            from amosync.preflight import prepare
+            from amosync.runtime.preflight import prepare
 
             # The admin token generated once and kept, not a new one at every start.
             ready = await prepare(settings, migrate=False)

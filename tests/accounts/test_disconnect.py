@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from amosync.db.models import Account, Integration
-from amosync.state import Services
+from amosync.runtime.services import Services
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}

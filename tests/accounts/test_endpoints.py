@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from amosync.db.models import Account, Integration
-from amosync.state import Services
+from amosync.runtime.services import Services
 
 
 async def test_create_get_list_update_delete_account(client: httpx.AsyncClient) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from amosync.accounts.problems import ProblemCode, clear_problem, problems_for, set_problem
 from amosync.db.engine import transaction
 from amosync.db.models import Account, utcnow
-from amosync.state import Services
+from amosync.runtime.services import Services
 
 KEY = "unisender-key-" + "k" * 30
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from amosync.db.models import Account, Contact, Integration, Job, PendingChange, SyncRun
-from amosync.state import Services
+from amosync.runtime.services import Services
 from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, Stack, stack
 

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from amosync.accounts.tokens import DbTokenSource, amocrm_client, refresh_margin, token_lifetime
 from amosync.db.models import Account, Integration, utcnow
 from amosync.errors import AuthorizationRevoked
-from amosync.ratelimit import amocrm_key
-from amosync.state import build_services
+from amosync.runtime.services import build_services
+from amosync.upstream.ratelimit import amocrm_key
 from tests.stack import ACCOUNT_ID, stack
 
 

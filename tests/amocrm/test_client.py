@@ -21,8 +21,8 @@ from amosync.amocrm.client import (
     refresh_tokens,
 )
 from amosync.errors import AuthorizationRevoked, PermanentUpstreamError, TransientUpstreamError
-from amosync.ratelimit import RateLimits, make_limiter, secret_key
-from amosync.retry import RetryPolicy, body_excerpt
+from amosync.upstream.ratelimit import RateLimits, make_limiter, secret_key
+from amosync.upstream.retry import RetryPolicy, body_excerpt
 
 BASE = "https://acme.amocrm.ru"
 ATTEMPTS = 3

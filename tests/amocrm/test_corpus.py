@@ -14,8 +14,8 @@ from amosync.amocrm.client import AmoCRMClient, refresh_tokens
 from amosync.amocrm.models import ContactsResponse, TokenPair
 from amosync.amocrm.webhooks import ContactChange, LeadChange, parse_webhook
 from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
-from amosync.retry import RetryPolicy
 from amosync.sync.mapping import contact_emails
+from amosync.upstream.retry import RetryPolicy
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "amocrm"
 WEBHOOKS = sorted((CORPUS / "webhooks").glob("*.form"))

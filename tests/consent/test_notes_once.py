@@ -13,7 +13,7 @@ from sqlalchemy import update
 from amosync.consent import writeback
 from amosync.db.engine import transaction
 from amosync.db.models import ConsentEvent, Job, utcnow
-from amosync.state import Services
+from amosync.runtime.services import Services
 from tests.consent.test_writeback import ANN, deliver, notes, setup
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 

@@ -7,7 +7,7 @@ from sqlalchemy import insert, select, text
 
 from amosync.db.engine import among, transaction
 from amosync.db.models import Account, ListedEmail
-from amosync.state import Services
+from amosync.runtime.services import Services
 
 
 async def listed(services: Services) -> None:

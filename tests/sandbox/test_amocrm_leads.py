@@ -20,9 +20,9 @@ from starlette.routing import Route
 from amosync.amocrm.client import AmoCRMClient
 from amosync.amocrm.webhooks import LeadChange, parse_webhook
 from amosync.errors import TransientUpstreamError
-from amosync.retry import RetryPolicy
 from amosync.sandbox import Sandbox, serve
 from amosync.sandbox.remote import RemoteSandbox
+from amosync.upstream.retry import RetryPolicy
 from tests.sandbox.conftest import ACCOUNT_ID, Served
 from tests.sandbox.test_clients import FixedToken, limiter
 from tests.servers import serving

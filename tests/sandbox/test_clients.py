@@ -7,9 +7,9 @@ from aiolimiter import AsyncLimiter
 
 from amosync.amocrm.client import AmoCRMClient, exchange_code, refresh_tokens
 from amosync.errors import AuthorizationRevoked, InvalidApiKey, TransientUpstreamError
-from amosync.retry import RetryPolicy
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
+from amosync.upstream.retry import RetryPolicy
 from tests.sandbox.conftest import ACCOUNT_ID, CLIENT_ID, CLIENT_SECRET, KEY, REDIRECT_URI, Served
 
 NO_RETRY = RetryPolicy(attempts=1)

@@ -53,7 +53,7 @@ async def run_cli(settings: Settings, cwd: Path, *args: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "amosync.cli",
+        "amosync.cli.main",
         *args,
         env=cli_env(settings),
         # Not the project directory: a `.env` there must not be read.

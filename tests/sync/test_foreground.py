@@ -30,7 +30,7 @@ async def test_a_dead_unisender_key_ends_the_foreground_sync_with_its_error(
         started = time.monotonic()
         result = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "amosync.cli", "sync", str(ACCOUNT_ID)],
+            [sys.executable, "-m", "amosync.cli.main", "sync", str(ACCOUNT_ID)],
             cwd=tmp_path,
             env=env_for(s.settings),
             capture_output=True,

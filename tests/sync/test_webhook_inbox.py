@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from amosync.amocrm.webhooks import parse_webhook
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Job, PendingChange, WebhookEvent
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.sync.changes import Ingest
 from tests.stack import ACCOUNT_ID, Stack, stack
 

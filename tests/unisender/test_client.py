@@ -13,9 +13,9 @@ import pytest
 import stamina
 
 from amosync.errors import InvalidApiKey, PermanentUpstreamError, TransientUpstreamError
-from amosync.ratelimit import make_limiter
 from amosync.unisender.client import UnisenderClient, encode_import
 from amosync.unisender.models import ImportRow
+from amosync.upstream.ratelimit import make_limiter
 
 BASE = "https://api.unisender.com/ru/api"
 KEY = "6x3k-secret-api-key-value"

@@ -17,11 +17,11 @@ import pytest
 from aiolimiter import AsyncLimiter
 
 from amosync.errors import PermanentUpstreamError
-from amosync.retry import RetryPolicy
 from amosync.sandbox import RemoteSandbox, Sandbox, serve
 from amosync.sync.apply import is_row_error
 from amosync.unisender.client import FieldNotCreated, UnisenderClient, encode_import
 from amosync.unisender.models import ImportRow
+from amosync.upstream.retry import RetryPolicy
 
 KEY = "unisender-fields-key"
 NO_RETRY = RetryPolicy(attempts=1)

@@ -23,11 +23,11 @@ from sqlalchemy import select
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, ListedEmail
 from amosync.errors import InvalidApiKey, PermanentUpstreamError, TransientUpstreamError
-from amosync.ratelimit import make_limiter
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.sync.apply import ISOLATION_CALLS, MAX_ROWS, Applier, ContactState, is_row_error
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportResult, ImportRow
+from amosync.upstream.ratelimit import make_limiter
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "unisender"
 BASE = "https://api.unisender.com/ru/api"

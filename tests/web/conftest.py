@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from amosync.app import create_app
 from amosync.db.models import Account, Contact, Job, SyncRun, utcnow
-from amosync.state import Services
+from amosync.runtime.services import Services
 from tests.conftest import ADMIN_TOKEN
 
 ACCOUNT_ID = 30896271

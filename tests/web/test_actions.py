@@ -6,7 +6,7 @@ import httpx
 from sqlalchemy import select
 
 from amosync.db.models import Account, Job, SyncRun
-from amosync.state import Services
+from amosync.runtime.services import Services
 from tests.web.conftest import ACCOUNT_ID, account, add, contact, csrf, failed_job
 
 ACCOUNT_PAGE = f"/ui/accounts/{ACCOUNT_ID}"

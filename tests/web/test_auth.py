@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import func, select
 
 from amosync.db.models import SyncRun
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.web.security import (
     COOKIE,
     MAX_AGE_SECONDS,

@@ -20,7 +20,7 @@ import uvicorn
 from sqlalchemy import select
 
 from amosync.db.models import SyncRun, utcnow
-from amosync.state import Services
+from amosync.runtime.services import Services
 from tests.conftest import ADMIN_TOKEN
 from tests.web.conftest import ACCOUNT_ID, account, add, contact, dashboard_app
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from amosync.db.models import AppliedHour, Integration, SyncRun, WebhookEvent, utcnow
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.sync.activity import hour_of
 from tests.conftest import ADMIN_TOKEN
 from tests.web.conftest import ACCOUNT_ID, account, add, contact, failed_job

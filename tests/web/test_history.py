@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import select
 
 from amosync.db.models import AppliedHour, Integration, SyncRun, utcnow
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.sync.activity import count_applied, hour_of
 from tests.web.conftest import ACCOUNT_ID, account, add, contact
 

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import func, select
 
 from amosync.db.models import DashboardSession, SyncRun
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.web.security import COOKIE
 from tests.web.conftest import ACCOUNT_ID, account, add, csrf, csrf_of, dashboard_app, log_in
 

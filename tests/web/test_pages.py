@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from amosync.db.models import Integration, SyncRun, WebhookEvent, utcnow
-from amosync.state import Services
+from amosync.runtime.services import Services
 from tests.conftest import ADMIN_TOKEN
 from tests.web.conftest import ACCOUNT_ID, account, add, contact, failed_job, running_run
 

@@ -151,7 +151,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
 def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "amosync.cli", *args],
+            [sys.executable, "-m", "amosync.cli.main", *args],
             env=env,
             cwd=log.parent,  # no stray .env from the working directory
             stdout=out,

@@ -14,7 +14,7 @@ import pytest
 import structlog
 from typer.testing import CliRunner
 
-from amosync.cli import app as cli
+from amosync.cli.main import app as cli
 from amosync.widget.build import (
     SOURCE_DIR,
     Support,

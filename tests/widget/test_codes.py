@@ -29,8 +29,8 @@ def test_the_source_reading_finds_each_kind_of_code() -> None:
         "account_not_found": "accounts/service.py",  # NotFound(..., code="...")
         "widget_token_expired": "amocrm/disposable.py",  # code=<module constant>
         "internal_error": "app.py",  # error_response(500, "...", ...)
-        "origin_not_allowed": "middleware.py",  # send_json_error(send, 403, "...", ...)
-        "payload_too_large": "middleware.py",  # BodyRefused(413, "...", ...)
+        "origin_not_allowed": "http/middleware.py",  # send_json_error(send, 403, "...", ...)
+        "payload_too_large": "http/middleware.py",  # BodyRefused(413, "...", ...)
         "method_not_allowed": "app.py",  # the status-to-code table
         "http_error": "app.py",  # its default
         "invalid_request": "app.py",  # the 422 of request validation

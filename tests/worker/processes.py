@@ -1,6 +1,6 @@
 """Helpers for tests that run `amosync serve` / `amosync worker` as real processes.
 
-`Process` starts the CLI with `sys.executable -m amosync.cli …`, settings passed as
+`Process` starts the CLI with `sys.executable -m amosync.cli.main …`, settings passed as
 AMOSYNC_* variables (from a `Settings`), output kept in a file for the failure message.
 `UnisenderTap` sits in front of the sandbox's Unisender over real HTTP: it records the time
 window of every call per API key and can hold calls of a method until the test lets them go.
@@ -60,7 +60,7 @@ class Process:
         self.log = log
         self._out = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "amosync.cli", *args],
+            [sys.executable, "-m", "amosync.cli.main", *args],
             env=dict(env),
             # No stray .env from the developer's working directory.
             cwd=log.parent,

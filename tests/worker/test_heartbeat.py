@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.worker.runner import Worker
 
 
 def check(path: Path, max_age: float) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AMOSYNC_")}
     return subprocess.run(
-        [sys.executable, "-m", "amosync.cli", "worker", "--check", "--heartbeat", str(path),
+        [sys.executable, "-m", "amosync.cli.main", "worker", "--check", "--heartbeat", str(path),
          "--max-age", str(max_age)],
         cwd=path.parent, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Job, PendingChange, utcnow
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.worker import queue
 from amosync.worker.runner import JobContext, Worker
 from tests.stack import ACCOUNT_ID, Stack, stack

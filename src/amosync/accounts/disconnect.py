@@ -28,7 +28,7 @@ from amosync.db.models import (
     utcnow,
 )
 from amosync.errors import Forbidden
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.worker.queue import drop_pending
 
 log = structlog.get_logger()

@@ -18,12 +18,12 @@ from amosync.accounts.schemas import (
     IntegrationUpdate,
 )
 from amosync.accounts.unisender import account_lists, check_key, key_changed, retire_hook
-from amosync.auth import AdminDep, CallerDep
 from amosync.db.models import utcnow
-from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import NotFound
-from amosync.ids import AccountIdPath, AccountIdQuery
-from amosync.pagination import Page, decode_cursor, encode_cursor
+from amosync.http.auth import AdminDep, CallerDep
+from amosync.http.deps import ServicesDep, SessionDep
+from amosync.http.ids import AccountIdPath, AccountIdQuery
+from amosync.http.pagination import Page, decode_cursor, encode_cursor
 from amosync.segments import service as segments
 from amosync.segments.settings import account_settings
 from amosync.segments.validate import check_rules

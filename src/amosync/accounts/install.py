@@ -20,14 +20,14 @@ from amosync.accounts.problems import CLEARED_BY_INSTALL, clear_problem
 from amosync.accounts.tokens import amocrm_client
 from amosync.amocrm.client import AmoCRMClient, account_base_url, exchange_code
 from amosync.config import Settings
-from amosync.crypto import new_token, same, token_hash
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Integration
 from amosync.errors import AppError, BadRequest, PermanentUpstreamError, TransientUpstreamError
-from amosync.hosts import InvalidHost, account_host
-from amosync.ratelimit import amocrm_key
+from amosync.http.hosts import InvalidHost, account_host
+from amosync.runtime.crypto import new_token, same, token_hash
+from amosync.runtime.services import Services
 from amosync.segments.settings import AccountSettings, account_settings
-from amosync.state import Services
+from amosync.upstream.ratelimit import amocrm_key
 from amosync.worker.queue import enqueue
 from amosync.worker.runner import JobContext
 

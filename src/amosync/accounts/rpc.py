@@ -7,12 +7,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from amosync.accounts.disconnect import disconnect
-from amosync.auth import AdminDep
-from amosync.deps import ServicesDep
 from amosync.errors import NotFound
-from amosync.ids import BIGINT_MAX
-from amosync.rpc import RpcDispatcher, RpcError
-from amosync.state import Services
+from amosync.http.auth import AdminDep
+from amosync.http.deps import ServicesDep
+from amosync.http.ids import BIGINT_MAX
+from amosync.http.rpc import RpcDispatcher, RpcError
+from amosync.runtime.services import Services
 
 router = APIRouter(tags=["rpc"])
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from amosync.accounts.problems import Problem
-from amosync.ids import BIGINT_MAX
+from amosync.http.ids import BIGINT_MAX
 
 
 class Strict(BaseModel):

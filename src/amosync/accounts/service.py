@@ -17,9 +17,9 @@ from amosync.accounts.schemas import (
     IntegrationUpdate,
     SyncRunOut,
 )
-from amosync.crypto import Cipher
 from amosync.db.models import Account, Integration, SyncRun
 from amosync.errors import BadRequest, Conflict, NotFound
+from amosync.runtime.crypto import Cipher
 from amosync.segments.service import parse as parse_settings
 
 

@@ -11,12 +11,12 @@ from pydantic import BaseModel, Field
 from amosync.accounts import install, repository
 from amosync.accounts.disconnect import check_signature, disconnect
 from amosync.accounts.unisender import connect
-from amosync.auth import CallerDep
-from amosync.body import read_fields
 from amosync.db.models import Account
-from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import BadRequest
-from amosync.ids import BIGINT_MAX, AccountIdQuery
+from amosync.http.auth import CallerDep
+from amosync.http.body import read_fields
+from amosync.http.deps import ServicesDep, SessionDep
+from amosync.http.ids import BIGINT_MAX, AccountIdQuery
 from amosync.sync.service import start_full_sync
 
 router = APIRouter(tags=["amoCRM"])

@@ -27,9 +27,9 @@ from amosync.amocrm.client import AmoCRMClient, refresh_tokens
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Integration, utcnow
 from amosync.errors import AuthorizationRevoked, PermanentUpstreamError, TransientUpstreamError
-from amosync.metrics import observe_upstream
-from amosync.ratelimit import SlidingWindow, amocrm_key
-from amosync.state import Services
+from amosync.runtime.metrics import observe_upstream
+from amosync.runtime.services import Services
+from amosync.upstream.ratelimit import SlidingWindow, amocrm_key
 
 log = structlog.get_logger()
 

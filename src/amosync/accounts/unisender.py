@@ -10,11 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from amosync.accounts.problems import CLEARED_BY_KEY, clear_problem
 from amosync.db.models import Account, PendingChange
 from amosync.errors import BadRequest, InvalidApiKey
-from amosync.metrics import observe_upstream
-from amosync.ratelimit import secret_key
-from amosync.state import Services
+from amosync.runtime.metrics import observe_upstream
+from amosync.runtime.services import Services
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import MailList
+from amosync.upstream.ratelimit import secret_key
 from amosync.worker.queue import enqueue
 
 

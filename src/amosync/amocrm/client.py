@@ -6,7 +6,7 @@ when given it: amoCRM counts them among the account's 7 per second):
 
     2xx                      the result (204 on a list: no more pages)
     401                      one `tokens.refresh(stale)` and one more try, then AuthorizationRevoked
-    429, 5xx, timeouts       TransientUpstreamError, retried in place by `amosync.retry`
+    429, 5xx, timeouts       TransientUpstreamError, retried in place by `amosync.upstream.retry`
     403 soon after a 429     AmoCRMBlocked (see "amoCRM's block" below), not retried in place
     other 4xx                PermanentUpstreamError
 
@@ -57,9 +57,9 @@ from amosync.errors import (
     TransientUpstreamError,
     UpstreamError,
 )
-from amosync.hosts import InvalidHost, host_name
-from amosync.ratelimit import Limiter, paced
-from amosync.retry import (
+from amosync.http.hosts import InvalidHost, host_name
+from amosync.upstream.ratelimit import Limiter, paced
+from amosync.upstream.retry import (
     DEFAULT_POLICY,
     CallObserver,
     RetryPolicy,
@@ -100,7 +100,7 @@ def account_base_url(settings_base_url: str | None, referer_or_subdomain: str) -
     if settings_base_url:
         return settings_base_url.rstrip("/")
     try:
-        # The same check as the install's referer (amosync.hosts), so the two never disagree.
+        # The same check as the install's referer (amosync.http.hosts), so the two never disagree.
         host = host_name(referer_or_subdomain)
     except InvalidHost as exc:
         raise ValueError(f"not an amoCRM account domain: {referer_or_subdomain!r}") from exc

@@ -10,11 +10,11 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from amosync.consent.events import unsubscribes
-from amosync.crypto import token_hash
 from amosync.db.engine import dialect_name, insert_for
 from amosync.db.models import Account, ConsentEvent, utcnow
-from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import BadRequest, Unauthorized
+from amosync.http.deps import ServicesDep, SessionDep
+from amosync.runtime.crypto import token_hash
 from amosync.worker.queue import enqueue
 
 router = APIRouter()

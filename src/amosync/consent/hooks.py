@@ -22,11 +22,11 @@ from sqlalchemy import update
 
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
 from amosync.accounts.unisender import account_client, unisender_client
-from amosync.crypto import new_token, token_hash
 from amosync.db.engine import transaction
 from amosync.db.models import Account, utcnow
 from amosync.errors import AppError, InvalidApiKey, PermanentUpstreamError, UpstreamError
-from amosync.state import Services
+from amosync.runtime.crypto import new_token, token_hash
+from amosync.runtime.services import Services
 
 if TYPE_CHECKING:
     from amosync.unisender.client import UnisenderClient

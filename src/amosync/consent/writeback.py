@@ -28,7 +28,7 @@ from amosync.consent.settings import consent_settings
 from amosync.db.engine import dialect_name, insert_for, transaction
 from amosync.db.models import Account, ConsentEvent, ConsentWrite, Integration, ListedEmail, utcnow
 from amosync.errors import PermanentUpstreamError, TransientUpstreamError
-from amosync.state import Services
+from amosync.runtime.services import Services
 
 if TYPE_CHECKING:
     from amosync.amocrm.client import AmoCRMClient

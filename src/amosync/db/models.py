@@ -1,5 +1,5 @@
 """Tables. Secrets (tokens, client secret, Unisender key, webhook token) are stored encrypted
-(`*_enc` columns, Fernet text, see `amosync.crypto`)."""
+(`*_enc` columns, Fernet text, see `amosync.runtime.crypto`)."""
 
 from __future__ import annotations
 

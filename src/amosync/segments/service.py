@@ -20,6 +20,7 @@ from amosync.accounts.unisender import account_lists
 from amosync.db.engine import transaction
 from amosync.db.models import Account, SyncRun
 from amosync.errors import AppError, TransientUpstreamError, UpstreamError
+from amosync.runtime.services import Services
 from amosync.segments import validate
 from amosync.segments.schemas import (
     Choices,
@@ -31,7 +32,6 @@ from amosync.segments.schemas import (
     TagChoice,
 )
 from amosync.segments.settings import AccountSettings, account_settings
-from amosync.state import Services
 from amosync.sync import service as sync
 from amosync.sync.schemas import SyncStarted
 from amosync.worker.queue import enqueue

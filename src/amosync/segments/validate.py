@@ -21,8 +21,8 @@ from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_lists
 from amosync.db.models import Account
 from amosync.errors import BadRequest
+from amosync.runtime.services import Services
 from amosync.segments.settings import FIELD_NAME, AccountSettings
-from amosync.state import Services
 
 # The columns amosync fills itself (SPEC §4, §8), and the other system columns of Unisender's
 # importContacts: a custom pair naming one would overwrite the address, the name, the lists,

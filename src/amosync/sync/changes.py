@@ -48,9 +48,9 @@ from amosync.errors import (
     TransientUpstreamError,
     Unauthorized,
 )
+from amosync.runtime.services import Services
 from amosync.segments.engine import NO_STATUSES, Segments, Status
 from amosync.segments.members import account_segments, linked_statuses
-from amosync.state import Services
 from amosync.sync.apply import (
     AccountGone,
     Applier,

@@ -15,18 +15,18 @@ from starlette.types import Receive, Scope, Send
 from amosync.accounts import service as accounts
 from amosync.accounts.schemas import SyncRunOut
 from amosync.amocrm.webhooks import parse_webhook
-from amosync.auth import CallerDep
-from amosync.body import read_fields
-from amosync.crypto import token_hash
 from amosync.db.models import Account, ConsentEvent, Contact
-from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import BadRequest, Unauthorized
-from amosync.ids import AccountIdQuery, RunIdPath
-from amosync.metrics import webhooks_received
-from amosync.middleware import MAX_BODY, BodyRefused, read_body
-from amosync.pagination import Page, decode_cursor, encode_cursor
+from amosync.http.auth import CallerDep
+from amosync.http.body import read_fields
+from amosync.http.deps import ServicesDep, SessionDep
+from amosync.http.ids import AccountIdQuery, RunIdPath
+from amosync.http.middleware import MAX_BODY, BodyRefused, read_body
+from amosync.http.pagination import Page, decode_cursor, encode_cursor
+from amosync.runtime.crypto import token_hash
+from amosync.runtime.metrics import webhooks_received
+from amosync.runtime.services import Services
 from amosync.segments.members import segment_lists
-from amosync.state import Services
 from amosync.sync import changes, service
 from amosync.sync.mapping import normalize_email
 from amosync.sync.schemas import (

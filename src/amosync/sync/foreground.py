@@ -21,7 +21,7 @@ from amosync.config import Settings
 from amosync.db.engine import transaction
 from amosync.db.models import SyncRun
 from amosync.errors import AppError
-from amosync.state import Services, build_services, freeze_startup_heap
+from amosync.runtime.services import Services, build_services, freeze_startup_heap
 from amosync.sync.service import start_full_sync
 from amosync.worker.runner import Worker
 

@@ -39,10 +39,10 @@ from amosync.amocrm.models import ContactsPage
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, SyncRun, utcnow
 from amosync.errors import AmoCRMBlocked, is_permanent, root_cause
-from amosync.metrics import contacts_synced
+from amosync.runtime.metrics import contacts_synced
+from amosync.runtime.services import Services
 from amosync.segments.engine import NO_STATUSES, Segments, Status
 from amosync.segments.members import account_segments
-from amosync.state import Services
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.leads import read_leads, replace_links
 from amosync.sync.mapping import contact_emails, unsynced_reason

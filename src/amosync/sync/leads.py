@@ -25,9 +25,9 @@ from amosync.amocrm.models import Lead
 from amosync.amocrm.webhooks import LeadChange
 from amosync.db.engine import PreparedInsert, among, dialect_name, insert_for, prepared, transaction
 from amosync.db.models import Contact, LeadLink, PendingLead, utcnow
+from amosync.runtime.services import Services
 from amosync.segments.engine import Segments, Status
 from amosync.segments.members import linked_statuses
-from amosync.state import Services
 from amosync.sync.apply import Applier, ContactState, batches
 from amosync.sync.mapping import classify, unsynced_reason
 

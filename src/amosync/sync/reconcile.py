@@ -28,10 +28,10 @@ from amosync.amocrm.client import AmoCRMClient
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Contact, Integration, LeadLink
 from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
+from amosync.runtime.services import Services
 from amosync.segments.engine import Segments
 from amosync.segments.members import account_segments, linked_statuses
 from amosync.segments.settings import account_settings
-from amosync.state import Services
 from amosync.sync.apply import Applier, ContactState, batches
 from amosync.sync.fullsync import contact_state
 from amosync.sync.leads import read_leads, reevaluate, replace_links

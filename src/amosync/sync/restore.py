@@ -15,7 +15,7 @@ import structlog
 
 from amosync.accounts.tokens import amocrm_client
 from amosync.db.models import PendingChange
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.sync.mapping import EMAIL_CODE, email_values
 
 log = structlog.get_logger()

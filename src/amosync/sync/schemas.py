@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from amosync.ids import BIGINT_MAX
+from amosync.http.ids import BIGINT_MAX
 
 
 class SyncRequest(BaseModel):

@@ -11,8 +11,8 @@ Unisender answers errors with HTTP 200 and `{"error": message, "code": code}`:
     retry_later, api_call_limit_exceeded_for_*       TransientUpstreamError, retried in place
     anything else (invalid_arg, unspecified, ...)     PermanentUpstreamError with the code
 
-HTTP 429, 5xx and timeouts are transient as well; `amosync.retry` retries transient errors a
-few times, then they reach the worker, which reschedules the job.
+HTTP 429, 5xx and timeouts are transient as well; `amosync.upstream.retry` retries transient
+errors a few times, then they reach the worker, which reschedules the job.
 """
 
 from __future__ import annotations
@@ -37,14 +37,6 @@ from amosync.errors import (
     TransientUpstreamError,
     UpstreamError,
 )
-from amosync.retry import (
-    DEFAULT_POLICY,
-    CallObserver,
-    RetryPolicy,
-    body_excerpt,
-    parse_retry_after,
-    with_retries,
-)
 from amosync.unisender.models import (
     ImportResult,
     ImportRow,
@@ -52,6 +44,14 @@ from amosync.unisender.models import (
     UnisenderContact,
     UnisenderField,
     UnisenderHook,
+)
+from amosync.upstream.retry import (
+    DEFAULT_POLICY,
+    CallObserver,
+    RetryPolicy,
+    body_excerpt,
+    parse_retry_after,
+    with_retries,
 )
 
 log = structlog.get_logger()

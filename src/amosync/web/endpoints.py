@@ -35,16 +35,16 @@ from amosync.accounts.disconnect import disconnect
 from amosync.accounts.problems import ProblemCode, problems_for
 from amosync.accounts.unisender import account_lists, connect
 from amosync.consent.hooks import ensure_hook
-from amosync.crypto import same
 from amosync.db.models import Account
-from amosync.deps import ServicesDep, SessionDep
 from amosync.errors import AppError, BadRequest, NotFound, TransientUpstreamError, UpstreamError
-from amosync.ids import AccountIdPath, JobIdPath
-from amosync.pagination import decode_cursor, encode_cursor
+from amosync.http.deps import ServicesDep, SessionDep
+from amosync.http.ids import AccountIdPath, JobIdPath
+from amosync.http.pagination import decode_cursor, encode_cursor
+from amosync.runtime.crypto import same
+from amosync.runtime.services import Services
 from amosync.segments import members
 from amosync.segments import service as segments
 from amosync.segments.settings import AccountSettings, account_settings
-from amosync.state import Services
 from amosync.sync import activity
 from amosync.sync import service as sync
 from amosync.sync.reconcile import WEBHOOK_PROBLEMS, check_webhooks

@@ -27,9 +27,9 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from amosync.crypto import same, token_hash
 from amosync.db.models import DashboardSession as SessionRow
 from amosync.db.models import utcnow
+from amosync.runtime.crypto import same, token_hash
 
 COOKIE = "amosync_session"
 # A session cookie ends with the browser session, but browsers that restore sessions keep

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from amosync.auth import AdminDep
-from amosync.deps import ServicesDep
+from amosync.http.auth import AdminDep
+from amosync.http.deps import ServicesDep
 from amosync.worker import queue
 from amosync.worker.runner import Worker
 

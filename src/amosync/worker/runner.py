@@ -52,7 +52,7 @@ from amosync.accounts.problems import (
 from amosync.db.engine import dialect_name, transaction
 from amosync.db.models import Account, AccountProblem, Job, utcnow
 from amosync.errors import AmoCRMBlocked, PermanentUpstreamError, is_permanent, root_cause
-from amosync.state import Services
+from amosync.runtime.services import Services
 from amosync.worker.queue import backoff
 
 log = structlog.get_logger()

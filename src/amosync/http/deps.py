@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.state import Services
+from amosync.runtime.services import Services
 
 
 def get_services(request: Request) -> Services:

@@ -2,7 +2,8 @@
 
 amoCRM allows 7 requests per second per account and Unisender 1200 calls per minute per API
 key. Every client that talks to the same account or key must draw from the same limiter, so
-the process builds one `RateLimits` at start-up (see `amosync.state`) and hands it around.
+the process builds one `RateLimits` at start-up (see `amosync.runtime.services`) and hands it
+around.
 An amoCRM account's limiter is keyed by its host (`amocrm_key`), which the install knows
 before the account's id: the code exchange, the API calls and every token refresh of the
 account draw from it.

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from amosync.deps import ServicesDep
+from amosync.http.deps import ServicesDep
 from amosync.worker import queue
 
 webhooks_received = Counter("amosync_webhooks_received_total", "Webhook requests accepted")

@@ -12,9 +12,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from amosync.config import Settings
-from amosync.crypto import Cipher
 from amosync.db.engine import make_engine, make_sessionmaker
-from amosync.ratelimit import RateLimits
+from amosync.runtime.crypto import Cipher
+from amosync.upstream.ratelimit import RateLimits
 
 log = structlog.get_logger()
 
@@ -41,7 +41,7 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    # The token in use is resolved before (`amosync.preflight.prepare`: the setting, or the
+    # The token in use is resolved before (`amosync.runtime.preflight.prepare`: the setting, or the
     # one generated once and kept). A process built without it (a worker, `amosync sync`)
     # serves no admin routes: it gets a random one that is never shown.
     admin_token = settings.admin_token or secrets.token_hex(24)

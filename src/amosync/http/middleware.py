@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from amosync.body import MAX_JSON_DEPTH, json_too_deep
-from amosync.hosts import is_host_name
+from amosync.http.body import MAX_JSON_DEPTH, json_too_deep
+from amosync.http.hosts import is_host_name
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -130,7 +130,7 @@ _FORMS = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 def _may_be_json(scope: Scope) -> bool:
     """Whether the app may read the body as JSON: FastAPI does without a Content-Type, and
-    `amosync.body` for any type but a form's."""
+    `amosync.http.body` for any type but a form's."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             return not value.lower().lstrip().startswith(_FORMS)
@@ -254,7 +254,7 @@ class SecurityHeadersMiddleware:
 def allowed_origin(origin: str, suffixes: Iterable[str]) -> bool:
     """`https://<sub>.amocrm.ru` and the like: https, a subdomain, an exact suffix, no port.
 
-    The host is read by the same check as the install's referer (`amosync.hosts`).
+    The host is read by the same check as the install's referer (`amosync.http.hosts`).
     """
     scheme, sep, host = origin.lower().partition("://")
     if scheme != "https" or not sep or not is_host_name(host):

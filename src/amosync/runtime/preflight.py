@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import InstrumentedAttribute
 
 from amosync.config import ConfigError, Settings, read_or_create_secret, write_secret
-from amosync.crypto import Cipher
 from amosync.db.engine import insert_for, make_engine
 from amosync.db.migrate import upgrade_async
 from amosync.db.models import Account, Integration, ServiceSecret, utcnow
+from amosync.runtime.crypto import Cipher
 
 DATABASE = "AMOSYNC_DATABASE_URL"
 CONNECT_TIMEOUT = 10.0

@@ -1,6 +1,6 @@
 """The `amosync` command line (typer).
 
-Every command that uses the database first runs `amosync.preflight.prepare`; a mistake in
+Every command that uses the database first runs `amosync.runtime.preflight.prepare`; a mistake in
 the settings is a `ConfigError`, printed as one or two lines naming the setting, exit 2.
 """
 
@@ -23,7 +23,7 @@ import uvicorn
 from typer.core import TyperArgument, TyperCommand
 
 from amosync.config import ConfigError, Settings, get_settings
-from amosync.logging import configure_logging
+from amosync.runtime.logging import configure_logging
 
 CONFIG_ERROR = 2
 HEARTBEAT = Path(tempfile.gettempdir()) / "amosync-worker.heartbeat"
@@ -76,7 +76,7 @@ def _setup() -> None:
 
 
 def _prepare(*, migrate: bool = True, rotate_admin_token: bool = False) -> Settings:
-    from amosync.preflight import prepare
+    from amosync.runtime.preflight import prepare
 
     return asyncio.run(
         prepare(get_settings(), migrate=migrate, rotate_admin_token=rotate_admin_token)
@@ -210,7 +210,7 @@ def worker(
     """Run a standalone worker (any number of them against one PostgreSQL database)."""
     if check:
         raise typer.Exit(check_heartbeat(heartbeat, max_age))
-    from amosync.state import build_services, freeze_startup_heap
+    from amosync.runtime.services import build_services, freeze_startup_heap
     from amosync.worker.runner import Worker
 
     settings = _prepare()
@@ -312,7 +312,7 @@ def demo(
 
     Its data is its own: a database in a temporary directory, removed when the demo stops.
     """
-    from amosync.demo import run_demo
+    from amosync.cli.demo import run_demo
 
     listener = bind(host, port)
     bind("127.0.0.1", sandbox_port).close()  # busy: say so now, not halfway through

@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel
 
 from amosync.errors import BadRequest
-from amosync.ids import BIGINT_MAX
+from amosync.http.ids import BIGINT_MAX
 
 T = TypeVar("T")
 

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from amosync.amocrm.disposable import issue_disposable_token
 from amosync.app import create_app
 from amosync.config import Settings
-from amosync.preflight import new_admin_token, prepare
+from amosync.runtime.preflight import new_admin_token, prepare
 from amosync.sandbox import Sandbox, serve
 
 DEMO_ACCOUNT = 30896271

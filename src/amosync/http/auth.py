@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from amosync.amocrm.disposable import verify_disposable_token
-from amosync.crypto import same
-from amosync.deps import ServicesDep
 from amosync.errors import Forbidden, Unauthorized
-from amosync.state import Services
+from amosync.http.deps import ServicesDep
+from amosync.runtime.crypto import same
+from amosync.runtime.services import Services
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from amosync.deps import ServicesDep
 from amosync.errors import AppError
+from amosync.http.deps import ServicesDep
 
 router = APIRouter(tags=["system"])
 

@@ -1,0 +1,1 @@
+"""The `amosync` command line (`main`), with the demo it can run (`demo`)."""
