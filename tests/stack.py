@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from amosync.amocrm.disposable import issue_disposable_token
 from amosync.app import create_app
 from amosync.config import Settings
 from amosync.db.models import Job, utcnow
+from amosync.http.disposable import issue_disposable_token
 from amosync.runtime.services import Services, build_services
 from amosync.sandbox import Sandbox, serve
 from amosync.worker.runner import Worker

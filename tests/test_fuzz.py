@@ -36,11 +36,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.python import asgi
 
-from amosync.amocrm.disposable import issue_disposable_token
 from amosync.app import create_app
 from amosync.config import Settings
 from amosync.db.engine import make_engine, make_sessionmaker
 from amosync.db.models import Account, Base, Contact, Integration, SyncRun, utcnow
+from amosync.http.disposable import issue_disposable_token
 from amosync.runtime.crypto import Cipher, token_hash
 from amosync.runtime.logging import configure_logging
 from tests.conftest import ADMIN_TOKEN, make_settings

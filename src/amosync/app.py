@@ -27,13 +27,14 @@ from amosync.consent.endpoints import router as consent_router
 from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.http.health import router as health_router
 from amosync.http.middleware import MAX_BODY, BodyLimitMiddleware, WidgetCORSMiddleware
-from amosync.runtime.metrics import router as metrics_router
 from amosync.runtime.services import Services, build_services, freeze_startup_heap
 from amosync.segments.endpoints import router as settings_router
-from amosync.sync.endpoints import install_webhook
+from amosync.sync.endpoints import FAST_ROUTES as WEBHOOK_FAST_ROUTES
 from amosync.sync.endpoints import router as sync_router
+from amosync.sync.endpoints import webhook_router
 from amosync.web import install_dashboard
 from amosync.worker.endpoints import router as worker_router
+from amosync.worker.metrics import router as metrics_router
 
 log = structlog.get_logger()
 
@@ -310,7 +311,8 @@ def create_app(
     )
     install_error_handlers(app)
     install_docs(app)
-    install_webhook(app)  # first: the busiest route
+    app.fast_routes.update(WEBHOOK_FAST_ROUTES)
+    app.include_router(webhook_router)  # first: the busiest route
     app.include_router(health_router)
     # /accounts/sync and /accounts/unsync before /accounts/{account_id}.
     app.include_router(sync_router)

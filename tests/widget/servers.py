@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from amosync.amocrm.disposable import issue_disposable_token
 from amosync.config import Settings
+from amosync.http.disposable import issue_disposable_token
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.worker.processes import env_for
 

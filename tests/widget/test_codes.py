@@ -27,7 +27,7 @@ def test_the_source_reading_finds_each_kind_of_code() -> None:
     expected = {
         "not_found": "errors.py",  # an AppError subclass's `code`
         "account_not_found": "accounts/service.py",  # NotFound(..., code="...")
-        "widget_token_expired": "amocrm/disposable.py",  # code=<module constant>
+        "widget_token_expired": "http/disposable.py",  # code=<module constant>
         "internal_error": "app.py",  # error_response(500, "...", ...)
         "origin_not_allowed": "http/middleware.py",  # send_json_error(send, 403, "...", ...)
         "payload_too_large": "http/middleware.py",  # BodyRefused(413, "...", ...)

@@ -26,9 +26,9 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from amosync.amocrm.disposable import issue_disposable_token
 from amosync.app import create_app
 from amosync.config import Settings
+from amosync.http.disposable import issue_disposable_token
 from amosync.runtime.preflight import new_admin_token, prepare
 from amosync.sandbox import Sandbox, serve
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from amosync.amocrm.disposable import verify_disposable_token
 from amosync.errors import Forbidden, Unauthorized
 from amosync.http.deps import ServicesDep
+from amosync.http.disposable import verify_disposable_token
 from amosync.runtime.crypto import same
 from amosync.runtime.services import Services
 

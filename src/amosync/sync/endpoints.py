@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request, status
@@ -36,9 +36,6 @@ from amosync.sync.schemas import (
     UnsyncedContact,
     WebhookAccepted,
 )
-
-if TYPE_CHECKING:
-    from amosync.app import App
 
 router = APIRouter(tags=["sync"])
 
@@ -270,14 +267,16 @@ def _inbox(app: FastAPI) -> changes.Ingest:
     return inbox
 
 
-def install_webhook(app: App) -> None:
-    """Add `POST /webhook` to `app`: a fast route, declared as its first ordinary route."""
-    app.fast_routes[("POST", "/webhook")] = webhook_fast_path
-    app.add_api_route(
-        "/webhook",
-        webhook,
-        methods=["POST"],
-        tags=["amoCRM"],
-        response_model=WebhookAccepted,
-        openapi_extra=WEBHOOK_OPENAPI,
-    )
+# `POST /webhook`, declared as an ordinary route (OpenAPI, 405 for other methods) on a router
+# of its own that the app includes first, and answered by `webhook_fast_path` before the
+# middleware stack: the app factory takes both as data (`App.fast_routes`).
+webhook_router = APIRouter()
+webhook_router.add_api_route(
+    "/webhook",
+    webhook,
+    methods=["POST"],
+    tags=["amoCRM"],
+    response_model=WebhookAccepted,
+    openapi_extra=WEBHOOK_OPENAPI,
+)
+FAST_ROUTES = {("POST", "/webhook"): webhook_fast_path}

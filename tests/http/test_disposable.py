@@ -8,13 +8,13 @@ from typing import Any
 import jwt
 import pytest
 
-from amosync.amocrm.disposable import (
+from amosync.errors import Unauthorized
+from amosync.http.disposable import (
     EXPIRED,
     INVALID,
     issue_disposable_token,
     verify_disposable_token,
 )
-from amosync.errors import Unauthorized
 
 SECRET = "test-integration-secret-" + "0123456789abcdef" * 3  # amoCRM secrets are 64 chars
 AUDIENCE = "https://amosync.example:8443"
