@@ -47,6 +47,7 @@ from amosync.amocrm.models import (
     Tag,
     TagsResponse,
     TokenPair,
+    UntaggedContactsResponse,
     Webhook,
     WebhooksResponse,
 )
@@ -153,9 +154,15 @@ class AmoCRMClient:
         return _parse(Account.model_validate_json, response)
 
     async def contacts_page(
-        self, page: int, *, limit: int = MAX_PAGE_SIZE, updated_from: int | None = None
+        self,
+        page: int,
+        *,
+        limit: int = MAX_PAGE_SIZE,
+        updated_from: int | None = None,
+        tags: bool = True,
     ) -> ContactsPage | None:
-        """One page of contacts, oldest id first; None when there are no more (204)."""
+        """One page of contacts, oldest id first; None when there are no more (204).
+        `tags=False`: read without `_embedded`, so every contact's `tags` is empty."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"limit must be 1..{MAX_PAGE_SIZE}, got {limit}")
         # Ordered by id so that a contact edited mid-sync does not move between pages.
@@ -165,8 +172,12 @@ class AmoCRMClient:
         response = await self._request("GET", "/api/v4/contacts", params=params)
         if response.status_code == 204 or not response.content:
             return None
-        parsed = _parse(ContactsResponse.model_validate_json, response)
-        contacts = list(parsed.embedded.contacts)
+        parsed: ContactsResponse | UntaggedContactsResponse
+        if tags:
+            parsed = _parse(ContactsResponse.model_validate_json, response)
+        else:
+            parsed = _parse(UntaggedContactsResponse.model_validate_json, response)
+        contacts: list[Contact] = list(parsed.embedded.contacts)
         has_next = parsed.links.next is not None and bool(contacts)
         return ContactsPage(page=page, contacts=contacts, has_next=has_next)
 
@@ -185,12 +196,12 @@ class AmoCRMClient:
         return _parse(Contact.model_validate_json, response)
 
     async def iter_contacts(
-        self, *, start_page: int = 1, updated_from: int | None = None
+        self, *, start_page: int = 1, updated_from: int | None = None, tags: bool = True
     ) -> AsyncIterator[ContactsPage]:
         """Pages from `start_page` until amoCRM answers 204 or gives no `_links.next`."""
         page = start_page
         while True:
-            result = await self.contacts_page(page, updated_from=updated_from)
+            result = await self.contacts_page(page, updated_from=updated_from, tags=tags)
             if result is None:
                 return
             yield result

@@ -64,8 +64,14 @@ class TagRef(TypedDict, total=False):
     name: Any
 
 
-class _ContactEmbedded(_Model):
-    tags: list[TagRef] | None = None
+class ContactEmbedded(TypedDict, total=False):
+    """A contact's `_embedded`; only its tags are read (`companies`, `leads` are ignored).
+
+    A TypedDict, not a model, for the reason `ContactField` is one: every contact of a page
+    has an `_embedded`, and a model instance for each cost ~2 µs a contact of a full sync.
+    """
+
+    tags: list[TagRef] | None
 
 
 class Contact(_Model):
@@ -73,18 +79,28 @@ class Contact(_Model):
     name: str | None = None
     updated_at: int | None = None  # unix seconds
     custom_fields_values: list[ContactField] | None = None
-    embedded: _ContactEmbedded | None = Field(default=None, alias="_embedded")
+    embedded: ContactEmbedded | None = Field(default=None, alias="_embedded")
 
     @property
     def tags(self) -> list[str]:
         """Its tag names, in amoCRM's order (`_embedded.tags[].name`)."""
-        if self.embedded is None or not self.embedded.tags:
+        tags = self.embedded.get("tags") if self.embedded else None
+        if not tags:
             return []
         return [
             name.strip()
-            for tag in self.embedded.tags
+            for tag in tags
             if isinstance(name := tag.get("name"), str) and name.strip()
         ]
+
+
+class UntaggedContact(Contact):
+    """A contact read without its `_embedded` (its `tags` are empty): for a sync whose
+    account has no rules and sends no tags, which then builds nothing per contact that it
+    does not read (with `_embedded`, unthrottled full syncs spent ~15% more CPU, a third of
+    it in the garbage collector)."""
+
+    embedded: None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,20 @@ class ContactsResponse(_Model):
     page: int | None = Field(default=None, alias="_page")
     links: _Links = Field(default_factory=_Links, alias="_links")
     embedded: _ContactsEmbedded = Field(default_factory=_ContactsEmbedded, alias="_embedded")
+
+
+class _UntaggedContactsEmbedded(_Model):
+    contacts: list[UntaggedContact] = Field(default_factory=list)
+
+
+class UntaggedContactsResponse(_Model):
+    """`ContactsResponse` with `UntaggedContact`s."""
+
+    page: int | None = Field(default=None, alias="_page")
+    links: _Links = Field(default_factory=_Links, alias="_links")
+    embedded: _UntaggedContactsEmbedded = Field(
+        default_factory=_UntaggedContactsEmbedded, alias="_embedded"
+    )
 
 
 # --- catalogs: the account's contact fields, lead pipelines and contact tags -----------------

@@ -59,7 +59,9 @@ class ContactState:
     updated_at: int | None = None
     tags: list[str] | None = None  # its tag names; None when not known
     # The row's columns beyond the address and the name (phone, tags, custom fields).
-    columns: dict[str, str] = field(default_factory=dict)
+    # None rather than an empty dict: a full sync builds a state per contact, and every
+    # object it allocates adds to the garbage collector's passes.
+    columns: dict[str, str] | None = None
     lists: tuple[int, ...] = ()  # the segment lists it matches
 
     @property
@@ -198,7 +200,7 @@ class Applier:
         if self.segments is None or not self.segments.fields.custom:
             return
         custom = {pair.unisender_field for pair in self.segments.fields.custom}
-        needed = {name for contact in contacts for name in contact.columns}
+        needed = {name for contact in contacts for name in contact.columns or ()}
         missing = sorted((needed & custom) - self._ensured)
         if missing:
             await self.unisender.ensure_fields(missing)

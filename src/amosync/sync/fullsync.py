@@ -207,7 +207,9 @@ class FullSync:
         self, amocrm: AmoCRMClient, start_page: int, pages: asyncio.Queue[ContactsPage | None]
     ) -> None:
         try:
-            async for page in amocrm.iter_contacts(start_page=start_page):
+            # Tags only where rules or the field mapping read them (`contact_state`).
+            tags = self._segments is not None
+            async for page in amocrm.iter_contacts(start_page=start_page, tags=tags):
                 await pages.put(page)
         finally:
             await pages.put(None)
