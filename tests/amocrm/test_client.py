@@ -160,6 +160,28 @@ async def test_contact_without_custom_fields() -> None:
     assert result.contacts[0].custom_fields_values is None
 
 
+async def test_contacts_page_reads_tags_unless_told_not_to() -> None:
+    tagged = {
+        **contact(7, "t@example.com"),
+        "_embedded": {
+            "tags": [{"id": 1, "name": " VIP ", "color": None}, {"id": 2, "name": "опт"}],
+            "companies": [{"id": 30, "_links": {"self": {"href": f"{BASE}/api/v4/companies/30"}}}],
+        },
+    }
+    script = Script(page(1, [tagged], has_next=False), page(1, [tagged], has_next=False))
+    async with client_for(script) as client:
+        with_tags = await client.contacts_page(1)
+        without = await client.contacts_page(1, tags=False)
+
+    assert with_tags is not None
+    assert without is not None
+    assert with_tags.contacts[0].tags == ["VIP", "опт"]
+    # Nothing is built from `_embedded` for a sync that reads no tags.
+    assert without.contacts[0].tags == []
+    assert without.contacts[0].embedded is None
+    assert without.contacts[0].custom_fields_values == with_tags.contacts[0].custom_fields_values
+
+
 async def test_iter_contacts_follows_pages_until_204() -> None:
     script = Script(
         page(1, [contact(1, "a@example.com")], has_next=True),
