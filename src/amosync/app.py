@@ -19,24 +19,50 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from amosync import __version__
+from amosync.accounts import install as accounts_jobs
+from amosync.accounts import tasks as accounts_tasks
 from amosync.accounts.endpoints import router as accounts_router
 from amosync.accounts.rpc import router as rpc_router
 from amosync.accounts.system import router as system_router
 from amosync.config import Settings, get_settings
+from amosync.consent import hooks as consent_hooks
+from amosync.consent import writeback as consent_writeback
 from amosync.consent.endpoints import router as consent_router
 from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.http.health import router as health_router
 from amosync.http.middleware import MAX_BODY, BodyLimitMiddleware, WidgetCORSMiddleware
 from amosync.runtime.services import Services, build_services, freeze_startup_heap
+from amosync.segments import service as segments_jobs
 from amosync.segments.endpoints import router as settings_router
+from amosync.sync import jobs as sync_jobs
 from amosync.sync.endpoints import FAST_ROUTES as WEBHOOK_FAST_ROUTES
 from amosync.sync.endpoints import router as sync_router
 from amosync.sync.endpoints import webhook_router
 from amosync.web import install_dashboard
+from amosync.worker.context import Handler
 from amosync.worker.endpoints import router as worker_router
 from amosync.worker.metrics import router as metrics_router
+from amosync.worker.tasks import registered
 
 log = structlog.get_logger()
+
+# The modules that declare the domains' jobs and attach their handlers (`@TASK.runs`): once
+# they are imported, a worker runs every kind (`amosync.worker.tasks`). The worker imports
+# no domain, so the modules above the domains (this one, the command line) load them.
+JOB_MODULES = (
+    accounts_tasks,
+    accounts_jobs,
+    consent_hooks,
+    consent_writeback,
+    segments_jobs,
+    sync_jobs,
+)
+
+
+def job_handlers() -> dict[str, Handler]:
+    """Every job kind's handler (the domains' job modules are loaded with this module)."""
+    return registered()
+
 
 # Routes the amoCRM widget calls from the account's page (CORS allowed for amoCRM origins),
 # with their widget methods: PUT/POST/DELETE /accounts/{id} are admin-only and get no CORS;

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts.problems import CLEARED_BY_INSTALL, clear_problem
+from amosync.accounts.tasks import INSTALL, WEBHOOKS, InstallJob
 from amosync.accounts.tokens import amocrm_client
 from amosync.amocrm.client import AmoCRMClient, account_base_url, exchange_code
 from amosync.config import Settings
@@ -28,8 +29,8 @@ from amosync.runtime.crypto import new_token, same, token_hash
 from amosync.runtime.services import Services
 from amosync.segments.settings import AccountSettings, account_settings
 from amosync.upstream.ratelimit import amocrm_key
-from amosync.worker.queue import enqueue
-from amosync.worker.runner import JobContext
+from amosync.worker.context import JobContext
+from amosync.worker.tasks import AccountJob
 
 log = structlog.get_logger()
 
@@ -81,12 +82,8 @@ async def accept_install(
     """Validate amoCRM's install call and queue the exchange."""
     host = check_referer(services.settings, referer)
     client_id = check_client_id(services.settings, client_id)
-    await enqueue(
-        session,
-        "install",
-        account_id=None,
-        payload={"code": services.cipher.encrypt(code), "host": host, "client_id": client_id},
-        max_attempts=10,
+    await INSTALL.enqueue(
+        session, InstallJob(code=services.cipher.encrypt(code), host=host, client_id=client_id)
     )
 
 
@@ -103,6 +100,7 @@ class _StaticTokens:
         return self._token
 
 
+@INSTALL.runs
 async def run_install(ctx: JobContext) -> None:
     services, settings, cipher = ctx.services, ctx.services.settings, ctx.services.cipher
     payload = dict(ctx.payload)
@@ -284,9 +282,10 @@ async def exchange_private_code(
         account.webhook_token_enc = cipher.encrypt(token)
     await session.flush()
     await clear_problem(session, account.id, *CLEARED_BY_INSTALL)
-    await enqueue(session, "webhooks", account_id=account.id, dedupe_key=f"webhooks:{account.id}")
+    await WEBHOOKS.enqueue(session, AccountJob(account.id))
 
 
+@WEBHOOKS.runs
 async def run_register_webhooks(ctx: JobContext) -> None:
     assert ctx.account_id is not None
     await register_webhooks(ctx.services, ctx.account_id)

@@ -8,14 +8,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts.problems import CLEARED_BY_KEY, clear_problem
+from amosync.consent.tasks import UNISENDER_HOOK, UNISENDER_HOOK_REMOVE, RemoveHookJob
 from amosync.db.models import Account, PendingChange
 from amosync.errors import BadRequest, InvalidApiKey
 from amosync.runtime.metrics import observe_upstream
 from amosync.runtime.services import Services
+from amosync.sync.tasks import CHANGES
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import MailList
 from amosync.upstream.ratelimit import secret_key
-from amosync.worker.queue import enqueue
+from amosync.worker.tasks import AccountJob
 
 
 def unisender_client(services: Services, api_key: str) -> UnisenderClient:
@@ -127,18 +129,17 @@ async def key_changed(
     if retired is not None:
         # One job per replaced key (no dedupe: each carries its own key); a removal that
         # fails is shown as a problem and never holds up the new key's hook.
-        await enqueue(
-            session, "unisender_hook_remove", account_id=account_id, payload=retired, max_attempts=5
+        await UNISENDER_HOOK_REMOVE.enqueue(
+            session,
+            RemoveHookJob(account_id, key=retired["key"], token=retired["token"]),
         )
     # The new key gets our hook, so unsubscribes come back to amoCRM (SPEC §9).
-    await enqueue(
-        session, "unisender_hook", account_id=account_id, dedupe_key=f"unisender_hook:{account_id}"
-    )
+    await UNISENDER_HOOK.enqueue(session, AccountJob(account_id))
     kept = await session.scalar(
         select(PendingChange.amocrm_id).where(PendingChange.account_id == account_id).limit(1)
     )
     if kept is not None:
-        await enqueue(session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}")
+        await CHANGES.enqueue(session, AccountJob(account_id))
 
 
 async def account_lists(services: Services, account: Account) -> list[MailList]:

@@ -210,6 +210,7 @@ def worker(
     """Run a standalone worker (any number of them against one PostgreSQL database)."""
     if check:
         raise typer.Exit(check_heartbeat(heartbeat, max_age))
+    from amosync.app import job_handlers
     from amosync.runtime.services import build_services, freeze_startup_heap
     from amosync.worker.runner import Worker
 
@@ -217,7 +218,7 @@ def worker(
 
     async def main() -> None:
         services = build_services(settings)
-        runner = Worker(services, concurrency=slots, heartbeat=heartbeat)
+        runner = Worker(services, handlers=job_handlers(), concurrency=slots, heartbeat=heartbeat)
         freeze_startup_heap()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,7 +250,10 @@ def sync(
     account_id: int = typer.Argument(..., metavar="ACCOUNT_ID", help="amoCRM account id."),
 ) -> None:
     """Run a full sync in the foreground with a progress bar."""
+    from amosync.app import JOB_MODULES
     from amosync.sync.foreground import run_with_progress
+
+    assert JOB_MODULES  # loaded: the foreground worker runs every kind
 
     settings = _prepare()
     code = asyncio.run(run_with_progress(settings, account_id))

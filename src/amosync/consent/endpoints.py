@@ -10,12 +10,13 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from amosync.consent.events import unsubscribes
+from amosync.consent.tasks import CONSENT
 from amosync.db.engine import dialect_name, insert_for
 from amosync.db.models import Account, ConsentEvent, utcnow
 from amosync.errors import BadRequest, Unauthorized
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.runtime.crypto import token_hash
-from amosync.worker.queue import enqueue
+from amosync.worker.tasks import AccountJob
 
 router = APIRouter()
 
@@ -95,7 +96,7 @@ async def unisender_webhook(
         .values(list(rows.values()))
         .on_conflict_do_nothing(index_elements=["account_id", "dedupe_key"])
     )
-    await enqueue(session, "consent", account_id=account.id, dedupe_key=f"consent:{account.id}")
+    await CONSENT.enqueue(session, AccountJob(account.id))
     # Committed before the answer goes out (SessionDep); an inline worker polls within
     # a fraction of a second should it wake before the commit.
     services.notify_work()

@@ -22,6 +22,7 @@ from sqlalchemy import update
 
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
 from amosync.accounts.unisender import account_client, unisender_client
+from amosync.consent.tasks import UNISENDER_HOOK, UNISENDER_HOOK_REMOVE
 from amosync.db.engine import transaction
 from amosync.db.models import Account, utcnow
 from amosync.errors import AppError, InvalidApiKey, PermanentUpstreamError, UpstreamError
@@ -30,7 +31,7 @@ from amosync.runtime.services import Services
 
 if TYPE_CHECKING:
     from amosync.unisender.client import UnisenderClient
-    from amosync.worker.runner import JobContext
+    from amosync.worker.context import JobContext
 
 log = structlog.get_logger()
 
@@ -107,6 +108,7 @@ async def check_hook(services: Services, account_id: int) -> ProblemCode | None:
         return None
 
 
+@UNISENDER_HOOK.runs
 async def run_ensure_hook(ctx: JobContext) -> None:
     """The job queued when a key is connected."""
     assert ctx.account_id is not None
@@ -151,6 +153,7 @@ class HookNotRemoved(AppError):
 NOT_REMOVED_SHOWN = timedelta(days=7)
 
 
+@UNISENDER_HOOK_REMOVE.runs
 async def run_remove_old_hook(ctx: JobContext) -> None:
     """The job queued when a key is replaced or removed: `removeHook` with the OLD key, for
     the URL of the token retired with it (payload from `accounts.unisender.retire_hook`)."""

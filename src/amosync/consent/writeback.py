@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 
 from amosync.accounts.tokens import amocrm_client
 from amosync.consent.settings import consent_settings
+from amosync.consent.tasks import CONSENT
 from amosync.db.engine import dialect_name, insert_for, transaction
 from amosync.db.models import Account, ConsentEvent, ConsentWrite, Integration, ListedEmail, utcnow
 from amosync.errors import PermanentUpstreamError, TransientUpstreamError
@@ -32,7 +33,7 @@ from amosync.runtime.services import Services
 
 if TYPE_CHECKING:
     from amosync.amocrm.client import AmoCRMClient
-    from amosync.worker.runner import JobContext
+    from amosync.worker.context import JobContext
 
 log = structlog.get_logger()
 
@@ -81,6 +82,7 @@ def note_text(event: ConsentEvent, lang: str) -> str:
     return NOTE[lang].format(email=event.email, list=list_name, time=event_time(event))
 
 
+@CONSENT.runs
 async def run_consent(ctx: JobContext) -> None:
     """Handle the account's pending events, oldest first."""
     assert ctx.account_id is not None

@@ -15,6 +15,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.tasks import WEBHOOKS
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_lists
 from amosync.db.engine import transaction
@@ -32,10 +33,11 @@ from amosync.segments.schemas import (
     TagChoice,
 )
 from amosync.segments.settings import AccountSettings, account_settings
+from amosync.segments.tasks import RESYNC
 from amosync.sync import service as sync
 from amosync.sync.schemas import SyncStarted
-from amosync.worker.queue import enqueue
-from amosync.worker.runner import JobContext
+from amosync.worker.context import JobContext
+from amosync.worker.tasks import AccountJob
 
 log = structlog.get_logger()
 
@@ -99,9 +101,7 @@ async def save(
             queued = True
     if after.wants_leads != before.wants_leads:
         # amoCRM is called by the job, after the commit: the settings it reads are these.
-        await enqueue(
-            session, "webhooks", account_id=account.id, dedupe_key=f"webhooks:{account.id}"
-        )
+        await WEBHOOKS.enqueue(session, AccountJob(account.id))
         queued = True
     if queued:
         services.notify_work()
@@ -121,11 +121,10 @@ async def save(
 
 
 async def enqueue_resync(session: AsyncSession, account_id: int, delay: float = 0.0) -> None:
-    await enqueue(
-        session, "resync", account_id=account_id, dedupe_key=f"resync:{account_id}", delay=delay
-    )
+    await RESYNC.enqueue(session, AccountJob(account_id), delay=delay)
 
 
+@RESYNC.runs
 async def run_resync(ctx: JobContext) -> None:
     """The full sync for settings changed while one was running: started once that run is
     over (its job holds the account's lease, so this one comes after), waited for if not."""

@@ -62,9 +62,11 @@ from amosync.sync.apply import (
 from amosync.sync.leads import apply_pending_leads, record_leads
 from amosync.sync.mapping import classify, unsynced_reason
 from amosync.sync.restore import read_restored
+from amosync.sync.tasks import CHANGES
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
 from amosync.worker.queue import insert_job, job_values
+from amosync.worker.tasks import AccountJob
 
 log = structlog.get_logger()
 
@@ -196,7 +198,7 @@ def _upsert_pending(dialect: Dialect) -> PreparedInsert:
 def _queue_changes(dialect: Dialect) -> PreparedInsert:
     """The `changes` jobs of a batch's accounts, each joining its pending one if any."""
     job = insert_job(dialect.name, deduplicated=True)
-    return PreparedInsert(job, dialect, tuple(job_values("changes", account_id=None)))
+    return PreparedInsert(job, dialect, tuple(job_values(CHANGES.kind, account_id=None)))
 
 
 def _insert_events(dialect: Dialect) -> PreparedInsert:
@@ -251,7 +253,7 @@ async def record_many(
     ]
     await prepared(_insert_events, connection.dialect).run(connection, events)
     jobs = [
-        job_values("changes", account_id=account_id, dedupe_key=f"changes:{account_id}")
+        CHANGES.values(AccountJob(account_id))
         for account_id in sorted({account_id for account_id, _ in latest.values()} | lead_accounts)
     ]
     await prepared(_queue_changes, connection.dialect).run(connection, jobs)

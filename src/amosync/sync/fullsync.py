@@ -46,7 +46,8 @@ from amosync.segments.members import account_segments
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.leads import read_leads, replace_links
 from amosync.sync.mapping import contact_emails, unsynced_reason
-from amosync.worker.queue import enqueue
+from amosync.sync.tasks import RECONCILE, RECONCILE_EVERY
+from amosync.worker.tasks import AccountJob
 
 log = structlog.get_logger()
 
@@ -72,7 +73,7 @@ class Batch:
 
 
 SWEEP_CHUNK = 500
-RECONCILE_EVERY = 15 * 60.0
+__all__ = ["RECONCILE_EVERY", "FullSync"]
 
 
 def contact_state(
@@ -378,13 +379,7 @@ class FullSync:
                 .values(unisender_valid=True, unisender_checked_at=utcnow(), reconciled_at=utcnow())
             )
             await clear_problem(session, account_id, *CLEARED_BY_SYNC)
-            await enqueue(
-                session,
-                "reconcile",
-                account_id=account_id,
-                dedupe_key=f"reconcile:{account_id}",
-                delay=RECONCILE_EVERY,
-            )
+            await RECONCILE.enqueue(session, AccountJob(account_id))
 
     async def _waiting(self, exc: BaseException) -> None:
         """The run waits out amoCRM's block: it stays running and says why it stopped."""

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.models import Contact, SyncRun
 from amosync.errors import NotFound
-from amosync.worker.queue import enqueue
+from amosync.sync.tasks import FULL_SYNC, FullSyncJob
 
 ACTIVE = ("queued", "running")
 
@@ -49,14 +49,7 @@ async def start_run(
         return existing, False
     if not queue:
         return run, True
-    await enqueue(
-        session,
-        "full_sync",
-        account_id=account_id,
-        payload={"run_id": run.id},
-        dedupe_key=f"full_sync:{account_id}",
-        max_attempts=12,
-    )
+    await FULL_SYNC.enqueue(session, FullSyncJob(account_id=account_id, run_id=run.id))
     return run, True
 
 

@@ -12,11 +12,11 @@ so workers don't queue behind each other.
 
 Failures: the root cause counts (a TaskGroup's ExceptionGroup is unwrapped). A
 `PermanentUpstreamError` fails the job at once, with an error a person can act on, and marks
-the account (`amosync.accounts.problems`); an `AmoCRMBlocked` pauses the whole account for
-`block_pause` seconds (its jobs are not claimed meanwhile, `amocrm_blocked` is shown), then
-the job resumes; anything else is retried with exponential backoff and jitter until
-`max_attempts`, then the job is left `failed` with its last error (visible in the API and
-retryable).
+the account (through the `AccountHooks` the accounts domain registers, `worker/tasks.py`);
+an `AmoCRMBlocked` pauses the whole account for `block_pause` seconds (its jobs are not
+claimed meanwhile, `amocrm_blocked` is shown), then the job resumes; anything else is retried
+with exponential backoff and jitter until `max_attempts`, then the job is left `failed` with
+its last error (visible in the API and retryable).
 
 Stopping (SIGTERM, the app shutting down): slots stop claiming, running jobs get `grace`
 seconds to finish, then they are cancelled and handed back to the queue untouched (the
@@ -41,19 +41,13 @@ import structlog
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.accounts.problems import (
-    ProblemCode,
-    clear_problem,
-    describe,
-    note_failure,
-    set_problem,
-    still_blocked,
-)
 from amosync.db.engine import dialect_name, transaction
 from amosync.db.models import Account, AccountProblem, Job, utcnow
 from amosync.errors import AmoCRMBlocked, PermanentUpstreamError, is_permanent, root_cause
 from amosync.runtime.services import Services
+from amosync.worker.context import Handler, JobContext
 from amosync.worker.queue import backoff
+from amosync.worker.tasks import AccountHooks, account_hooks, registered
 
 log = structlog.get_logger()
 
@@ -68,31 +62,7 @@ BLOCK_PAUSE = 10 * 60.0
 Outcome = Literal["done", "retry", "failed", "released"]
 
 
-@dataclass
-class JobContext:
-    services: Services
-    job_id: int
-    kind: str
-    account_id: int | None
-    payload: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    worker_id: str  # the lease owner: `<worker id>/<slot>`
-
-    async def save_payload(self, payload: dict[str, Any]) -> None:
-        """Persist progress in the job itself, so a retry continues instead of redoing."""
-        self.payload = payload
-        async with transaction(self.services.sessions) as session:
-            await session.execute(update(Job).where(Job.id == self.job_id).values(payload=payload))
-
-
-Handler = Callable[[JobContext], Awaitable[None]]
-
-
-def default_handlers() -> dict[str, Handler]:
-    from amosync.worker.handlers import HANDLERS
-
-    return dict(HANDLERS)
+__all__ = ["Handler", "JobContext", "Worker", "start_inline_worker"]
 
 
 def _default_worker_id() -> str:
@@ -103,7 +73,9 @@ def _default_worker_id() -> str:
 @dataclass
 class Worker:
     services: Services
-    handlers: dict[str, Handler] = field(default_factory=default_handlers)
+    # The registered tasks' handlers by kind (`amosync.worker.tasks`), unless given.
+    handlers: dict[str, Handler] = field(default_factory=registered)
+    hooks: AccountHooks = field(default_factory=account_hooks)
     concurrency: int = 4
     poll_interval: float = 0.2
     # Seconds to wait before retrying a job after its n-th failed attempt.
@@ -212,15 +184,19 @@ class Worker:
             Account.lease_until >= now,
         )
         # amoCRM blocked the account: nothing of it runs until the pause is over.
-        blocked = exists().where(
-            AccountProblem.account_id == Job.account_id,
-            AccountProblem.code == str(ProblemCode.amocrm_blocked),
-            AccountProblem.until > now,
-        )
+        conditions = [claimable, ~held_by_another]
+        if self.hooks.blocked_code is not None:
+            conditions.append(
+                ~exists().where(
+                    AccountProblem.account_id == Job.account_id,
+                    AccountProblem.code == self.hooks.blocked_code,
+                    AccountProblem.until > now,
+                )
+            )
         async with transaction(self.services.sessions) as session:
             query = (
                 select(Job.id, Job.account_id)
-                .where(claimable, ~held_by_another, ~blocked)
+                .where(*conditions)
                 .order_by(Job.run_after, Job.id)
                 .limit(CANDIDATES)
             )
@@ -319,9 +295,9 @@ class Worker:
         cause = root_cause(exc)
         if job.account_id is not None:
             async with self.services.sessions() as session:
-                cause = await still_blocked(session, job.account_id, cause) or cause
+                cause = await self.hooks.still_blocked(session, job.account_id, cause) or cause
         permanent = is_permanent(cause)
-        error = describe(cause)[:2000]
+        error = self.hooks.describe(cause)[:2000]
         if isinstance(cause, AmoCRMBlocked) and job.account_id is not None:
             return await self._blocked(job, error, bound)
         if permanent or job.attempts >= job.max_attempts:
@@ -349,15 +325,13 @@ class Worker:
         until = utcnow() + timedelta(seconds=self.block_pause)
         bound.warning("job.blocked", attempts=job.attempts, pause=self.block_pause, error=error)
         async with transaction(self.services.sessions) as session:
-            await set_problem(
-                session, job.account_id, ProblemCode.amocrm_blocked, error, until=until
-            )
+            await self.hooks.set_blocked(session, job.account_id, error, until)
         await _settled(self._finish(job, status="pending", error=error, delay=self.block_pause))
         return "retry"
 
     async def _note(self, account_id: int, cause: BaseException) -> None:
         async with transaction(self.services.sessions) as session:
-            await note_failure(session, account_id, cause)
+            await self.hooks.note_failure(session, account_id, cause)
 
     async def _renew(self, job: JobContext) -> None:
         while True:
@@ -425,7 +399,7 @@ class Worker:
             if job.account_id is not None:
                 if status == "done":
                     # The job ran to the end after the pause: amoCRM answers again.
-                    await clear_problem(session, job.account_id, ProblemCode.amocrm_blocked)
+                    await self.hooks.clear_blocked(session, job.account_id)
                 await _release_account(session, job.account_id, job.worker_id)
         # Work of this account queued while the job ran can be claimed now, not next poll.
         self.services.notify_work()

@@ -1,4 +1,7 @@
-"""What each kind of job does."""
+"""What the sync jobs do (declared in `sync/tasks.py`).
+
+Apart from the declarations: the workflows run here queue these kinds themselves (a full
+sync queues the periodic pass), so the declarations must import none of them."""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from amosync.accounts.install import run_install, run_register_webhooks
-from amosync.consent.hooks import check_hook, run_ensure_hook, run_remove_old_hook
-from amosync.consent.writeback import run_consent
+from amosync.consent.hooks import check_hook
+from amosync.consent.tasks import CONSENT
 from amosync.db.engine import transaction
 from amosync.db.models import (
     Account,
@@ -19,17 +21,18 @@ from amosync.db.models import (
     utcnow,
 )
 from amosync.errors import is_permanent, root_cause
-from amosync.segments.service import run_resync
 from amosync.sync.changes import apply_pending
-from amosync.sync.fullsync import RECONCILE_EVERY, FullSync
+from amosync.sync.fullsync import FullSync
 from amosync.sync.reconcile import check_webhooks, reconcile
 from amosync.sync.service import start_run
-from amosync.worker.queue import enqueue
-from amosync.worker.runner import Handler, JobContext
+from amosync.sync.tasks import CHANGES, FULL_SYNC, RECONCILE, RECONCILE_EVERY
+from amosync.worker.context import JobContext
+from amosync.worker.tasks import AccountJob
 
 
+@FULL_SYNC.runs
 async def full_sync(ctx: JobContext) -> None:
-    run_id = int(ctx.payload["run_id"])
+    run_id = int(FULL_SYNC.load(ctx).run_id)
     if ctx.account_id is not None and await _run_failed(ctx, run_id):
         # The job of a failed run was retried (the dashboard's "Retry"): sync again, as a
         # new run, rather than skip the failed one.
@@ -46,6 +49,7 @@ async def _run_failed(ctx: JobContext, run_id: int) -> bool:
     return status == "failed"
 
 
+@CHANGES.runs
 async def changes(ctx: JobContext) -> None:
     assert ctx.account_id is not None
     if await _key_refused(ctx, ctx.account_id):
@@ -67,6 +71,7 @@ async def _key_refused(ctx: JobContext, account_id: int) -> bool:
     return row is not None and bool(row[0]) and not row[1]
 
 
+@RECONCILE.runs
 async def reconcile_account(ctx: JobContext) -> None:
     """The periodic pass (reconcile.py), then the next one is queued.
 
@@ -129,9 +134,7 @@ async def _next_pass(ctx: JobContext, account_id: int) -> None:
                 select(PendingLead.lead_id).where(PendingLead.account_id == account_id).limit(1)
             )
         if left is not None:
-            await enqueue(
-                session, "changes", account_id=account_id, dedupe_key=f"changes:{account_id}"
-            )
+            await CHANGES.enqueue(session, AccountJob(account_id))
         # Unsubscribes whose write-back failed for good are tried again too.
         waiting = await session.scalar(
             select(ConsentEvent.id)
@@ -139,26 +142,5 @@ async def _next_pass(ctx: JobContext, account_id: int) -> None:
             .limit(1)
         )
         if waiting is not None:
-            await enqueue(
-                session, "consent", account_id=account_id, dedupe_key=f"consent:{account_id}"
-            )
-        await enqueue(
-            session,
-            "reconcile",
-            account_id=account_id,
-            dedupe_key=f"reconcile:{account_id}",
-            delay=RECONCILE_EVERY,
-        )
-
-
-HANDLERS: dict[str, Handler] = {
-    "install": run_install,
-    "webhooks": run_register_webhooks,
-    "full_sync": full_sync,
-    "changes": changes,
-    "reconcile": reconcile_account,
-    "unisender_hook": run_ensure_hook,
-    "unisender_hook_remove": run_remove_old_hook,
-    "consent": run_consent,
-    "resync": run_resync,
-}
+            await CONSENT.enqueue(session, AccountJob(account_id))
+        await RECONCILE.enqueue(session, AccountJob(account_id))
