@@ -46,7 +46,7 @@ from amosync.segments.members import account_segments
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.leads import read_leads, replace_links
 from amosync.sync.mapping import contact_emails, unsynced_reason
-from amosync.sync.tasks import RECONCILE, RECONCILE_EVERY
+from amosync.sync.tasks import RECONCILE
 from amosync.worker.tasks import AccountJob
 
 log = structlog.get_logger()
@@ -73,7 +73,6 @@ class Batch:
 
 
 SWEEP_CHUNK = 500
-__all__ = ["RECONCILE_EVERY", "FullSync"]
 
 
 def contact_state(
