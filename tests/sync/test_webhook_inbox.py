@@ -1,4 +1,4 @@
-"""POST /webhook's inbox (sync.changes.Ingest): group commit, remembered tokens re-checked."""
+"""POST /webhook's inbox (sync.changes.WebhookInbox): group commit, remembered tokens re-checked."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from amosync.amocrm.webhooks import parse_webhook
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Job, PendingChange, WebhookEvent
 from amosync.runtime.services import Services
-from amosync.sync.changes import Ingest
+from amosync.sync.changes import WebhookInbox
 from tests.stack import ACCOUNT_ID, Stack, stack
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
@@ -146,7 +146,7 @@ async def test_a_failed_batch_is_retried_one_webhook_at_a_time(services: Service
         nonlocal notified
         notified += 1
 
-    inbox = Ingest(services.engine, on_stored=notify)
+    inbox = WebhookInbox(services.engine, on_stored=notify)
     payloads = [parse_webhook(body(n, f"c{n}@example.com").encode()) for n in range(1, 11)]
     assert await inbox.account_for("h7") == 7
     assert await inbox.account_for("unknown") is None
@@ -175,7 +175,7 @@ async def test_an_unexpected_failure_is_a_500_in_the_usual_shape(
         async def broken(*_args: object) -> None:
             raise RuntimeError("the disk is on fire")
 
-        monkeypatch.setattr(Ingest, "store", broken)
+        monkeypatch.setattr(WebhookInbox, "store", broken)
         with capture_logs() as logs:
             failed = await s.http.post(url, content=body(1, "a@example.com"), headers=FORM)
         assert failed.status_code == 500
@@ -215,7 +215,7 @@ async def test_a_batch_of_several_accounts_queues_one_job_for_each(services: Ser
                     id=account_id, status="active", settings={}, webhook_token_hash=f"h{account_id}"
                 )
             )
-    inbox = Ingest(services.engine)
+    inbox = WebhookInbox(services.engine)
     try:
         for _ in range(2):  # the second round joins the jobs the first one queued
             stored = await asyncio.gather(

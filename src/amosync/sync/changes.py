@@ -1,6 +1,6 @@
 """Webhook changes: stored durably on arrival, coalesced per contact, applied in batches.
 
-`record_many` runs for the webhook requests (through `Ingest`, which commits the requests
+`record_many` runs for the webhook requests (through `WebhookInbox`, which commits the requests
 that arrive together in one transaction): it keeps only the latest state of each contact
 (by amoCRM's modification time, so a late duplicate never overwrites a newer state) in
 `pending_changes`, and queues one `changes` job per account in the same transaction.
@@ -266,7 +266,7 @@ _ACCOUNTS = select(Account.id, Account.status, Account.webhook_token_hash).where
 )
 
 
-class Ingest:
+class WebhookInbox:
     """The webhook inbox: which account a token belongs to, and durable storage with group
     commit (the webhooks that arrive while one transaction commits go in the next one).
 

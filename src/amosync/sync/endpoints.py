@@ -253,16 +253,16 @@ async def webhook_fast_path(app: FastAPI, scope: Scope, receive: Receive, send: 
     await send({"type": "http.response.body", "body": answer})
 
 
-def _inbox(app: FastAPI) -> changes.Ingest:
+def _inbox(app: FastAPI) -> changes.WebhookInbox:
     """The app's webhook inbox, made on first use (it belongs to the running event loop).
 
     The hot path takes no dependency: `ServicesDep` is a sync function, which FastAPI runs
     in a thread pool, a thread hop per request.
     """
-    inbox: changes.Ingest | None = getattr(app.state, "webhook_inbox", None)
+    inbox: changes.WebhookInbox | None = getattr(app.state, "webhook_inbox", None)
     if inbox is None:
         services: Services = app.state.services
-        inbox = changes.Ingest(services.engine, on_stored=services.notify_work)
+        inbox = changes.WebhookInbox(services.engine, on_stored=services.notify_work)
         app.state.webhook_inbox = inbox
     return inbox
 
