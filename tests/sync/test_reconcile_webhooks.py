@@ -89,3 +89,27 @@ async def test_a_lost_webhook_is_registered_again_and_shown_until_it_works(
         await reconcile_now(s)
         assert await problem_codes(s) == []
         assert s.members() == {"ann@example.com", "bob@example.com", "cy@example.com"}
+
+
+async def test_changes_whose_webhooks_never_arrived_are_applied_by_the_next_pass(
+    database_url: str,
+) -> None:
+    # The webhook stays registered and on; amoCRM just never posts these changes.
+    async with stack(database_url) as s:
+        amo = s.sandbox.amocrm
+        await s.install()
+        ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
+        await s.connect_unisender()
+        await s.settle()
+        assert s.members() == {"ann@example.com"}
+
+        amo.webhooks_enabled = False
+        amo.update_contact(ACCOUNT_ID, ann["id"], emails=["ann@new.example.com"])
+        amo.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
+        await amo.flush_webhooks()
+        await s.settle()
+        assert s.members() == {"ann@example.com"}  # nothing arrived
+
+        await reconcile_now(s)
+        assert s.members() == {"ann@new.example.com", "bob@example.com"}
+        assert await problem_codes(s) == []
