@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from amosync.accounts import repository
 from amosync.accounts.install import accept_install
 from amosync.accounts.unisender import connect
+from amosync.app import job_handlers
 from amosync.config import Settings
 from amosync.db.engine import transaction
 from amosync.db.migrate import upgrade_async
@@ -152,7 +153,7 @@ async def installed_account(
         await accept_install(
             services, session, code=code, referer="bench.amocrm.ru", client_id=CLIENT_ID
         )
-    await Worker(services, concurrency=1).drain(30)
+    await Worker(services, concurrency=1, handlers=job_handlers()).drain(30)
     async with transaction(services.sessions) as session:
         account = await repository.get(session, ACCOUNT_ID, for_update=True)
         assert account is not None, "the install job did not store the account"

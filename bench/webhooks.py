@@ -52,6 +52,7 @@ import httpx  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 
 from amosync.accounts.unisender import unisender_client  # noqa: E402
+from amosync.app import job_handlers  # noqa: E402
 from amosync.db.engine import transaction  # noqa: E402
 from amosync.runtime.logging import configure_logging  # noqa: E402
 from amosync.sandbox import RemoteSandbox  # noqa: E402
@@ -464,7 +465,8 @@ async def _consent(db: str, sandboxes: Sandboxes, args: argparse.Namespace) -> d
         await amo.amocrm.configure(webhooks_enabled=True, rate_limit_rps=7)
         async with transaction(services.sessions) as session:
             await start_full_sync(session, ACCOUNT_ID)
-        await Worker(services, concurrency=1).drain(120)  # the sync, and the hook set
+        # The sync, and the hook set.
+        await Worker(services, concurrency=1, handlers=job_handlers()).drain(120)
         await services.aclose()
         [hook] = await uni.unisender.hooks(KEY)
         assert hook["hook_url"].startswith(service), hook
