@@ -23,6 +23,9 @@ async def test_sigterm_lets_a_running_job_finish(database_url: str, tmp_path: Pa
         await s.settle()
         tap = UnisenderTap(s.sandbox, hold={"importContacts"})
         async with serving(tap) as tap_url:
+            # The webhook must arrive for there to be a job to stop: amoCRM's 2-second wait
+            # once timed out here on a loaded machine (a CI run), and nothing was stored.
+            s.sandbox.amocrm.webhook_timeout = 10.0
             s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
             await s.sandbox.amocrm.flush_webhooks()
             env = env_for(s.settings, unisender_base_url=f"{tap_url}/ru/api")
