@@ -10,14 +10,10 @@ covers the query, rather than looking each contact up in (account_id, amocrm_id)
 did not. With the e-mail in the contact index it both covers and matches.
 """
 
-from collections.abc import Sequence
-
 from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

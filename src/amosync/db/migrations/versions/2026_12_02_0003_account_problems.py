@@ -9,33 +9,25 @@ a Unisender key refused, an amoCRM block, a webhook amoCRM dropped or disabled. 
 when it was first seen; `until` ends a problem that expires by itself (a block).
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from amosync.db.ddl import account_id, create_table, moment
+
 revision: str = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "account_problems",
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        account_id(),
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("detail", sa.Text(), nullable=False),
-        sa.Column("since", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_account_problems_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("account_id", "code", name=op.f("pk_account_problems")),
+        moment("since"),
+        moment("until", nullable=True),
+        moment("updated_at"),
+        key=["account_id", "code"],
     )
 
 

@@ -9,15 +9,11 @@ a few more (the contact shows as unsynced with the error), so one contact cannot
 the account's other changes. The count starts again with every new state of the contact.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -8,24 +8,22 @@ With PostgreSQL there is no file beside the database to keep a generated admin t
 every `serve` process must accept the same one, at every restart.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from amosync.db.ddl import create_table, moment
+
 revision: str = "0006"
 down_revision: str | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "service_secrets",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("value_enc", sa.Text(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_service_secrets")),
+        moment("updated_at"),
+        key=["name"],
     )
 
 

@@ -9,32 +9,24 @@ Nothing stored said what the service did hour by hour: a contact keeps only its 
 per account and hour, incremented where changes are applied.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from amosync.db.ddl import account_id, create_table, moment
+
 revision: str = "0008"
 down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "applied_hours",
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        account_id(),
+        moment("hour"),
         sa.Column("synced", sa.Integer(), nullable=False),
         sa.Column("unsynced", sa.Integer(), nullable=False),
         sa.Column("deleted", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_applied_hours_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("account_id", "hour", name=op.f("pk_applied_hours")),
+        key=["account_id", "hour"],
     )
 
 

@@ -11,15 +11,13 @@ because it is sent again to remove the hook). Each event is stored once per acco
 retried jobs write nothing twice.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from amosync.db.ddl import account_id, create_index, create_table, drop_index, moment
+
 revision: str = "0009"
 down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
@@ -29,52 +27,38 @@ def upgrade() -> None:
         batch_op.create_unique_constraint(
             batch_op.f("uq_accounts_unisender_hook_token_hash"), ["unisender_hook_token_hash"]
         )
-    op.create_table(
+    create_table(
         "consent_events",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        account_id(),
         sa.Column("dedupe_key", sa.String(length=64), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("list_id", sa.BigInteger(), nullable=True),
         sa.Column("event_time", sa.String(length=64), nullable=True),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        moment("received_at"),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("contact_ids", sa.JSON(), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_consent_events_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_consent_events")),
-        sa.UniqueConstraint("account_id", "dedupe_key", name=op.f("uq_consent_events_account_id")),
+        moment("processed_at", nullable=True),
+        key=["id"],
+        unique=["account_id", "dedupe_key"],
     )
-    op.create_index(
-        "ix_consent_events_account_status",
-        "consent_events",
-        ["account_id", "status", "id"],
-        unique=False,
+    create_index(
+        "consent_events", "ix_consent_events_account_status", ["account_id", "status", "id"]
     )
-    op.create_table(
+    create_table(
         "consent_writes",
         sa.Column("event_id", sa.Integer(), nullable=False),
         sa.Column("amocrm_id", sa.BigInteger(), nullable=False),
         sa.Column("tagged", sa.Boolean(), nullable=False),
         sa.Column("noted", sa.Boolean(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["event_id"],
-            ["consent_events.id"],
-            name=op.f("fk_consent_writes_event_id_consent_events"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("event_id", "amocrm_id", name=op.f("pk_consent_writes")),
+        key=["event_id", "amocrm_id"],
+        references={"event_id": "consent_events"},
     )
 
 
 def downgrade() -> None:
     op.drop_table("consent_writes")
-    op.drop_index("ix_consent_events_account_status", table_name="consent_events")
+    drop_index("consent_events", "ix_consent_events_account_status")
     op.drop_table("consent_events")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.drop_constraint(

@@ -13,15 +13,13 @@ and custom field values travel with the pending change (`pending_changes.data`) 
 that applies it.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
+from amosync.db.ddl import account_id, create_index, create_table, drop_index, moment
+
 revision: str = "0010"
 down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
@@ -29,68 +27,41 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("tags", sa.JSON(), nullable=True))
     with op.batch_alter_table("pending_changes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("data", sa.JSON(), nullable=True))
-    op.create_table(
+    create_table(
         "segment_members",
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        account_id(),
         sa.Column("list_id", sa.BigInteger(), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("amocrm_id", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_segment_members_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "account_id", "list_id", "email", "amocrm_id", name=op.f("pk_segment_members")
-        ),
+        key=["account_id", "list_id", "email", "amocrm_id"],
     )
-    op.create_index(
-        "ix_segment_members_contact",
-        "segment_members",
-        ["account_id", "amocrm_id"],
-        unique=False,
-    )
-    op.create_table(
+    create_index("segment_members", "ix_segment_members_contact", ["account_id", "amocrm_id"])
+    create_table(
         "lead_links",
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        account_id(),
         sa.Column("lead_id", sa.BigInteger(), nullable=False),
         sa.Column("contact_id", sa.BigInteger(), nullable=False),
         sa.Column("pipeline_id", sa.BigInteger(), nullable=False),
         sa.Column("status_id", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_lead_links_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("account_id", "lead_id", "contact_id", name=op.f("pk_lead_links")),
+        key=["account_id", "lead_id", "contact_id"],
     )
-    op.create_index(
-        "ix_lead_links_contact", "lead_links", ["account_id", "contact_id"], unique=False
-    )
-    op.create_table(
+    create_index("lead_links", "ix_lead_links_contact", ["account_id", "contact_id"])
+    create_table(
         "pending_leads",
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
+        account_id(),
         sa.Column("lead_id", sa.BigInteger(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        moment("received_at"),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_pending_leads_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("account_id", "lead_id", name=op.f("pk_pending_leads")),
+        key=["account_id", "lead_id"],
     )
 
 
 def downgrade() -> None:
     op.drop_table("pending_leads")
-    op.drop_index("ix_lead_links_contact", table_name="lead_links")
+    drop_index("lead_links", "ix_lead_links_contact")
     op.drop_table("lead_links")
-    op.drop_index("ix_segment_members_contact", table_name="segment_members")
+    drop_index("segment_members", "ix_segment_members_contact")
     op.drop_table("segment_members")
     with op.batch_alter_table("pending_changes", schema=None) as batch_op:
         batch_op.drop_column("data")
