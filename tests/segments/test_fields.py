@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from amosync.accounts.settings import CustomPair, FieldSettings
 from amosync.segments.fields import columns, field_text, phone, tags_column
-from amosync.segments.settings import CustomPair, FieldSettings
 
 PAGE = Path(__file__).parent.parent / "fixtures" / "amocrm" / "api"
 CONTACTS = json.loads((PAGE / "contacts_page_every_field_type.json").read_text())["_embedded"][

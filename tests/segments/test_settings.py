@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from amosync.segments.settings import MAX_CUSTOM, AccountSettings, ListRule, account_settings
+from amosync.accounts.settings import MAX_CUSTOM, AccountSettings, ListRule, account_settings
 
 SPEC_EXAMPLE = {
     "fields": {

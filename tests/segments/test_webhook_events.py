@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import update
 
 from amosync.accounts.install import LEAD_EVENTS, WEBHOOK_EVENTS, webhook_events
+from amosync.accounts.settings import AccountSettings
 from amosync.db.engine import transaction
 from amosync.db.models import Account, AccountProblem
-from amosync.segments.settings import AccountSettings
 from amosync.sync.reconcile import check_webhooks
 from tests.stack import ACCOUNT_ID, Stack, stack
 

@@ -17,6 +17,7 @@ from amosync.accounts.schemas import (
     IntegrationOut,
     IntegrationUpdate,
 )
+from amosync.accounts.settings import account_settings
 from amosync.accounts.unisender import account_lists, check_key, key_changed, retire_hook
 from amosync.db.models import utcnow
 from amosync.errors import NotFound
@@ -25,7 +26,6 @@ from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import AccountIdPath, AccountIdQuery
 from amosync.http.pagination import Page, decode_cursor, encode_cursor
 from amosync.segments import service as segments
-from amosync.segments.settings import account_settings
 from amosync.segments.validate import check_rules
 
 router = APIRouter(tags=["accounts"])

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts.problems import CLEARED_BY_INSTALL, clear_problem
+from amosync.accounts.settings import AccountSettings, account_settings
 from amosync.accounts.tasks import INSTALL, WEBHOOKS, InstallJob
 from amosync.accounts.tokens import amocrm_client
 from amosync.amocrm.client import AmoCRMClient, account_base_url, exchange_code
@@ -27,7 +28,6 @@ from amosync.errors import AppError, BadRequest, PermanentUpstreamError, Transie
 from amosync.http.hosts import InvalidHost, account_host
 from amosync.runtime.crypto import new_token, same, token_hash
 from amosync.runtime.services import Services
-from amosync.segments.settings import AccountSettings, account_settings
 from amosync.upstream.ratelimit import amocrm_key
 from amosync.worker.context import JobContext
 from amosync.worker.tasks import AccountJob

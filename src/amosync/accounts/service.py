@@ -17,10 +17,10 @@ from amosync.accounts.schemas import (
     IntegrationUpdate,
     SyncRunOut,
 )
+from amosync.accounts.settings import parse as parse_settings
 from amosync.db.models import Account, Integration, SyncRun
 from amosync.errors import BadRequest, Conflict, NotFound
 from amosync.runtime.crypto import Cipher
-from amosync.segments.service import parse as parse_settings
 
 
 def run_view(run: SyncRun) -> SyncRunOut:

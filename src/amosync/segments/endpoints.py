@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from amosync.accounts import service as accounts
+from amosync.accounts.settings import AccountSettings, account_settings
 from amosync.http.auth import CallerDep
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import AccountIdPath
 from amosync.segments import service
 from amosync.segments.schemas import Choices, SavedSettings
-from amosync.segments.settings import AccountSettings, account_settings
 
 router = APIRouter(tags=["settings"])
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from amosync.accounts.settings import AccountSettings, FieldSettings, ListRule
 from amosync.segments.fields import columns
-from amosync.segments.settings import AccountSettings, FieldSettings, ListRule
 
 Status = tuple[int, int]  # (pipeline_id, status_id)
 NO_STATUSES: frozenset[Status] = frozenset()

@@ -19,7 +19,7 @@ from typing import Any
 
 import phonenumbers
 
-from amosync.segments.settings import MAX_TAGS, FieldSettings
+from amosync.accounts.settings import MAX_TAGS, FieldSettings
 
 PHONE = "phone"
 TAGS = "tags"

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.settings import account_settings
 from amosync.db.engine import among, dialect_name
 from amosync.db.models import LeadLink, SegmentMember
 from amosync.segments.engine import Segments, Status
-from amosync.segments.settings import account_settings
 
 
 def account_segments(stored: dict[str, Any] | None, list_id: int) -> Segments | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from amosync.segments.settings import AccountSettings
+from amosync.accounts.settings import AccountSettings
 from amosync.sync.schemas import SyncStarted
 
 

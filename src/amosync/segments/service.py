@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.settings import AccountSettings, account_settings
+
+# `parse` is the accounts' (PUT /accounts reads its settings with it); routes call it here.
+from amosync.accounts.settings import parse as parse
 from amosync.accounts.tasks import WEBHOOKS
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_lists
@@ -32,7 +35,6 @@ from amosync.segments.schemas import (
     StatusChoice,
     TagChoice,
 )
-from amosync.segments.settings import AccountSettings, account_settings
 from amosync.segments.tasks import RESYNC
 from amosync.sync import service as sync
 from amosync.sync.schemas import SyncStarted
@@ -45,21 +47,6 @@ log = structlog.get_logger()
 RESYNC_WAIT = 2.0
 
 T = TypeVar("T")
-
-
-def parse(value: Any) -> AccountSettings:
-    """`value` (the `settings` of `PUT /accounts/{id}`) read as the settings route reads its
-    body; 422 `invalid_settings` otherwise."""
-    try:
-        return AccountSettings.model_validate(value)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
-        raise AppError(
-            f"settings.{where}: {error.get('msg', 'invalid value')}",
-            code="invalid_settings",
-            status=422,
-        ) from None
 
 
 def can_sync(account: Account) -> bool:

@@ -1,6 +1,6 @@
 """The settings checked against what only the vendors know (SPEC §8), before they are stored.
 
-The shape is pydantic's (422, `amosync.segments.settings`); here come the 400s a person
+The shape is pydantic's (422, `amosync.accounts.settings`); here come the 400s a person
 fixes by picking something else: a list the Unisender key does not have (`unknown_list`),
 an amoCRM field, pipeline or status that does not exist (`unknown_field`,
 `unknown_status`), a Unisender field name Unisender would refuse (`invalid_field_name`) or
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from amosync.accounts.settings import FIELD_NAME, AccountSettings
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_lists
 from amosync.db.models import Account
 from amosync.errors import BadRequest
 from amosync.runtime.services import Services
-from amosync.segments.settings import FIELD_NAME, AccountSettings
 
 # The columns amosync fills itself (SPEC §4, §8), and the other system columns of Unisender's
 # importContacts: a custom pair naming one would overwrite the address, the name, the lists,

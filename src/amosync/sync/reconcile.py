@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from amosync.accounts.install import register_webhooks, webhook_events, webhook_url
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
+from amosync.accounts.settings import account_settings
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client
 from amosync.amocrm.client import AmoCRMClient
@@ -31,7 +32,6 @@ from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstrea
 from amosync.runtime.services import Services
 from amosync.segments.engine import Segments
 from amosync.segments.members import account_segments, linked_statuses
-from amosync.segments.settings import account_settings
 from amosync.sync.apply import Applier, ContactState, batches
 from amosync.sync.fullsync import contact_state
 from amosync.sync.leads import read_leads, reevaluate, replace_links

@@ -33,6 +33,7 @@ from amosync.accounts import repository
 from amosync.accounts import service as accounts
 from amosync.accounts.disconnect import disconnect
 from amosync.accounts.problems import ProblemCode, problems_for
+from amosync.accounts.settings import AccountSettings, account_settings
 from amosync.accounts.unisender import account_lists, connect
 from amosync.consent.hooks import ensure_hook
 from amosync.db.models import Account
@@ -44,7 +45,6 @@ from amosync.runtime.crypto import same
 from amosync.runtime.services import Services
 from amosync.segments import members
 from amosync.segments import service as segments
-from amosync.segments.settings import AccountSettings, account_settings
 from amosync.sync import activity
 from amosync.sync import service as sync
 from amosync.sync.reconcile import WEBHOOK_PROBLEMS, check_webhooks

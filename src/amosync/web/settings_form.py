@@ -18,7 +18,7 @@ from typing import Any
 from babel import Locale
 from starlette.datastructures import FormData
 
-from amosync.segments.settings import AccountSettings, ListRule
+from amosync.accounts.settings import AccountSettings, ListRule
 
 # Where numbers written without a country code are read (phonenumbers' regions): amoCRM's
 # own markets first. A region stored that is not here is offered too.

@@ -24,8 +24,8 @@ from amosync.accounts.problems import (
     problems_for,
 )
 from amosync.accounts.service import is_connected
+from amosync.accounts.settings import AccountSettings
 from amosync.db.models import Account, SyncRun, utcnow
-from amosync.segments.settings import AccountSettings
 from amosync.web.i18n import N_, Language
 
 ACTIVE = ("queued", "running")

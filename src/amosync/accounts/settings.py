@@ -1,5 +1,8 @@
 """The account's settings (SPEC §8, §9): field mapping, segment lists, consent write-back.
 
+Kept in the accounts domain, the lowest that reads them (install, `PUT /accounts`), so
+segments and consent read them from below.
+
 Stored as JSON in `accounts.settings`; `AccountSettings` is what
 `GET/PUT /accounts/{id}/settings` reads and writes. The shape is checked here (unknown keys
 and wrong types → 422); what only the vendors can answer (does list 321 exist, is field
@@ -20,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from amosync.consent.settings import ConsentSettings
+from amosync.errors import AppError
 
 # Unisender takes 50 columns a call: email, Name, email_list_ids, phone, tags and 40 more.
 MAX_CUSTOM = 40
@@ -30,6 +33,7 @@ MAX_TAGS = 10
 FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 PositiveId = Annotated[int, Field(gt=0, le=2**53)]
+# amoCRM keeps tag names short; a name of only spaces would tag contacts with nothing.
 TagName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 
 
@@ -51,6 +55,16 @@ class FieldSettings(_Strict):
     phone_region: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = "RU"
     tags: bool = False
     custom: Annotated[list[CustomPair], Field(max_length=MAX_CUSTOM)] = Field(default_factory=list)
+
+
+class ConsentSettings(BaseModel):
+    """The `consent` part: unsubscribes written back to amoCRM as a tag and a note."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    enabled: bool = True
+    tag: TagName = "unsubscribed"
+    note: bool = True
 
 
 class LeadStatus(_Strict):
@@ -126,3 +140,18 @@ def account_settings(stored: dict[str, Any] | None) -> AccountSettings:
         except ValidationError:
             continue
     return AccountSettings(fields=parts["fields"], lists=rules, consent=parts["consent"])
+
+
+def parse(value: Any) -> AccountSettings:
+    """`value` (the `settings` of `PUT /accounts/{id}`) read as the settings route reads its
+    body; 422 `invalid_settings` otherwise."""
+    try:
+        return AccountSettings.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+        raise AppError(
+            f"settings.{where}: {error.get('msg', 'invalid value')}",
+            code="invalid_settings",
+            status=422,
+        ) from None
