@@ -17,7 +17,7 @@ from sqlalchemy import delete, update
 
 from amosync.accounts import service
 from amosync.accounts.install import unregister_webhooks
-from amosync.consent.hooks import remove_hook_quietly
+from amosync.accounts.unisender import remove_hook_quietly
 from amosync.db.engine import transaction
 from amosync.db.models import (
     Account,

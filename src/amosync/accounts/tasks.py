@@ -1,5 +1,6 @@
-"""The accounts' jobs: the install's code exchange and amoCRM's webhook registration; and
-what the worker asks of the accounts' problems (`AccountHooks`)."""
+"""The accounts' jobs: the install's code exchange and amoCRM's webhook registration; the
+jobs a replaced Unisender key queues; and what the worker asks of the accounts' problems
+(`AccountHooks`)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,26 @@ class InstallJob:
         return None
 
 
+@dataclass(frozen=True)
+class RemoveHookJob:
+    """A replaced key and its hook's token, encrypted (`accounts.unisender.retire_hook`)."""
+
+    account_id: int
+    key: str
+    token: str
+
+
 INSTALL = Task("install", InstallJob, max_attempts=10)
 WEBHOOKS = Task("webhooks", AccountJob, dedupe=per_account("webhooks"))
+
+# What a new Unisender key queues (`accounts.unisender.key_changed`), declared here so the
+# accounts domain queues them without importing the domains above it; each is run where it
+# belongs: our hook at Unisender by `amosync.consent.hooks`, the webhook changes kept while
+# the key was refused by `amosync.sync.jobs` (re-exported by consent.tasks and sync.tasks).
+UNISENDER_HOOK = Task("unisender_hook", AccountJob, dedupe=per_account("unisender_hook"))
+# No dedupe: each job carries its own key; a removal that keeps failing only shows a problem.
+UNISENDER_HOOK_REMOVE = Task("unisender_hook_remove", RemoveHookJob, max_attempts=5)
+CHANGES = Task("changes", AccountJob, dedupe=per_account("changes"))
 
 
 async def _set_blocked(

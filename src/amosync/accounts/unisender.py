@@ -1,23 +1,27 @@
-"""An account's Unisender connection: checking a key, finding or creating the list."""
+"""An account's Unisender connection: checking a key, finding or creating the list, the
+address of our hook there (set by `amosync.consent.hooks`) and its removal on disconnect."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+import structlog
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.accounts.problems import CLEARED_BY_KEY, clear_problem
-from amosync.consent.tasks import UNISENDER_HOOK, UNISENDER_HOOK_REMOVE, RemoveHookJob
+from amosync.accounts.problems import CLEARED_BY_KEY, ProblemCode, clear_problem
+from amosync.accounts.tasks import CHANGES, UNISENDER_HOOK, UNISENDER_HOOK_REMOVE, RemoveHookJob
+from amosync.db.engine import transaction
 from amosync.db.models import Account, PendingChange
 from amosync.errors import BadRequest, InvalidApiKey
 from amosync.runtime.metrics import observe_upstream
 from amosync.runtime.services import Services
-from amosync.sync.tasks import CHANGES
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import MailList
 from amosync.upstream.ratelimit import secret_key
 from amosync.worker.tasks import AccountJob
+
+log = structlog.get_logger()
 
 
 def unisender_client(services: Services, api_key: str) -> UnisenderClient:
@@ -150,3 +154,34 @@ async def account_lists(services: Services, account: Account) -> list[MailList]:
         return await client.get_lists()
     except InvalidApiKey as exc:
         raise _refused() from exc
+
+
+def hook_url(services: Services, token: str) -> str | None:
+    base = services.settings.webhook_base_url
+    return f"{base}/unisender/webhook?token={token}" if base else None
+
+
+async def remove_hook_quietly(services: Services, account_id: int) -> None:
+    """Disconnect: remove the hook, best effort (the key is deleted right after, and
+    deliveries that still come are acknowledged and ignored)."""
+    try:
+        async with services.sessions() as session:
+            account = await session.get(Account, account_id)
+        if account is None or account.unisender_key_enc is None:
+            return
+        if account.unisender_hook_token_enc is None:
+            return
+        url = hook_url(services, services.cipher.decrypt(account.unisender_hook_token_enc))
+        if url is not None:
+            await account_client(services, account).remove_hook(url)
+    except InvalidApiKey:
+        pass  # the key is dead: so is its hook
+    except Exception as exc:
+        log.warning("consent.hook.remove_failed", account_id=account_id, error=type(exc).__name__)
+    async with transaction(services.sessions) as session:
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(unisender_hook_token_hash=None, unisender_hook_token_enc=None)
+        )
+        await clear_problem(session, account_id, ProblemCode.unisender_hook_stopped)

@@ -18,10 +18,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import update
 
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
-from amosync.accounts.unisender import account_client, unisender_client
+from amosync.accounts.unisender import account_client, hook_url, unisender_client
 from amosync.consent.tasks import UNISENDER_HOOK, UNISENDER_HOOK_REMOVE
 from amosync.db.engine import transaction
 from amosync.db.models import Account, utcnow
@@ -36,11 +35,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 EVENTS = ("unsubscribe",)
-
-
-def hook_url(services: Services, token: str) -> str | None:
-    base = services.settings.webhook_base_url
-    return f"{base}/unisender/webhook?token={token}" if base else None
 
 
 async def _token(services: Services, account_id: int) -> str | None:
@@ -113,32 +107,6 @@ async def run_ensure_hook(ctx: JobContext) -> None:
     """The job queued when a key is connected."""
     assert ctx.account_id is not None
     await ensure_hook(ctx.services, ctx.account_id)
-
-
-async def remove_hook_quietly(services: Services, account_id: int) -> None:
-    """Disconnect: remove the hook, best effort (the key is deleted right after, and
-    deliveries that still come are acknowledged and ignored)."""
-    try:
-        async with services.sessions() as session:
-            account = await session.get(Account, account_id)
-        if account is None or account.unisender_key_enc is None:
-            return
-        if account.unisender_hook_token_enc is None:
-            return
-        url = hook_url(services, services.cipher.decrypt(account.unisender_hook_token_enc))
-        if url is not None:
-            await account_client(services, account).remove_hook(url)
-    except InvalidApiKey:
-        pass  # the key is dead: so is its hook
-    except Exception as exc:
-        log.warning("consent.hook.remove_failed", account_id=account_id, error=type(exc).__name__)
-    async with transaction(services.sessions) as session:
-        await session.execute(
-            update(Account)
-            .where(Account.id == account_id)
-            .values(unisender_hook_token_hash=None, unisender_hook_token_enc=None)
-        )
-        await clear_problem(session, account_id, ProblemCode.unisender_hook_stopped)
 
 
 class HookNotRemoved(AppError):

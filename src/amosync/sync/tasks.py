@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Declared by the accounts, whose key replacement queues it; run by `amosync.sync.jobs`.
+from amosync.accounts.tasks import CHANGES as CHANGES
 from amosync.worker.tasks import AccountJob, Task, per_account
 
 # How often the periodic pass (reconcile.py) runs for an account.
@@ -17,5 +19,4 @@ class FullSyncJob:
 
 
 FULL_SYNC = Task("full_sync", FullSyncJob, dedupe=per_account("full_sync"), max_attempts=12)
-CHANGES = Task("changes", AccountJob, dedupe=per_account("changes"))
 RECONCILE = Task("reconcile", AccountJob, dedupe=per_account("reconcile"), delay=RECONCILE_EVERY)
