@@ -33,6 +33,7 @@ from amosync.http.health import router as health_router
 from amosync.http.middleware import MAX_BODY, BodyLimitMiddleware, WidgetCORSMiddleware
 from amosync.runtime.services import Services, build_services, freeze_startup_heap
 from amosync.segments import service as segments_jobs
+from amosync.segments.endpoints import accounts_router as account_update_router
 from amosync.segments.endpoints import router as settings_router
 from amosync.sync import jobs as sync_jobs
 from amosync.sync.endpoints import FAST_ROUTES as WEBHOOK_FAST_ROUTES
@@ -344,6 +345,7 @@ def create_app(
     app.include_router(sync_router)
     app.include_router(consent_router)
     app.include_router(settings_router)  # /accounts/{id}/settings before /accounts/{id}
+    app.include_router(account_update_router)  # PUT /accounts/{id}: stores settings too
     app.include_router(accounts_router)
     app.include_router(system_router)
     app.include_router(rpc_router)

@@ -12,21 +12,16 @@ from amosync.accounts.disconnect import unregister_quietly
 from amosync.accounts.schemas import (
     AccountCreate,
     AccountOut,
-    AccountUpdate,
     ConnectionOut,
     IntegrationOut,
     IntegrationUpdate,
 )
-from amosync.accounts.settings import account_settings
-from amosync.accounts.unisender import account_lists, check_key, key_changed, retire_hook
-from amosync.db.models import utcnow
+from amosync.accounts.unisender import account_lists
 from amosync.errors import NotFound
 from amosync.http.auth import AdminDep, CallerDep
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import AccountIdPath, AccountIdQuery
 from amosync.http.pagination import Page, decode_cursor, encode_cursor
-from amosync.segments import service as segments
-from amosync.segments.validate import check_rules
 
 router = APIRouter(tags=["accounts"])
 
@@ -65,41 +60,6 @@ async def get_account(
     """One account."""
     caller.require_account(account_id)
     account = await service.require(session, account_id)
-    return (await service.views(session, [account]))[0]
-
-
-@router.put("/accounts/{account_id}")
-async def update_account(
-    account_id: AccountIdPath,
-    body: AccountUpdate,
-    _: AdminDep,
-    services: ServicesDep,
-    session: SessionDep,
-) -> AccountOut:
-    """Change an account's name, subdomain, Unisender key, list or settings.
-
-    A new Unisender key is checked with Unisender first (400 `invalid_unisender_key`, or
-    `unknown_list` for a `list_id` sent with it that the key cannot see), and `settings`
-    as `PUT /accounts/{id}/settings` checks them; nothing is stored unless all passes.
-    """
-    account = await service.require(session, account_id, for_update=True)
-    if body.unisender_key is not None:
-        await check_key(services, body.unisender_key, body.list_id)
-        account.unisender_checked_at = utcnow()
-    retired = None
-    if "unisender_key" in body.model_fields_set:
-        retired = retire_hook(services, account, body.unisender_key)
-    service.apply_changes(account, services.cipher, body)
-    await session.flush()
-    if "unisender_key" in body.model_fields_set:
-        await key_changed(session, account_id, retired=retired)
-    if body.settings is not None:
-        # As PUT /accounts/{id}/settings does it, with the key and list just set.
-        settings = segments.parse(body.settings)
-        await segments.save(services, session, account, settings, settings.model_fields_set)
-    elif "list_id" in body.model_fields_set:
-        # A main list that a segment rule fills would lose every contact the rule leaves.
-        check_rules(account_settings(account.settings), account.list_id)
     return (await service.views(session, [account]))[0]
 
 

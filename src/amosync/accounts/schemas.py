@@ -34,6 +34,13 @@ class ContactCounts(BaseModel):
     total: int = 0
 
 
+class SyncStarted(BaseModel):
+    """The full sync a request started or joined (`amosync.accounts.runs`)."""
+
+    run_id: int
+    status: str
+
+
 class SyncRunOut(BaseModel):
     run_id: int
     account_id: int

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from amosync.accounts import install, repository
 from amosync.accounts.disconnect import check_signature, disconnect
+from amosync.accounts.runs import start_full_sync
 from amosync.accounts.unisender import connect
 from amosync.db.models import Account
 from amosync.errors import BadRequest
@@ -17,7 +18,6 @@ from amosync.http.auth import CallerDep
 from amosync.http.body import read_fields
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import BIGINT_MAX, AccountIdQuery
-from amosync.sync.service import start_full_sync
 
 router = APIRouter(tags=["amoCRM"])
 

@@ -36,6 +36,12 @@ class InstallJob:
 
 
 @dataclass(frozen=True)
+class FullSyncJob:
+    account_id: int
+    run_id: int
+
+
+@dataclass(frozen=True)
 class RemoveHookJob:
     """A replaced key and its hook's token, encrypted (`accounts.unisender.retire_hook`)."""
 
@@ -55,6 +61,8 @@ UNISENDER_HOOK = Task("unisender_hook", AccountJob, dedupe=per_account("unisende
 # No dedupe: each job carries its own key; a removal that keeps failing only shows a problem.
 UNISENDER_HOOK_REMOVE = Task("unisender_hook_remove", RemoveHookJob, max_attempts=5)
 CHANGES = Task("changes", AccountJob, dedupe=per_account("changes"))
+# Queued by `amosync.accounts.runs` (a run's start), run by `amosync.sync.jobs`.
+FULL_SYNC = Task("full_sync", FullSyncJob, dedupe=per_account("full_sync"), max_attempts=12)
 
 
 async def _set_blocked(

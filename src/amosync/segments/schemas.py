@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from amosync.accounts.schemas import SyncStarted
 from amosync.accounts.settings import AccountSettings
-from amosync.sync.schemas import SyncStarted
 
 
 class SavedSettings(AccountSettings):

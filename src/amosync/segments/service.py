@@ -14,6 +14,8 @@ from typing import TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts import runs
+from amosync.accounts.schemas import SyncStarted
 from amosync.accounts.settings import AccountSettings, account_settings
 
 # `parse` is the accounts' (PUT /accounts reads its settings with it); routes call it here.
@@ -36,8 +38,6 @@ from amosync.segments.schemas import (
     TagChoice,
 )
 from amosync.segments.tasks import RESYNC
-from amosync.sync import service as sync
-from amosync.sync.schemas import SyncStarted
 from amosync.worker.context import JobContext
 from amosync.worker.tasks import AccountJob
 
@@ -81,7 +81,7 @@ async def save(
     queued = False
     if after.sync_part() != before.sync_part() and can_sync(account):
         # The same start as POST /sync: one active run per account, joined if one is.
-        run, queued = await sync.start_full_sync(session, account.id)
+        run, queued = await runs.start_full_sync(session, account.id)
         if not queued and run.status == "running":
             # That run read the settings it started with: another follows it.
             await enqueue_resync(session, account.id)
@@ -117,13 +117,13 @@ async def run_resync(ctx: JobContext) -> None:
     over (its job holds the account's lease, so this one comes after), waited for if not."""
     assert ctx.account_id is not None
     async with transaction(ctx.services.sessions) as session:
-        if await sync.active_run(session, ctx.account_id) is not None:
+        if await runs.active_run(session, ctx.account_id) is not None:
             await enqueue_resync(session, ctx.account_id, delay=RESYNC_WAIT)
             return
         account = await session.get(Account, ctx.account_id)
         if account is None or not can_sync(account):
             return
-        await sync.start_full_sync(session, ctx.account_id)
+        await runs.start_full_sync(session, ctx.account_id)
     ctx.services.notify_work()
 
 

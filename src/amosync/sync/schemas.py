@@ -6,16 +6,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from amosync.accounts.schemas import SyncStarted as SyncStarted
 from amosync.http.ids import BIGINT_MAX
 
 
 class SyncRequest(BaseModel):
     account_id: int = Field(gt=0, le=BIGINT_MAX)
-
-
-class SyncStarted(BaseModel):
-    run_id: int
-    status: str
 
 
 class ContactOut(BaseModel):

@@ -5,52 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import String, cast, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# Starting a run is the accounts' (connect, settings and install start one too); the sync
+# domain runs it (`amosync.sync.jobs`).
+from amosync.accounts.runs import ACTIVE as ACTIVE
+from amosync.accounts.runs import active_run as active_run
+from amosync.accounts.runs import start_full_sync as start_full_sync
+from amosync.accounts.runs import start_run as start_run
 from amosync.db.models import Contact, SyncRun
 from amosync.errors import NotFound
-from amosync.sync.tasks import FULL_SYNC, FullSyncJob
-
-ACTIVE = ("queued", "running")
-
-
-async def active_run(session: AsyncSession, account_id: int) -> SyncRun | None:
-    query = select(SyncRun).where(SyncRun.account_id == account_id, SyncRun.status.in_(ACTIVE))
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def start_full_sync(session: AsyncSession, account_id: int) -> tuple[SyncRun, bool]:
-    """Queue a full sync, or return the active one. Returns (run, created)."""
-    return await start_run(session, account_id)
-
-
-async def start_run(
-    session: AsyncSession, account_id: int, *, queue: bool = True
-) -> tuple[SyncRun, bool]:
-    """A new run (queued with its job unless `queue` is false: the caller's job runs it), or
-    the active one. Returns (run, created)."""
-    existing = await active_run(session, account_id)
-    if existing is not None:
-        return existing, False
-    expected = await session.scalar(
-        select(func.count()).select_from(Contact).where(Contact.account_id == account_id)
-    )
-    run = SyncRun(account_id=account_id, status="queued", expected=expected or None)
-    try:
-        # A savepoint: a concurrent start wins the partial unique index, we read its run.
-        async with session.begin_nested():
-            session.add(run)
-            await session.flush()
-    except IntegrityError:
-        existing = await active_run(session, account_id)
-        if existing is None:
-            raise
-        return existing, False
-    if not queue:
-        return run, True
-    await FULL_SYNC.enqueue(session, FullSyncJob(account_id=account_id, run_id=run.id))
-    return run, True
 
 
 async def get_run(session: AsyncSession, run_id: int) -> SyncRun:

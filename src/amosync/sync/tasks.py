@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-# Declared by the accounts, whose key replacement queues it; run by `amosync.sync.jobs`.
+# Declared by the accounts, whose key replacement and run start queue them (see there);
+# run by `amosync.sync.jobs`.
 from amosync.accounts.tasks import CHANGES as CHANGES
+from amosync.accounts.tasks import FULL_SYNC as FULL_SYNC
+from amosync.accounts.tasks import FullSyncJob as FullSyncJob
 from amosync.worker.tasks import AccountJob, Task, per_account
 
 # How often the periodic pass (reconcile.py) runs for an account.
 RECONCILE_EVERY = 15 * 60.0
 
 
-@dataclass(frozen=True)
-class FullSyncJob:
-    account_id: int
-    run_id: int
-
-
-FULL_SYNC = Task("full_sync", FullSyncJob, dedupe=per_account("full_sync"), max_attempts=12)
 RECONCILE = Task("reconcile", AccountJob, dedupe=per_account("reconcile"), delay=RECONCILE_EVERY)
