@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts import repository
 from amosync.accounts.problems import CLEARED_BY_INSTALL, clear_problem
 from amosync.accounts.settings import AccountSettings, account_settings
 from amosync.accounts.tasks import INSTALL, WEBHOOKS, InstallJob
@@ -162,14 +162,7 @@ async def _store_account(services: Services, info: Any, host: str, payload: dict
             token = new_token()
             account.webhook_token_hash = token_hash(token)
             account.webhook_token_enc = cipher.encrypt(token)
-        integration = (
-            await session.execute(
-                select(Integration).where(
-                    Integration.account_id == info.id,
-                    Integration.client_id == payload["client_id"],
-                )
-            )
-        ).scalar_one_or_none()
+        integration = await repository.integration(session, info.id, payload["client_id"])
         if integration is None:
             integration = Integration(
                 account_id=info.id, client_id=payload["client_id"], token_version=0
@@ -199,38 +192,32 @@ def webhook_url(services: Services, token: str) -> str:
 
 
 async def register_webhooks(services: Services, account_id: int) -> None:
-
-    async with services.sessions() as session:
-        account = await session.get(Account, account_id)
-    if account is None or account.webhook_token_enc is None:
-        return
-    destination = webhook_url(services, services.cipher.decrypt(account.webhook_token_enc))
-    client = await amocrm_client(services, account_id)
-    # amoCRM updates the events of a destination it has: lead events come and go with it.
-    await client.add_webhook(destination, webhook_events(account_settings(account.settings)))
-    async with transaction(services.sessions) as session:
-        await session.execute(
-            update(Integration)
-            .where(Integration.account_id == account_id)
-            .values(webhook_registered=True)
-        )
+    """Register the account's webhook at amoCRM (its events follow the settings)."""
+    await _set_webhook(services, account_id, registered=True)
 
 
 async def unregister_webhooks(services: Services, account_id: int) -> None:
+    """Remove the account's webhook at amoCRM."""
+    await _set_webhook(services, account_id, registered=False)
 
+
+async def _set_webhook(services: Services, account_id: int, *, registered: bool) -> None:
+    """A workflow that commits on its own, unlike the services: the account is read, amoCRM
+    called and the outcome stored each in its own session, so no transaction (nor the
+    account's row) is held while amoCRM answers."""
     async with services.sessions() as session:
         account = await session.get(Account, account_id)
     if account is None or account.webhook_token_enc is None:
         return
     destination = webhook_url(services, services.cipher.decrypt(account.webhook_token_enc))
     client = await amocrm_client(services, account_id)
-    await client.delete_webhook(destination)
+    if registered:
+        # amoCRM updates the events of a destination it has: lead events come and go with it.
+        await client.add_webhook(destination, webhook_events(account_settings(account.settings)))
+    else:
+        await client.delete_webhook(destination)
     async with transaction(services.sessions) as session:
-        await session.execute(
-            update(Integration)
-            .where(Integration.account_id == account_id)
-            .values(webhook_registered=False)
-        )
+        await repository.set_webhook_registered(session, account_id, registered)
 
 
 async def exchange_private_code(

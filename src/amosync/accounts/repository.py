@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Update, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.models import Account, Contact, Integration, PendingChange, SyncRun
@@ -87,3 +88,77 @@ async def delete_integrations(session: AsyncSession, account_id: int, client_id:
         query = query.where(Integration.client_id == client_id)
     result = await session.execute(query)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def lock_refresh(
+    session: AsyncSession,
+    integration_id: int,
+    version: int,
+    owner: str,
+    *,
+    now: datetime,
+    until: datetime,
+) -> bool:
+    """Take the refresh lock (a compare-and-swap on `token_version` and a lapsed lock)."""
+    result = await session.execute(
+        update(Integration)
+        .where(
+            Integration.id == integration_id,
+            Integration.token_version == version,
+            or_(Integration.refresh_lock_until.is_(None), Integration.refresh_lock_until < now),
+        )
+        .values(refresh_lock_owner=owner, refresh_lock_until=until)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _held_by(integration_id: int, owner: str) -> Update:
+    """An update of the integration that applies only while `owner` holds its refresh lock."""
+    return update(Integration).where(
+        Integration.id == integration_id, Integration.refresh_lock_owner == owner
+    )
+
+
+async def unlock_refresh(session: AsyncSession, integration_id: int, owner: str) -> None:
+    await session.execute(
+        _held_by(integration_id, owner).values(refresh_lock_owner=None, refresh_lock_until=None)
+    )
+
+
+async def store_refreshed(
+    session: AsyncSession,
+    integration_id: int,
+    owner: str,
+    *,
+    access_token_enc: str,
+    refresh_token_enc: str,
+    expires_at: datetime,
+) -> None:
+    """The new pair, `token_version + 1` and the lock released, in one statement."""
+    await session.execute(
+        _held_by(integration_id, owner).values(
+            access_token_enc=access_token_enc,
+            refresh_token_enc=refresh_token_enc,
+            expires_at=expires_at,
+            token_version=Integration.token_version + 1,
+            refresh_lock_owner=None,
+            refresh_lock_until=None,
+        )
+    )
+
+
+async def mark_reauth(session: AsyncSession, account_id: int) -> None:
+    """amoCRM revoked the tokens: the account needs a new install (unless disconnected)."""
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.status != "disconnected")
+        .values(status="reauth_required")
+    )
+
+
+async def set_webhook_registered(session: AsyncSession, account_id: int, registered: bool) -> None:
+    await session.execute(
+        update(Integration)
+        .where(Integration.account_id == account_id)
+        .values(webhook_registered=registered)
+    )

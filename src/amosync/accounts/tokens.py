@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 import jwt
 import structlog
-from sqlalchemy import or_, select, update
 
+from amosync.accounts import repository
 from amosync.amocrm.client import AmoCRMClient, refresh_tokens
 from amosync.db.engine import transaction
-from amosync.db.models import Account, Integration, utcnow
+from amosync.db.models import utcnow
 from amosync.errors import AuthorizationRevoked, PermanentUpstreamError, TransientUpstreamError
 from amosync.runtime.metrics import observe_upstream
 from amosync.runtime.services import Services
@@ -99,14 +99,7 @@ class DbTokenSource:
 
     async def _load(self) -> _Current:
         async with self.services.sessions() as session:
-            integration = (
-                await session.execute(
-                    select(Integration)
-                    .where(Integration.account_id == self.account_id)
-                    .order_by(Integration.id.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+            integration = await repository.integration(session, self.account_id, None)
         if integration is None:
             # Installed through the widget a moment ago: the install job has not stored the
             # tokens yet. Worth retrying.
@@ -174,33 +167,18 @@ class DbTokenSource:
     async def _lock(self, current: _Current) -> bool:
         now = utcnow()
         async with transaction(self.services.sessions) as session:
-            result = await session.execute(
-                update(Integration)
-                .where(
-                    Integration.id == current.integration_id,
-                    Integration.token_version == current.version,
-                    or_(
-                        Integration.refresh_lock_until.is_(None),
-                        Integration.refresh_lock_until < now,
-                    ),
-                )
-                .values(
-                    refresh_lock_owner=self.owner,
-                    refresh_lock_until=now + timedelta(seconds=LOCK_SECONDS),
-                )
+            return await repository.lock_refresh(
+                session,
+                current.integration_id,
+                current.version,
+                self.owner,
+                now=now,
+                until=now + timedelta(seconds=LOCK_SECONDS),
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def _unlock(self, current: _Current) -> None:
         async with transaction(self.services.sessions) as session:
-            await session.execute(
-                update(Integration)
-                .where(
-                    Integration.id == current.integration_id,
-                    Integration.refresh_lock_owner == self.owner,
-                )
-                .values(refresh_lock_owner=None, refresh_lock_until=None)
-            )
+            await repository.unlock_refresh(session, current.integration_id, self.owner)
 
     async def _refresh_locked(self, current: _Current) -> str:
         bound = log.bind(account_id=self.account_id)
@@ -228,20 +206,13 @@ class DbTokenSource:
             raise
         cipher = self.services.cipher
         async with transaction(self.services.sessions) as session:
-            await session.execute(
-                update(Integration)
-                .where(
-                    Integration.id == current.integration_id,
-                    Integration.refresh_lock_owner == self.owner,
-                )
-                .values(
-                    access_token_enc=cipher.encrypt(pair.access_token),
-                    refresh_token_enc=cipher.encrypt(pair.refresh_token),
-                    expires_at=pair.expires_at,
-                    token_version=Integration.token_version + 1,
-                    refresh_lock_owner=None,
-                    refresh_lock_until=None,
-                )
+            await repository.store_refreshed(
+                session,
+                current.integration_id,
+                self.owner,
+                access_token_enc=cipher.encrypt(pair.access_token),
+                refresh_token_enc=cipher.encrypt(pair.refresh_token),
+                expires_at=pair.expires_at,
             )
         bound.info("amocrm.token.refreshed", expires_at=pair.expires_at.isoformat())
         await self._load()
@@ -249,11 +220,7 @@ class DbTokenSource:
 
     async def _mark_reauth(self) -> None:
         async with transaction(self.services.sessions) as session:
-            await session.execute(
-                update(Account)
-                .where(Account.id == self.account_id, Account.status != "disconnected")
-                .values(status="reauth_required")
-            )
+            await repository.mark_reauth(session, self.account_id)
 
 
 async def amocrm_client(services: Services, account_id: int) -> AmoCRMClient:
