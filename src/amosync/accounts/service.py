@@ -21,6 +21,7 @@ from amosync.accounts.settings import parse as parse_settings
 from amosync.db.models import Account, Integration, SyncRun
 from amosync.errors import BadRequest, Conflict, NotFound
 from amosync.runtime.crypto import Cipher
+from amosync.runtime.services import Services
 
 
 def run_view(run: SyncRun) -> SyncRunOut:
@@ -73,6 +74,14 @@ async def views(session: AsyncSession, accounts: Sequence[Account]) -> list[Acco
             )
         )
     return out
+
+
+async def read_active(services: Services, account_id: int) -> Account | None:
+    """The account as stored now, in a session of its own (a job's check before it calls a
+    vendor), or None when it is gone or not active."""
+    async with services.sessions() as session:
+        account = await session.get(Account, account_id)
+    return account if account is not None and account.status == "active" else None
 
 
 async def require(session: AsyncSession, account_id: int, *, for_update: bool = False) -> Account:

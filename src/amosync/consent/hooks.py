@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
+from amosync.accounts.service import read_active
 from amosync.accounts.unisender import account_client, hook_url, unisender_client
 from amosync.consent.tasks import UNISENDER_HOOK, UNISENDER_HOOK_REMOVE
 from amosync.db.engine import transaction
@@ -53,14 +54,8 @@ async def _token(services: Services, account_id: int) -> str | None:
 
 async def ensure_hook(services: Services, account_id: int) -> ProblemCode | None:
     """Make sure the account's key has our hook, active; returns the problem found."""
-    async with services.sessions() as session:
-        account = await session.get(Account, account_id)
-    if (
-        account is None
-        or account.status != "active"
-        or account.unisender_key_enc is None
-        or not account.unisender_valid
-    ):
+    account = await read_active(services, account_id)
+    if account is None or account.unisender_key_enc is None or not account.unisender_valid:
         return None
     token = await _token(services, account_id)
     url = hook_url(services, token) if token else None

@@ -15,7 +15,7 @@ Unisender's `getLists` for `lists`, amoCRM's fields for `fields.custom`, its pip
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from amosync.accounts.settings import FIELD_NAME, AccountSettings
 from amosync.accounts.tokens import amocrm_client
@@ -115,12 +115,13 @@ async def check(
 
 async def _check_lists(services: Services, account: Account, settings: AccountSettings) -> None:
     known = {item.id for item in await account_lists(services, account)}
-    for index, rule in enumerate(settings.lists):
-        if rule.list_id not in known:
-            raise BadRequest(
-                f"lists[{index}]: Unisender list {rule.list_id} does not exist for this key",
-                code="unknown_list",
-            )
+    _all_known(
+        [rule.list_id for rule in settings.lists],
+        known,
+        where="lists",
+        says=": Unisender list {} does not exist for this key",
+        code="unknown_list",
+    )
 
 
 async def _check_statuses(services: Services, account: Account, settings: AccountSettings) -> None:
@@ -145,10 +146,20 @@ async def _check_statuses(services: Services, account: Account, settings: Accoun
 async def _check_fields(services: Services, account: Account, settings: AccountSettings) -> None:
     client = await amocrm_client(services, account.id)
     known = {field.id for field in await client.contact_fields()}
-    for index, pair in enumerate(settings.fields.custom):
-        if pair.amocrm_field_id not in known:
-            raise BadRequest(
-                f"fields.custom[{index}].amocrm_field_id: amoCRM contacts have no field "
-                f"{pair.amocrm_field_id}",
-                code="unknown_field",
-            )
+    _all_known(
+        [pair.amocrm_field_id for pair in settings.fields.custom],
+        known,
+        where="fields.custom",
+        says=".amocrm_field_id: amoCRM contacts have no field {}",
+        code="unknown_field",
+    )
+
+
+def _all_known(
+    ids: Sequence[int], known: Collection[int], *, where: str, says: str, code: str
+) -> None:
+    """400 `code` for the first of `ids` (the items of `where`, in order) the vendor does
+    not know; `says` is the message after the item's place, `{}` the id."""
+    for index, item in enumerate(ids):
+        if item not in known:
+            raise BadRequest(f"{where}[{index}]{says.format(item)}", code=code)

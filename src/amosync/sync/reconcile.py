@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from amosync.accounts.install import register_webhooks, webhook_events, webhook_url
 from amosync.accounts.problems import ProblemCode, clear_problem, set_problem
+from amosync.accounts.service import read_active
 from amosync.accounts.settings import account_settings
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client
@@ -132,11 +133,9 @@ WEBHOOK_PROBLEMS = (ProblemCode.amocrm_webhook_missing, ProblemCode.amocrm_webho
 
 async def check_webhooks(services: Services, account_id: int) -> ProblemCode | None:
     """Register our webhook again if amoCRM lost or disabled it; returns what was wrong."""
-    async with services.sessions() as session:
-        account = await session.get(Account, account_id)
+    account = await read_active(services, account_id)
     if (
         account is None
-        or account.status != "active"
         or account.webhook_token_enc is None
         or not services.settings.webhook_base_url  # no address to register: nothing to check
     ):
