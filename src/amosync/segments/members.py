@@ -4,10 +4,10 @@ lists contacts' addresses are in, and how many contacts each rule holds (SPEC §
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Executable, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts.settings import account_settings
@@ -27,38 +27,43 @@ async def linked_statuses(
     session: AsyncSession, account_id: int, contact_ids: Sequence[int]
 ) -> dict[int, set[Status]]:
     """Contact → the (pipeline, status) pairs of its linked leads in wanted statuses."""
-    if not contact_ids:
-        return {}
-    rows = await session.execute(
-        select(LeadLink.contact_id, LeadLink.pipeline_id, LeadLink.status_id).where(
+    return await _per_contact(
+        session,
+        contact_ids,
+        lambda ids: select(LeadLink.contact_id, LeadLink.pipeline_id, LeadLink.status_id).where(
             LeadLink.account_id == account_id,
-            among(LeadLink.contact_id, list(contact_ids), dialect_name(session)),
-        )
+            among(LeadLink.contact_id, ids, dialect_name(session)),
+        ),
     )
-    statuses: dict[int, set[Status]] = defaultdict(set)
-    for contact_id, pipeline_id, status_id in rows:
-        statuses[contact_id].add((pipeline_id, status_id))
-    return dict(statuses)
 
 
 async def segment_lists(
     session: AsyncSession, account_id: int, contact_ids: Sequence[int]
 ) -> dict[int, list[int]]:
     """Contact → the segment lists amosync put its addresses in, in id order."""
+    lists = await _per_contact(
+        session,
+        contact_ids,
+        lambda ids: (
+            select(SegmentMember.amocrm_id, SegmentMember.list_id)
+            .where(SegmentMember.account_id == account_id, SegmentMember.amocrm_id.in_(ids))
+            .distinct()
+        ),
+    )
+    return {amocrm_id: sorted(ids) for amocrm_id, ids in lists.items()}
+
+
+async def _per_contact(
+    session: AsyncSession, contact_ids: Sequence[int], query: Callable[[list[int]], Executable]
+) -> dict[int, set[Any]]:
+    """Contact → the values the rows of `query(contact_ids)` give it, each once: a row is
+    (contact, value) or (contact, *parts), the parts then a tuple. No contacts: no query."""
     if not contact_ids:
         return {}
-    rows = await session.execute(
-        select(SegmentMember.amocrm_id, SegmentMember.list_id)
-        .where(
-            SegmentMember.account_id == account_id,
-            SegmentMember.amocrm_id.in_(list(contact_ids)),
-        )
-        .distinct()
-    )
-    lists: dict[int, set[int]] = defaultdict(set)
-    for amocrm_id, list_id in rows:
-        lists[amocrm_id].add(list_id)
-    return {amocrm_id: sorted(ids) for amocrm_id, ids in lists.items()}
+    grouped: dict[int, set[Any]] = defaultdict(set)
+    for contact_id, *value in await session.execute(query(list(contact_ids))):
+        grouped[contact_id].add(value[0] if len(value) == 1 else tuple(value))
+    return dict(grouped)
 
 
 async def rule_counts(session: AsyncSession, account_id: int) -> dict[int, int]:
