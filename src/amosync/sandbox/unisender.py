@@ -38,11 +38,13 @@ cell leaves the phone as it was; an empty user field cell empties the field.
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from typing import Any
 
 from amosync.sandbox.controls import CallLog, Fault, FaultPlan, RateWindow
@@ -573,27 +575,13 @@ def _ids(value: str) -> tuple[int, ...]:
     return tuple(int(part) for part in value.split(",") if part.strip())
 
 
-# Unisender's own importContacts columns ("special values for field_names"), lower case;
-# any other column must be a user field.
+# Unisender's own importContacts columns, lower case; any other column must be a user field.
+# Read from the simulator's own copy of Unisender's documentation (unisender_columns.json),
+# not from amosync.unisender: the simulator must not share the client's belief.
 _SYSTEM = frozenset(
-    {
-        "email",
-        "phone",
-        "tags",
-        "delete",
-        *(
-            f"{channel}_{suffix}"
-            for channel in ("email", "phone")
-            for suffix in (
-                "status",
-                "availability",
-                "list_ids",
-                "subscribe_times",
-                "unsubscribed_list_ids",
-                "excluded_list_ids",
-            )
-        ),
-    }
+    json.loads(
+        resources.files("amosync.sandbox").joinpath("unisender_columns.json").read_text("utf-8")
+    )["system_columns"]
 )
 
 

@@ -20,33 +20,8 @@ from typing import Any
 import phonenumbers
 
 from amosync.accounts.settings import MAX_TAGS, FieldSettings
+from amosync.unisender.client import PHONE, SYSTEM_COLUMNS, TAGS
 
-PHONE = "phone"
-TAGS = "tags"
-# Columns a custom pair cannot fill: Unisender's own and the three every row carries.
-# The settings route refuses such names; here they are skipped so they can never send,
-# say, `email_status` (which would undo an unsubscribe).
-RESERVED = frozenset(
-    {
-        "email",
-        "name",
-        "delete",
-        PHONE,
-        TAGS,
-        *(
-            f"{channel}_{suffix}"
-            for channel in ("email", "phone")
-            for suffix in (
-                "status",
-                "availability",
-                "list_ids",
-                "subscribe_times",
-                "unsubscribed_list_ids",
-                "excluded_list_ids",
-            )
-        ),
-    }
-)
 # amoCRM field types whose value is a unix time; their text is a date Unisender reads.
 _DATES = frozenset({"date", "birthday"})
 _DATE_TIMES = frozenset({"date_time"})
@@ -116,7 +91,10 @@ def columns(
         found[TAGS] = joined
     for pair in settings.custom:
         name = pair.unisender_field
-        if name.lower() in RESERVED or name in found:
+        # Unisender's own columns and the row's name: the settings route refuses them, and
+        # skipping them here means a row can never send, say, `email_status` (which would
+        # undo an unsubscribe).
+        if name.lower() in SYSTEM_COLUMNS or name in found:
             continue
         text = field_text(fields, pair.amocrm_field_id)
         if text is not None:

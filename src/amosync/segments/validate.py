@@ -23,34 +23,18 @@ from amosync.accounts.unisender import account_lists
 from amosync.db.models import Account
 from amosync.errors import BadRequest
 from amosync.runtime.services import Services
+from amosync.unisender.client import SYSTEM_COLUMNS
 
-# The columns amosync fills itself (SPEC §4, §8), and the other system columns of Unisender's
-# importContacts: a custom pair naming one would overwrite the address, the name, the lists,
-# the phone or the tags, or worse set a status (`email_status`: SPEC §4 never sends it) or
-# delete the contact (`delete`). The system columns as Unisender's importContacts
-# documentation lists them, echoed by public clients (the `unisender` Python client's
-# EMAIL_SYSTEM_FIELDS, Leyka's Unisender extension). Compared without regard to case.
+# The columns amosync fills itself (SPEC §4, §8). A custom pair naming one of them, or any
+# other of Unisender's system columns (`SYSTEM_COLUMNS`, as its importContacts documentation
+# lists them), would overwrite the address, the name, the lists, the phone or the tags, or
+# worse set a status (`email_status`: SPEC §4 never sends it) or delete the contact
+# (`delete`). Compared without regard to case.
 OURS = ("email", "Name", "phone", "tags", "email_list_ids")
-RESERVED_FIELDS = (
-    *OURS,
-    "delete",
-    "email_status",
-    "email_availability",
-    "email_subscribe_times",
-    "email_unsubscribed_list_ids",
-    "email_excluded_list_ids",
-    "phone_status",
-    "phone_availability",
-    "phone_list_ids",
-    "phone_subscribe_times",
-    "phone_unsubscribed_list_ids",
-    "phone_excluded_list_ids",
-)
 
 
 def check_names(settings: AccountSettings) -> None:
     """The Unisender field names of `fields.custom`: valid, not ours, each once."""
-    reserved = {name.casefold() for name in RESERVED_FIELDS}
     seen: set[str] = set()
     for index, pair in enumerate(settings.fields.custom):
         name = pair.unisender_field
@@ -61,7 +45,7 @@ def check_names(settings: AccountSettings) -> None:
                 "then Latin letters, digits, _ or -",
                 code="invalid_field_name",
             )
-        if name.casefold() in reserved:
+        if name.lower() in SYSTEM_COLUMNS:
             raise BadRequest(
                 f"{where}: {name!r} is a column amosync fills itself ({', '.join(OURS)}) "
                 "or one of Unisender's system columns; choose another name",
