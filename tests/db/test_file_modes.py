@@ -53,7 +53,7 @@ async def test_an_existing_database_readable_by_others_is_made_0600(tmp_path: Pa
 
 def test_migrating_a_new_database_creates_it_0600(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "amosync.db"
-    path.parent.mkdir()  # an existing directory: a missing one is an error (tests/test_cli.py)
+    path.parent.mkdir()  # an existing directory: a missing one is an error (tests/cli/test_main.py)
     upgrade(f"sqlite:///{path}")
     assert oct(mode(path)) == oct(0o600)
     assert not any(mode(p) & 0o077 for p in path.parent.iterdir()), list(path.parent.iterdir())

@@ -1,6 +1,6 @@
 """Edge cases of `amosync.http.rpc.RpcDispatcher`: batch limits, ids, params, crashes, any input.
 
-tests/test_rpc.py walks the examples of the JSON-RPC specification; this file pushes on the
+tests/http/test_rpc.py walks the examples of the JSON-RPC specification; this file pushes on the
 limits a hostile or careless caller reaches.
 """
 
