@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amosync.db.engine import PreparedInsert, among, dialect_name, insert_for, prepared
 from amosync.db.models import Account, Contact, ListedEmail, SegmentMember, utcnow
-from amosync.errors import InvalidApiKey, PermanentUpstreamError
+from amosync.errors import AccountGone, InvalidApiKey, PermanentUpstreamError
 from amosync.segments.engine import Segments
 from amosync.sync.activity import count_applied
 from amosync.sync.mapping import normalize_email
@@ -36,10 +36,6 @@ from amosync.unisender.models import ImportResult, ImportRow
 log = structlog.get_logger()
 
 MAX_ROWS = 500
-
-
-class AccountGone(PermanentUpstreamError):
-    """The account was disconnected or deleted while its work was running."""
 
 
 class RefusedThroughout(PermanentUpstreamError):
@@ -415,7 +411,7 @@ class Applier:
                 select(Account.status).where(Account.id == self.account_id)
             )
         if status is None or status == "disconnected":
-            raise AccountGone(f"account {self.account_id} is disconnected", api="amosync")
+            raise AccountGone(f"account {self.account_id} is disconnected")
         self._checked_at = now
 
     async def _exclude_dropped(

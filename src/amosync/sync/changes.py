@@ -42,6 +42,7 @@ from amosync.db.models import (
     utcnow,
 )
 from amosync.errors import (
+    AccountGone,
     AuthorizationRevoked,
     InvalidApiKey,
     PermanentUpstreamError,
@@ -52,7 +53,6 @@ from amosync.runtime.services import Services
 from amosync.segments.engine import NO_STATUSES, Segments, Status
 from amosync.segments.members import account_segments, linked_statuses
 from amosync.sync.apply import (
-    AccountGone,
     Applier,
     ContactState,
     RefusedThroughout,

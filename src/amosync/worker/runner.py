@@ -10,8 +10,9 @@ another slot holds are left out of the candidates in SQL, so a few busy accounts
 the rest of the queue. On PostgreSQL the candidate rows are read with FOR UPDATE SKIP LOCKED
 so workers don't queue behind each other.
 
-Failures: the root cause counts (a TaskGroup's ExceptionGroup is unwrapped). A
-`PermanentUpstreamError` fails the job at once, with an error a person can act on, and marks
+Failures: the root cause counts (a TaskGroup's ExceptionGroup is unwrapped). A permanent
+one (`amosync.errors.is_permanent`: a vendor's refusal, work amosync stopped itself, a 4xx of
+ours) fails the job at once, with an error a person can act on, and marks
 the account (through the `AccountHooks` the accounts domain registers, `worker/tasks.py`);
 an `AmoCRMBlocked` pauses the whole account for `block_pause` seconds (its jobs are not
 claimed meanwhile, `amocrm_blocked` is shown), then the job resumes; anything else is retried
@@ -43,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.engine import dialect_name, transaction
 from amosync.db.models import Account, AccountProblem, Job, utcnow
-from amosync.errors import AmoCRMBlocked, PermanentUpstreamError, is_permanent, root_cause
+from amosync.errors import AmoCRMBlocked, UnknownJob, is_permanent, root_cause
 from amosync.runtime.services import Services
 from amosync.worker.context import Handler, JobContext
 from amosync.worker.queue import backoff
@@ -271,7 +272,7 @@ class Worker:
         started = time.monotonic()
         try:
             if handler is None:
-                raise PermanentUpstreamError(f"no handler for job kind {job.kind}", api="worker")
+                raise UnknownJob(f"no task runs jobs of kind {job.kind!r}")
             await handler(job)
         except asyncio.CancelledError:
             # Shutting down (or out of budget): hand the job back untouched so another
