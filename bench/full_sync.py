@@ -37,7 +37,7 @@ from amosync.db.models import Account, SyncRun  # noqa: E402
 from amosync.runtime.logging import configure_logging  # noqa: E402
 from amosync.runtime.services import Services, freeze_startup_heap  # noqa: E402
 from amosync.sandbox import RemoteSandbox  # noqa: E402
-from amosync.sandbox.controls import max_in_window, shortest_span  # noqa: E402
+from amosync.sandbox.rates import max_in_window, shortest_span  # noqa: E402
 from amosync.sync.fullsync import FullSync  # noqa: E402
 from amosync.sync.service import start_full_sync  # noqa: E402
 from bench.common import (  # noqa: E402

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from amosync.sandbox.contacts import EMAIL_FIELD
-from amosync.sandbox.controls import max_in_window, shortest_span
+from amosync.sandbox.rates import max_in_window, shortest_span
 from tests.sandbox.conftest import ACCOUNT_ID, Served
 
 

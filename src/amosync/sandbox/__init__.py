@@ -27,7 +27,7 @@ In-process use (tests, the demo):
     sb.calls.count_where(api="amocrm", path="/api/v4/contacts")
 
 See `amocrm.AmoCRMSimulator` and `unisender.UnisenderSimulator` for every knob and helper,
-`control` for the `/_sandbox` routes, and `remote.RemoteSandbox` for the same API against a
+`controls` for the `/_sandbox` routes, and `remote.RemoteSandbox` for the same API against a
 sandbox in another process (`main(host, port)` runs one, blocking).
 
 What is faithful (and pinned by tests/sandbox): OAuth code exchange with single-use codes,
@@ -49,10 +49,10 @@ field.
 """
 
 from amosync.sandbox.amocrm import AmoCRMSimulator, Delivery
-from amosync.sandbox.controls import Call, CallLog
+from amosync.sandbox.calls import Call, CallLog
 from amosync.sandbox.remote import RemoteSandbox
-from amosync.sandbox.sandbox import DEMO_ACCOUNT_ID, DEMO_SUBDOMAIN, DEMO_UNISENDER_KEY, Sandbox
 from amosync.sandbox.server import create_app, main, serve
+from amosync.sandbox.simulators import DEMO_ACCOUNT_ID, DEMO_SUBDOMAIN, DEMO_UNISENDER_KEY, Sandbox
 from amosync.sandbox.unisender import UnisenderSimulator
 
 __all__ = [

@@ -70,6 +70,7 @@ import httpx
 import jwt
 import structlog
 
+from amosync.sandbox.calls import Call, CallLog
 from amosync.sandbox.catalogs import (
     CONTACT_FIELDS,
     DEFAULT_PIPELINES,
@@ -91,8 +92,9 @@ from amosync.sandbox.contacts import (
     unix_now,
     with_changes,
 )
-from amosync.sandbox.controls import Arrivals, Call, CallLog, Fault, FaultPlan, RateWindow
+from amosync.sandbox.faults import Fault, FaultPlan
 from amosync.sandbox.leads import LeadData, LeadStore, StatusPlan
+from amosync.sandbox.rates import Arrivals, RateWindow
 from amosync.sandbox.render import (
     account_pairs,
     contact_json,
@@ -115,7 +117,8 @@ WEBHOOK_EVENTS = frozenset(
         "note_lead", "note_company", "responsible_contact", "responsible_company",
     }
 )  # fmt: skip
-_UNSET: Any = object()
+# A keyword argument not given (None is a value: no fields).
+UNSET: Any = object()
 # 429s further apart than this do not add up to a block.
 BLOCK_WINDOW = 60.0
 
@@ -449,7 +452,7 @@ class AmoCRMSimulator:
         phones: Sequence[str] = (),
         *,
         responsible_user_id: int | None = None,
-        custom_fields_values: FieldValues | None = _UNSET,
+        custom_fields_values: FieldValues | None = UNSET,
         contact_id: int | None = None,
         tags: Sequence[str] = (),
         leads: Sequence[int] = (),
@@ -471,7 +474,7 @@ class AmoCRMSimulator:
             self._next_contact_id = contact_id
         first, _, last = name.partition(" ")
         fields = (
-            build_fields(emails, phones) if custom_fields_values is _UNSET else custom_fields_values
+            build_fields(emails, phones) if custom_fields_values is UNSET else custom_fields_values
         )
         responsible = responsible_user_id or RESPONSIBLE_USERS[0]
         tag_list = [
@@ -494,13 +497,13 @@ class AmoCRMSimulator:
         name: str | None = None,
         emails: Sequence[str] | None = None,
         phones: Sequence[str] | None = None,
-        custom_fields_values: FieldValues | None = _UNSET,
+        custom_fields_values: FieldValues | None = UNSET,
     ) -> dict[str, Any]:
         """Change a contact (emits `update_contact`); `emails`/`phones` replace the old ones."""
         account, position = self._find(account_id, contact_id, deleted=False)
         store = account.contacts
         changes: dict[str, Any] = {"name": name, "emails": emails, "phones": phones}
-        if custom_fields_values is not _UNSET:
+        if custom_fields_values is not UNSET:
             changes["custom_fields"] = custom_fields_values
         store.update(position, with_changes(store.data(position), **changes), unix_now())
         self._emit(account, "update", position)

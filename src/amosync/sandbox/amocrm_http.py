@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from amosync.sandbox.amocrm import WEBHOOK_EVENTS, Account, AmoCRMSimulator
-from amosync.sandbox.controls import Call
+from amosync.sandbox.calls import Call
 from amosync.sandbox.render import contact_json, lead_json
 
 MAX_LIMIT = 250

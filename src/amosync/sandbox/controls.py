@@ -1,210 +1,623 @@
-"""What both simulators share: the call log, injected faults and rate-limit windows."""
+"""The sandbox's controls, each declared once: its route under `/_sandbox` and what it does.
+
+A control is a function of one simulator (or of the whole `Sandbox`) and its arguments,
+registered with its HTTP verb and path. Its signature is its argument model: the control
+routes (`control_http`) validate a request's path, query or JSON body against it, and
+`remote.RemoteSandbox` offers it as a method of the same name that sends those arguments.
+A control that returns None answers 204; one that returns bytes answers a form body
+(the webhook bodies); anything else is JSON. An unknown account, contact or key (KeyError)
+→ 404 `{"error": "not_found", "detail"}`; bad input → 400 `{"error": "bad_request",
+"detail"}`.
+
+    GET    /health                             {"ok": true}
+    GET    /stats                              refreshes, 429s, max per second, deliveries
+
+    amoCRM (ID = account id, CID = contact id)
+    POST   /amocrm/integrations                {client_id, client_secret, redirect_uri}
+    POST   /amocrm/accounts                    {account_id?, subdomain?, name?}
+    GET    /amocrm/accounts/ID                 contacts, pages served, 429s, max per second,
+                                               webhooks
+    GET    /amocrm/accounts/ID/arrivals?since=U   when its requests arrived (unix times) and
+                                               the most in any 1-second window
+    POST   /amocrm/accounts/ID/codes           {client_id} → {"code"}
+    POST   /amocrm/accounts/ID/tokens          {client_id} → a token pair
+    POST   /amocrm/accounts/ID/revoke          revoke all its tokens
+    POST   /amocrm/accounts/ID/contacts        {name, emails, phones, custom_fields_values?}
+    PATCH  /amocrm/accounts/ID/contacts/CID    {name?, emails?, phones?, custom_fields_values?}
+    DELETE /amocrm/accounts/ID/contacts/CID
+    POST   /amocrm/accounts/ID/contacts/CID/restore
+    POST   /amocrm/accounts/ID/generate        {n, seed?, lead_share?, lead_statuses?:
+                                               [[pipeline_id, status_id, weight], ...]}
+                                               → {first_id, count, leads, seconds}
+
+    Deals (LID = deal id); each change fires the deal webhooks registered for it
+    POST   /amocrm/accounts/ID/leads           {contact_ids, pipeline_id?, status_id?, name?,
+                                               price?} → the deal (add_lead)
+    GET    /amocrm/accounts/ID/leads?statuses=P:S,P:S   ids of the live deals in them
+    GET    /amocrm/accounts/ID/leads/LID       the deal with its contacts, or null
+    PATCH  /amocrm/accounts/ID/leads/LID       {status_id, pipeline_id?}: move (status_lead,
+                                               update_lead); {name?, price?}: update_lead
+    DELETE /amocrm/accounts/ID/leads/LID       (delete_lead)
+    POST   /amocrm/accounts/ID/leads/LID/restore   (restore_lead)
+    GET    /amocrm/accounts/ID/lead-pages      deal list page numbers served, in order
+    GET    /amocrm/accounts/ID/lead-webhook-body?action=A&lead_id=LID   the form body
+    GET    /amocrm/accounts/ID/webhooks        registered webhooks
+    POST   /amocrm/accounts/ID/webhooks/disable  {destination?}: amoCRM turned it off
+    DELETE /amocrm/accounts/ID/webhooks        {destination?}: drop it (every one without)
+    GET    /amocrm/accounts/ID/pages           contact page numbers served, in order
+    GET    /amocrm/accounts/ID/notes[?contact_id=CID]   notes on contacts, oldest first
+    GET    /amocrm/accounts/ID/contacts/CID/tags       the contact's tag names
+    GET    /amocrm/accounts/ID/tagged?tag=T    {contact id: when T was first added}
+    GET    /amocrm/accounts/ID/webhook-body?action=A&contact_id=CID   the form body
+    GET    /amocrm/settings                    the knobs below, current values
+    PUT    /amocrm/settings                    {latency, rate_limit_rps, access_token_ttl,
+                                                refresh_token_ttl, code_ttl, webhooks_enabled,
+                                                webhook_concurrency, webhook_timeout,
+                                                block_after_429s, block_seconds,
+                                                fault_rate, fault_status} (any subset)
+    POST   /amocrm/faults                      {status, path?, times?}
+    DELETE /amocrm/faults                      clear them (and the fault rate)
+    POST   /amocrm/webhooks/flush              {timeout?}: wait for pending deliveries
+    GET    /amocrm/deliveries                  webhooks posted and their statuses
+
+    Unisender (K = API key)
+    POST   /unisender/keys                     {key}
+    DELETE /unisender/keys?key=K
+    GET    /unisender/settings
+    PUT    /unisender/settings                 {latency, rate_limit_rpm, hook_timeout,
+                                                hook_retry_interval, hook_stop_after,
+                                                fault_rate, fault_status, fault_code}
+    POST   /unisender/faults                   {method?, status?, code?, times?}
+    DELETE /unisender/faults
+    POST   /unisender/rejections               {email, code, message?, key?}
+    POST   /unisender/unsubscribe              {key, email, list_ids?}: posted to its hooks
+    GET    /unisender/hooks?key=K              the key's hooks, as listHooks gives them
+    POST   /unisender/hooks/stop               {key, hook_url?}: stopped after failures
+    POST   /unisender/hooks/flush              {timeout?}: wait for the deliveries due now
+    GET    /unisender/hook-deliveries          events posted to hooks, attempts, statuses
+    GET    /unisender/lists?key=K
+    GET    /unisender/members?key=K&list_id=N[&status=S]
+    GET    /unisender/contact?key=K&email=E    the contact (lists, fields, phone, tags), or null
+    GET    /unisender/fields?key=K             the key's user fields, as getFields lists them
+    POST   /unisender/fields                   {key, name, type?}: createField → {"id"}
+
+    Call log
+    GET    /calls?api=&path=&status=&account_id=&since=   entries, oldest first
+    GET    /calls/summary                      totals by path and by api+status
+    DELETE /calls                              empty it
+"""
 
 from __future__ import annotations
 
-import random
+import inspect
+import re
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Literal, TypeVar, get_type_hints
 
-Api = Literal["amocrm", "unisender", "webhook"]
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    validate_call,
+)
 
-# Beyond this many entries the oldest half of the call log is dropped, so a long benchmark
-# cannot grow the sandbox without bound.
-MAX_CALLS = 1_000_000
-# Arrival times kept per account (a 1,000,000-contact sync makes ~4,000 requests).
-MAX_ARRIVALS = 100_000
+from amosync.sandbox.amocrm import AmoCRMSimulator
+from amosync.sandbox.calls import Api
+from amosync.sandbox.contacts import LEAD_SHARE
+from amosync.sandbox.rates import max_in_window
+from amosync.sandbox.simulators import Sandbox
+from amosync.sandbox.unisender import UnisenderError, UnisenderSimulator
 
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One request the sandbox answered (or, for `api="webhook"`, one delivery it made).
-
-    `path` is the URL path (`/api/v4/contacts`, `/ru/api/importContacts`, or the webhook
-    destination's path); `code` is Unisender's error code when it answered one.
-    """
-
-    api: Api
-    method: str
-    path: str
-    status: int
-    at: float  # unix time
-    account_id: int | None = None
-    code: str | None = None
+Verb = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+Run = TypeVar("Run", bound=Callable[..., Any])
+# `{account_id:int}` in a route's path: the argument it names.
+_PATH_ARGUMENT = re.compile(r"\{(\w+)(?::\w+)?\}")
 
 
-class CallLog(list[Call]):
-    """The sandbox's call log: a plain list (so `sandbox.calls == []` works) plus helpers."""
-
-    def record(self, call: Call) -> None:
-        if len(self) >= MAX_CALLS:
-            del self[: MAX_CALLS // 2]
-        self.append(call)
-
-    def count_where(
-        self,
-        *,
-        api: Api | None = None,
-        path: str | None = None,
-        status: int | None = None,
-        account_id: int | None = None,
-    ) -> int:
-        """How many calls match; `path` matches as a prefix."""
-        return len(self.matching(api=api, path=path, status=status, account_id=account_id))
-
-    def matching(
-        self,
-        *,
-        api: Api | None = None,
-        path: str | None = None,
-        status: int | None = None,
-        account_id: int | None = None,
-    ) -> list[Call]:
-        return [
-            call
-            for call in self
-            if (api is None or call.api == api)
-            and (path is None or call.path.startswith(path))
-            and (status is None or call.status == status)
-            and (account_id is None or call.account_id == account_id)
-        ]
-
-    def by_path(self, api: Api | None = None) -> dict[str, int]:
-        """Call counts per path, e.g. `{"/api/v4/contacts": 40, "/oauth2/access_token": 1}`."""
-        counts: dict[str, int] = {}
-        for call in self:
-            if api is None or call.api == api:
-                counts[call.path] = counts.get(call.path, 0) + 1
-        return counts
-
-
-@dataclass(slots=True)
-class Fault:
-    """Answer the next `times` requests whose path (or Unisender method) starts with `match`.
-
-    For amoCRM, `status` is the HTTP status (body: a problem+json). For Unisender, either an
-    HTTP `status` (e.g. 500, 503) or an error `code` delivered with HTTP 200 (`retry_later`).
-    `times=None` keeps the fault until it is cleared. `applied` (amoCRM): the request is
-    carried out first and only its answer is the fault, as when a timeout or a proxy's 5xx
-    loses the answer to a request that did reach amoCRM.
-    """
-
-    match: str = ""
-    status: int = 500
-    code: str | None = None
-    times: int | None = 1
-    applied: bool = False
-
-    def take(self, target: str) -> bool:
-        """True (and one fewer to go) when this fault applies to `target`."""
-        if not target.startswith(self.match) or self.times == 0:
-            return False
-        if self.times is not None:
-            self.times -= 1
-        return True
+def _answer_as_is(answer: Any) -> Any:
+    return answer
 
 
 @dataclass
-class FaultPlan:
-    """Scripted faults first, then a random fault rate."""
+class Control:
+    """One control: `run(part, **arguments)` served at `verb prefix+path`.
 
-    scripted: list[Fault] = field(default_factory=list)
-    rate: float = 0.0
-    rate_status: int = 500
-    rate_code: str | None = None
-    _random: random.Random = field(default_factory=lambda: random.Random(0))
+    `send` is where the arguments that are not in the path travel (the query for GET, the
+    JSON body otherwise). `decode` turns the JSON answer into what the in-process method
+    returns (a range, a set, an int), for `RemoteSandbox`.
+    """
 
-    def add(self, fault: Fault) -> None:
-        self.scripted.append(fault)
+    name: str
+    verb: Verb
+    path: str
+    run: Callable[..., Any]
+    part: Callable[[Sandbox], Any]
+    send: Literal["query", "body"]
+    decode: Callable[[Any], Any] = _answer_as_is
+    signature: inspect.Signature = field(init=False)
+    types: dict[str, TypeAdapter[Any]] = field(init=False)
+    path_arguments: frozenset[str] = field(init=False)
+    no_content: bool = field(init=False)
+    validated: Callable[..., Any] = field(init=False)
 
-    def clear(self) -> None:
-        self.scripted.clear()
-        self.rate = 0.0
+    def __post_init__(self) -> None:
+        hints = get_type_hints(self.run, include_extras=True)
+        self.no_content = hints.pop("return", None) is type(None)
+        self.signature = inspect.signature(self.run)
+        simulator = next(iter(self.signature.parameters))
+        self.types = {name: TypeAdapter(hint) for name, hint in hints.items() if name != simulator}
+        self.path_arguments = frozenset(_PATH_ARGUMENT.findall(self.path))
+        self.validated = validate_call(config=ConfigDict(arbitrary_types_allowed=True))(self.run)
 
-    def pick(self, target: str) -> Fault | None:
-        for fault in self.scripted:
-            if fault.take(target):
-                self.scripted = [f for f in self.scripted if f.times != 0]
-                return fault
-        if self.rate and self._random.random() < self.rate:
-            return Fault(match="", status=self.rate_status, code=self.rate_code, times=None)
+    def arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The arguments a Python call gives (only those), as the JSON the route reads."""
+        bound = self.signature.bind(None, *args, **kwargs)
+        given: dict[str, Any] = {}
+        for position, (name, value) in enumerate(bound.arguments.items()):
+            if position == 0:
+                continue  # the simulator: the route supplies it
+            if self.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                given |= value
+            else:
+                given[name] = self.types[name].dump_python(value, mode="json")
+        return given
+
+    def url(self, arguments: dict[str, Any]) -> str:
+        """The route's path with the path arguments filled in."""
+        return _PATH_ARGUMENT.sub(lambda match: str(arguments[match[1]]), self.path)
+
+
+class Controls:
+    """The controls of one part of the sandbox: amoCRM's, Unisender's or the sandbox's own."""
+
+    def __init__(self, prefix: str, part: Callable[[Sandbox], Any]) -> None:
+        self.prefix = prefix
+        self.part = part
+        self.by_name: dict[str, Control] = {}
+
+    def __call__(
+        self,
+        verb: Verb,
+        path: str = "",
+        *,
+        name: str | None = None,
+        send: Literal["query", "body"] | None = None,
+        decode: Callable[[Any], Any] = _answer_as_is,
+    ) -> Callable[[Run], Run]:
+        """Declare the function below as the control `name` (its own name by default)."""
+
+        def declare(run: Run) -> Run:
+            self.declare(verb, path, run, name=name, send=send, decode=decode)
+            return run
+
+        return declare
+
+    def declare(
+        self,
+        verb: Verb,
+        path: str,
+        run: Callable[..., Any],
+        *,
+        name: str | None = None,
+        send: Literal["query", "body"] | None = None,
+        decode: Callable[[Any], Any] = _answer_as_is,
+    ) -> None:
+        """Serve `run` (a function of the part, or one of its methods) as a control."""
+        control = Control(
+            name=name or run.__name__,
+            verb=verb,
+            path=self.prefix + path,
+            run=run,
+            part=self.part,
+            send=send or ("query" if verb == "GET" else "body"),
+            decode=decode,
+        )
+        self.by_name[control.name] = control
+
+
+SANDBOX = Controls("", lambda sandbox: sandbox)
+AMOCRM = Controls("/amocrm", lambda sandbox: sandbox.amocrm)
+UNISENDER = Controls("/unisender", lambda sandbox: sandbox.unisender)
+ALL = (SANDBOX, AMOCRM, UNISENDER)
+
+ACCOUNT = "/accounts/{account_id:int}"
+CONTACT = ACCOUNT + "/contacts/{contact_id:int}"
+LEAD = ACCOUNT + "/leads/{lead_id:int}"
+
+
+def _statuses(value: Any) -> Any:
+    """`P:S,P:S` (either side may be empty: any) as `[(P, S), ...]`; empty: every status."""
+    if not isinstance(value, str):
+        return value
+    if not value:
         return None
+    wanted = []
+    for item in value.split(","):
+        pipeline, _, status = item.partition(":")
+        wanted.append((int(pipeline) if pipeline else None, int(status) if status else None))
+    return wanted
 
 
-class RateWindow:
-    """A sliding-window limit: at most `limit` admitted calls per `period` seconds."""
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self._admitted: deque[float] = deque()
-
-    def admit(self, limit: float | None) -> bool:
-        """Record a call and return True, or return False when the window is full."""
-        if limit is None:
-            return True
-        now = time.monotonic()
-        while self._admitted and now - self._admitted[0] >= self.period:
-            self._admitted.popleft()
-        if len(self._admitted) >= limit:
-            return False
-        self._admitted.append(now)
-        return True
+def _statuses_query(statuses: Sequence[tuple[int | None, int | None]]) -> str:
+    return ",".join(f"{'' if p is None else p}:{'' if s is None else s}" for p, s in statuses)
 
 
-def max_in_window(times: Sequence[float], period: float = 1.0) -> int:
-    """The most of `times` that fall in any half-open window `[t, t + period)`.
-
-    The half-open window is the one `RateWindow` enforces: a call `period` seconds after an
-    earlier one no longer shares its window.
-    """
-    ordered = sorted(times)
-    most = 0
-    first = 0
-    for last, at in enumerate(ordered):
-        while at - ordered[first] >= period:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
+# Pipeline and status pairs as the deal list's query carries them.
+Statuses = Annotated[
+    list[tuple[int | None, int | None]],
+    BeforeValidator(_statuses),
+    PlainSerializer(_statuses_query),
+]
 
 
-def shortest_span(times: Sequence[float], count: int) -> float | None:
-    """The shortest time that `count` consecutive `times` span (None: fewer than `count`).
-
-    With a limit of `n` per second, the span of `n + 1` consecutive arrivals is the slack
-    left: at least 1 s means no window ever held more than `n`.
-    """
-    ordered = sorted(times)
-    if count < 2 or len(ordered) < count:
-        return None
-    return min(ordered[i + count - 1] - ordered[i] for i in range(len(ordered) - count + 1))
+# --- the sandbox ------------------------------------------------------------------------
 
 
-class Arrivals:
-    """When one account's requests reached the sandbox (unix time), the rejected ones too.
+@SANDBOX("GET", "/health", decode=lambda answer: bool(answer["ok"]))
+def health(_sandbox: Sandbox) -> dict[str, bool]:
+    return {"ok": True}
 
-    Tests and benchmarks read from it the most requests any 1-second window held, which is
-    what amoCRM's limit is about, whether or not the sandbox's own limit is switched on.
-    """
 
-    def __init__(self) -> None:
-        self._times: deque[float] = deque(maxlen=MAX_ARRIVALS)
+@SANDBOX("GET", "/calls")
+def calls(
+    sandbox: Sandbox,
+    api: Api | None = None,
+    path: str | None = None,
+    status: int | None = None,
+    account_id: int | None = None,
+    since: float = 0,
+) -> list[dict[str, Any]]:
+    """The call log; filters: api, path (prefix), status, account_id, since (unix time)."""
+    matching = sandbox.calls.matching(api=api, path=path, status=status, account_id=account_id)
+    return [asdict(call) for call in matching if call.at >= since]
 
-    def record(self, at: float | None = None) -> None:
-        self._times.append(time.time() if at is None else at)
 
-    def since(self, since: float | None = None) -> list[float]:
-        """The arrival times from `since` on (unix time; None: all kept)."""
-        if since is None:
-            return list(self._times)
-        return [at for at in self._times if at >= since]
+@SANDBOX("GET", "/calls/summary")
+def calls_summary(sandbox: Sandbox) -> dict[str, Any]:
+    by_status: dict[str, int] = {}
+    for call in sandbox.calls:
+        key = f"{call.api} {call.status}"
+        by_status[key] = by_status.get(key, 0) + 1
+    return {"total": len(sandbox.calls), "by_path": sandbox.calls.by_path(), "by_status": by_status}
 
-    def max_in_window(self, period: float = 1.0, since: float | None = None) -> int:
-        return max_in_window(self.since(since), period)
 
-    def clear(self) -> None:
-        self._times.clear()
+@SANDBOX("DELETE", "/calls")
+def clear_calls(sandbox: Sandbox) -> None:
+    sandbox.calls.clear()
 
-    def __len__(self) -> int:
-        return len(self._times)
+
+@SANDBOX("GET", "/stats")
+def stats(sandbox: Sandbox) -> dict[str, Any]:
+    amo, uni = sandbox.amocrm, sandbox.unisender
+    return {
+        "amocrm": {
+            "refresh_count": amo.refresh_count,
+            "rate_limited": amo.rate_limited(),
+            "max_per_second": amo.max_per_second(),
+            "deliveries": len(amo.deliveries),
+            "failed_deliveries": sum(1 for d in amo.deliveries if d.status != 200),
+        },
+        "unisender": {"rate_limited": uni.rate_limited},
+        "calls": len(sandbox.calls),
+    }
+
+
+# --- amoCRM -----------------------------------------------------------------------------
+
+
+@AMOCRM("POST", "/integrations")
+def add_integration(
+    amo: AmoCRMSimulator,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    redirect_uri: str | None = None,
+) -> dict[str, str]:
+    integration = amo.add_integration(client_id, client_secret, redirect_uri)
+    return {"client_id": integration.client_id, "redirect_uri": integration.redirect_uri}
+
+
+@AMOCRM("POST", "/accounts")
+def add_account(
+    amo: AmoCRMSimulator,
+    account_id: int | None = None,
+    subdomain: str | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    account = amo.add_account(account_id=account_id, subdomain=subdomain, name=name)
+    return {"id": account.id, "subdomain": account.subdomain, "name": account.name}
+
+
+@AMOCRM("GET", ACCOUNT)
+def account(amo: AmoCRMSimulator, account_id: int) -> dict[str, Any]:
+    """Contacts, pages served, 429s answered, max per second and webhooks of the account."""
+    found = amo.account(account_id)
+    return {
+        "id": found.id,
+        "subdomain": found.subdomain,
+        "name": found.name,
+        "contacts": len(found.contacts),
+        "pages_served": len(found.pages),
+        "rate_limited": found.rate_limited,
+        "blocked": found.blocked,
+        "max_per_second": found.arrivals.max_in_window(1.0),
+        "webhooks": amo.webhooks(found.id),
+    }
+
+
+@AMOCRM(
+    "GET",
+    ACCOUNT + "/arrivals",
+    decode=lambda answer: [float(at) for at in answer["arrivals"]],
+)
+def arrivals(amo: AmoCRMSimulator, account_id: int, since: float | None = None) -> dict[str, Any]:
+    """When the account's requests arrived (unix time, from `since` on), 429s included."""
+    times = amo.account(account_id).arrivals.since(since)
+    return {"arrivals": times, "max_per_second": max_in_window(times, 1.0)}
+
+
+@AMOCRM("POST", ACCOUNT + "/codes", decode=lambda answer: str(answer["code"]))
+def issue_code(
+    amo: AmoCRMSimulator, account_id: int, client_id: str | None = None
+) -> dict[str, str]:
+    return {"code": amo.issue_code(account_id, client_id)}
+
+
+@AMOCRM(
+    "POST",
+    ACCOUNT + "/generate",
+    decode=lambda answer: range(answer["first_id"], answer["first_id"] + answer["count"]),
+)
+def generate_contacts(
+    amo: AmoCRMSimulator,
+    account_id: int,
+    n: int,
+    *,
+    seed: int = 0,
+    lead_share: float = LEAD_SHARE,
+    lead_statuses: Sequence[tuple[int, int, float]] | None = None,
+) -> dict[str, Any]:
+    """`n` generated contacts (and their deals); remotely, the range of their ids."""
+    started = time.perf_counter()
+    ids = amo.generate_contacts(
+        account_id, n, seed=seed, lead_share=lead_share, lead_statuses=lead_statuses
+    )
+    seconds = time.perf_counter() - started
+    leads = len(amo.leads_in(account_id))
+    return {"first_id": ids.start, "count": len(ids), "leads": leads, "seconds": seconds}
+
+
+@AMOCRM("GET", ACCOUNT + "/leads")
+def leads_in(amo: AmoCRMSimulator, account_id: int, statuses: Statuses | None = None) -> list[int]:
+    return amo.leads_in(account_id, statuses)
+
+
+@AMOCRM("PATCH", LEAD)
+def change_lead(
+    amo: AmoCRMSimulator,
+    account_id: int,
+    lead_id: int,
+    *,
+    status_id: StrictInt | None = None,
+    pipeline_id: StrictInt | None = None,
+    name: str | None = None,
+    price: int | None = None,
+) -> dict[str, Any]:
+    """With a `status_id`, `move_lead`; without, `update_lead` (its name and price)."""
+    if status_id is not None:
+        return amo.move_lead(account_id, lead_id, status_id, pipeline_id=pipeline_id)
+    return amo.update_lead(account_id, lead_id, name=name, price=price)
+
+
+@AMOCRM("POST", ACCOUNT + "/webhooks/disable", decode=lambda answer: int(answer["disabled"]))
+def disable_webhook(
+    amo: AmoCRMSimulator, account_id: int, destination: StrictStr | None = None
+) -> dict[str, int]:
+    """Turn the webhook off as amoCRM does to a failing one (every one when None)."""
+    return {"disabled": amo.disable_webhook(account_id, destination)}
+
+
+@AMOCRM("DELETE", ACCOUNT + "/webhooks", decode=lambda answer: int(answer["removed"]))
+def remove_webhook(
+    amo: AmoCRMSimulator, account_id: int, destination: StrictStr | None = None
+) -> dict[str, int]:
+    return {"removed": amo.remove_webhook(account_id, destination)}
+
+
+@AMOCRM(
+    "GET",
+    ACCOUNT + "/tagged",
+    decode=lambda answer: {int(contact_id): float(at) for contact_id, at in answer.items()},
+)
+def tagged(amo: AmoCRMSimulator, account_id: int, tag: str) -> dict[str, float]:
+    return {str(contact_id): at for contact_id, at in amo.tagged(account_id, tag).items()}
+
+
+@AMOCRM("GET", "/settings", name="settings")
+def amocrm_settings(amo: AmoCRMSimulator) -> dict[str, Any]:
+    return _settings(amo, AMOCRM_SETTINGS)
+
+
+@AMOCRM("PUT", "/settings", name="configure")
+def configure_amocrm(amo: AmoCRMSimulator, **settings: Any) -> dict[str, Any]:
+    """Set knobs: latency, rate_limit_rps, access_token_ttl, webhooks_enabled, fault_rate,
+    block_after_429s, block_seconds..."""
+    return _configure(amo, settings, AMOCRM_SETTINGS)
+
+
+@AMOCRM("POST", "/webhooks/flush")
+async def flush_webhooks(amo: AmoCRMSimulator, timeout: float = 30.0) -> None:
+    await amo.flush_webhooks(timeout=timeout)
+
+
+@AMOCRM("GET", "/deliveries")
+def deliveries(amo: AmoCRMSimulator) -> list[dict[str, Any]]:
+    return [
+        {
+            "account_id": d.account_id,
+            "destination": d.destination,
+            "action": d.action,
+            "contact_id": d.contact_id,
+            "lead_id": d.lead_id,
+            "status": d.status,
+            "error": d.error,
+        }
+        for d in amo.deliveries
+    ]
+
+
+# Simulator methods served as they are: each one's signature is its control's.
+AMOCRM.declare("POST", ACCOUNT + "/tokens", AmoCRMSimulator.issue_tokens)
+AMOCRM.declare("POST", ACCOUNT + "/revoke", AmoCRMSimulator.revoke_tokens)
+AMOCRM.declare("POST", ACCOUNT + "/contacts", AmoCRMSimulator.add_contact)
+AMOCRM.declare("PATCH", CONTACT, AmoCRMSimulator.update_contact)
+AMOCRM.declare("DELETE", CONTACT, AmoCRMSimulator.delete_contact)
+AMOCRM.declare("POST", CONTACT + "/restore", AmoCRMSimulator.restore_contact)
+AMOCRM.declare("GET", CONTACT + "/tags", AmoCRMSimulator.tags)
+AMOCRM.declare("POST", ACCOUNT + "/leads", AmoCRMSimulator.create_lead)
+AMOCRM.declare("GET", LEAD, AmoCRMSimulator.get_lead)
+AMOCRM.declare("DELETE", LEAD, AmoCRMSimulator.delete_lead)
+AMOCRM.declare("POST", LEAD + "/restore", AmoCRMSimulator.restore_lead)
+AMOCRM.declare("GET", ACCOUNT + "/lead-pages", AmoCRMSimulator.lead_pages)
+AMOCRM.declare("GET", ACCOUNT + "/lead-webhook-body", AmoCRMSimulator.lead_webhook_body)
+AMOCRM.declare("GET", ACCOUNT + "/webhooks", AmoCRMSimulator.webhooks)
+AMOCRM.declare("GET", ACCOUNT + "/pages", AmoCRMSimulator.contact_pages)
+AMOCRM.declare("GET", ACCOUNT + "/notes", AmoCRMSimulator.notes)
+AMOCRM.declare("GET", ACCOUNT + "/webhook-body", AmoCRMSimulator.webhook_body)
+AMOCRM.declare("POST", "/faults", AmoCRMSimulator.add_fault)
+AMOCRM.declare("DELETE", "/faults", AmoCRMSimulator.clear_faults)
+
+
+# --- Unisender --------------------------------------------------------------------------
+
+
+@UNISENDER("POST", "/keys")
+def add_key(uni: UnisenderSimulator, key: str) -> None:
+    uni.add_key(key)
+
+
+@UNISENDER("GET", "/settings", name="settings")
+def unisender_settings(uni: UnisenderSimulator) -> dict[str, Any]:
+    return _settings(uni, UNISENDER_SETTINGS)
+
+
+@UNISENDER("PUT", "/settings", name="configure")
+def configure_unisender(uni: UnisenderSimulator, **settings: Any) -> dict[str, Any]:
+    """Set knobs: latency, rate_limit_rpm, fault_rate, fault_status, fault_code."""
+    return _configure(uni, settings, UNISENDER_SETTINGS)
+
+
+@UNISENDER("GET", "/hooks")
+def hooks(uni: UnisenderSimulator, key: str) -> list[dict[str, Any]]:
+    return uni.hooks.list_hooks(key)
+
+
+@UNISENDER("POST", "/hooks/stop", decode=lambda answer: int(answer["stopped"]))
+def stop_hook(uni: UnisenderSimulator, key: str, hook_url: str | None = None) -> dict[str, int]:
+    return {"stopped": uni.hooks.stop(key, hook_url)}
+
+
+@UNISENDER("POST", "/hooks/flush")
+async def flush_hooks(uni: UnisenderSimulator, timeout: float = 30.0) -> None:
+    await uni.hooks.flush(timeout)
+
+
+@UNISENDER("GET", "/hook-deliveries")
+def hook_deliveries(uni: UnisenderSimulator) -> list[dict[str, Any]]:
+    return [delivery.as_json() for delivery in uni.hooks.deliveries]
+
+
+@UNISENDER("GET", "/members", decode=set)
+def list_members(
+    uni: UnisenderSimulator, key: str, list_id: int, status: str | None = None
+) -> list[str]:
+    """The addresses on the list (sorted; remotely, a set as in-process)."""
+    return sorted(uni.list_members(key, list_id, status))
+
+
+@UNISENDER("POST", "/fields", decode=lambda answer: int(answer["id"]))
+def create_field(
+    uni: UnisenderSimulator,
+    key: str,
+    name: str,
+    type: str = "string",  # noqa: A002 - Unisender's name for it
+) -> dict[str, int]:
+    try:
+        return {"id": uni.create_field(key, name, type)}
+    except UnisenderError as exc:
+        raise ValueError(f"{exc.code}: {exc.message}") from None
+
+
+UNISENDER.declare("DELETE", "/keys", UnisenderSimulator.remove_key, send="query")
+UNISENDER.declare("POST", "/faults", UnisenderSimulator.add_fault)
+UNISENDER.declare("DELETE", "/faults", UnisenderSimulator.clear_faults)
+UNISENDER.declare("POST", "/rejections", UnisenderSimulator.reject)
+UNISENDER.declare("POST", "/unsubscribe", UnisenderSimulator.unsubscribe)
+UNISENDER.declare("GET", "/lists", UnisenderSimulator.lists)
+UNISENDER.declare("GET", "/contact", UnisenderSimulator.contact)
+UNISENDER.declare("GET", "/fields", UnisenderSimulator.fields)
+
+
+# --- settings ---------------------------------------------------------------------------
+
+AMOCRM_SETTINGS: dict[str, type | tuple[type, ...]] = {
+    "latency": (int, float),
+    "rate_limit_rps": (int, float, type(None)),
+    "access_token_ttl": int,
+    "refresh_token_ttl": int,
+    "code_ttl": int,
+    "webhooks_enabled": bool,
+    "webhook_concurrency": int,
+    "webhook_timeout": (int, float),
+    "block_after_429s": (int, type(None)),
+    "block_seconds": (int, float),
+}
+UNISENDER_SETTINGS: dict[str, type | tuple[type, ...]] = {
+    "latency": (int, float),
+    "rate_limit_rpm": (int, float, type(None)),
+    "hook_timeout": (int, float),
+    "hook_retry_interval": (int, float),
+    "hook_stop_after": (int, float),
+}
+
+
+def _configure(
+    target: AmoCRMSimulator | UnisenderSimulator,
+    body: dict[str, Any],
+    allowed: dict[str, type | tuple[type, ...]],
+) -> dict[str, Any]:
+    for name, value in body.items():
+        if name.startswith("fault_"):
+            continue
+        if name not in allowed:
+            raise ValueError(f"unknown setting {name!r}")
+        if not isinstance(value, allowed[name]) or (
+            isinstance(value, bool) and allowed[name] is not bool
+        ):
+            raise ValueError(f"setting {name!r} has the wrong type")
+        setattr(target, name, value)
+    faults = target.faults
+    if "fault_rate" in body:
+        rate = float(body["fault_rate"])
+        if not 0 <= rate <= 1:
+            raise ValueError("fault_rate must be between 0 and 1")
+        faults.rate = rate
+    if "fault_status" in body:
+        faults.rate_status = int(body["fault_status"])
+    if "fault_code" in body:
+        faults.rate_code = body["fault_code"]
+    return _settings(target, allowed)
+
+
+def _settings(
+    target: AmoCRMSimulator | UnisenderSimulator, allowed: dict[str, type | tuple[type, ...]]
+) -> dict[str, Any]:
+    values = {name: getattr(target, name) for name in allowed}
+    values["fault_rate"] = target.faults.rate
+    values["fault_status"] = target.faults.rate_status
+    values["fault_code"] = target.faults.rate_code
+    return values

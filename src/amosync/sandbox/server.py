@@ -11,8 +11,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from amosync.config import Settings
-from amosync.sandbox import amocrm_http, control, unisender_http
-from amosync.sandbox.sandbox import DEMO_ACCOUNT_ID, Sandbox
+from amosync.sandbox import amocrm_http, control_http, unisender_http
+from amosync.sandbox.simulators import DEMO_ACCOUNT_ID, Sandbox
 
 log = structlog.get_logger()
 
@@ -21,7 +21,7 @@ def create_app(sandbox: Sandbox, *, control_routes: bool = True) -> Starlette:
     """amoCRM at the root, Unisender under `/{lang}/api/`, controls under `/_sandbox/`."""
     routes = [*amocrm_http.routes(sandbox.amocrm), *unisender_http.routes(sandbox.unisender)]
     if control_routes:
-        routes += control.routes(sandbox)
+        routes += control_http.routes(sandbox)
     return Starlette(routes=routes)
 
 

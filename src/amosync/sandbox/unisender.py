@@ -47,7 +47,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from amosync.sandbox.controls import CallLog, Fault, FaultPlan, RateWindow
+from amosync.sandbox.calls import CallLog
+from amosync.sandbox.faults import Fault, FaultPlan
+from amosync.sandbox.rates import RateWindow
 from amosync.sandbox.unisender_hooks import HookDesk, HookError
 
 MAX_IMPORT_ROWS = 500

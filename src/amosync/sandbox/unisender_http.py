@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from amosync.sandbox.controls import Call
+from amosync.sandbox.calls import Call
 from amosync.sandbox.forms import parse_form, php_params
 from amosync.sandbox.unisender import UnisenderError, UnisenderHTTPError, UnisenderSimulator
 

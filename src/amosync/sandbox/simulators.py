@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amosync.sandbox.amocrm import AmoCRMSimulator
-from amosync.sandbox.controls import CallLog
+from amosync.sandbox.calls import CallLog
 from amosync.sandbox.unisender import UnisenderSimulator
 
 DEMO_ACCOUNT_ID = 30896271
