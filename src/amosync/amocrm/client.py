@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, TypeVar
 from weakref import WeakKeyDictionary
 
 import httpx
@@ -55,17 +55,16 @@ from amosync.errors import (
     AmoCRMBlocked,
     AuthorizationRevoked,
     PermanentUpstreamError,
-    TransientUpstreamError,
     UpstreamError,
 )
 from amosync.http.hosts import InvalidHost, host_name
+from amosync.upstream.client import UpstreamClient, transient_answer, transport_errors
 from amosync.upstream.ratelimit import Limiter, paced
 from amosync.upstream.retry import (
     DEFAULT_POLICY,
     CallObserver,
     RetryPolicy,
     body_excerpt,
-    parse_retry_after,
     with_retries,
 )
 
@@ -110,8 +109,10 @@ def account_base_url(settings_base_url: str | None, referer_or_subdomain: str) -
     return f"https://{host}"
 
 
-class AmoCRMClient:
+class AmoCRMClient(UpstreamClient):
     """One account's amoCRM API."""
+
+    api = API
 
     def __init__(
         self,
@@ -124,30 +125,10 @@ class AmoCRMClient:
         retry_policy: RetryPolicy = DEFAULT_POLICY,
         observer: CallObserver | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            base_url, limiter, http, timeout, retry_policy=retry_policy, observer=observer
+        )
         self._tokens = tokens
-        self._limiter = limiter
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
-        self._timeout = httpx.Timeout(timeout)
-        self._policy = retry_policy
-        self._observer = observer
-
-    @property
-    def limiter(self) -> Limiter:
-        """The account's rate limit this client waits on."""
-        return self._limiter
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this client created it."""
-        if self._owns_http:
-            await self._http.aclose()
 
     async def get_account(self) -> Account:
         response = await self._request("GET", "/api/v4/account")
@@ -388,20 +369,20 @@ class AmoCRMClient:
         async def attempt() -> httpx.Response:
             nonlocal refreshed
             token = await self._tokens.access_token()
-            response = await self._send(method, path, token, params=params, json=json)
+            response = await self._send_api(method, path, token, params=params, json=json)
             if response.status_code == 401 and not refreshed:
                 # Tokens can die before their expiry (revoked, rotated by another process):
                 # refresh once and try again; a second 401 means we are really locked out.
                 refreshed = True
                 log.info("amocrm.token.rejected", path=path)
                 token = await self._tokens.refresh(token)
-                response = await self._send(method, path, token, params=params, json=json)
+                response = await self._send_api(method, path, token, params=params, json=json)
             self._check(method, path, response)
             return response
 
-        return await with_retries(attempt, policy=policy or self._policy)
+        return await self._retried(attempt, policy)
 
-    async def _send(
+    async def _send_api(
         self,
         method: str,
         path: str,
@@ -410,36 +391,16 @@ class AmoCRMClient:
         params: dict[str, str | int] | None,
         json: dict[str, Any] | list[Any] | None,
     ) -> httpx.Response:
-        started = time.monotonic()
-        try:
-            async with paced(self._limiter, f"{method} {path}") as slot:
-                started = time.monotonic()  # the call's duration, not the wait for the limit
-                request = self._http.build_request(
-                    method,
-                    self.base_url + path,
-                    params=params,
-                    json=json,
-                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                    timeout=self._timeout,
-                )
-                response = await self._http.send(request, stream=True)
-                # The headers are in, so the request had reached amoCRM: the limiter's
-                # bound on when it was counted (the body may take a while longer).
-                slot.answer()
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
-        except httpx.TimeoutException as exc:
-            self._observe("transient", started)
-            raise TransientUpstreamError(f"{method} {path} timed out", api=API) from exc
-        except httpx.TransportError as exc:
-            self._observe("transient", started)
-            raise TransientUpstreamError(
-                f"{method} {path} failed: {type(exc).__name__}: {exc}", api=API
-            ) from exc
-        self._observe(_outcome(response.status_code), started)
-        return response
+        request = self._http.build_request(
+            method,
+            self.base_url + path,
+            params=params,
+            json=json,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=self._timeout,
+        )
+        # The answer is checked by the caller, after a 401 has had its one refresh.
+        return await self._send(request, f"{method} {path}", lambda response: response)
 
     def _check(self, method: str, path: str, response: httpx.Response) -> None:
         status = response.status_code
@@ -455,10 +416,6 @@ class AmoCRMClient:
                 body=error.body,
             )
         raise error
-
-    def _observe(self, outcome: str, started: float) -> None:
-        if self._observer is not None:
-            self._observer(API, outcome, time.monotonic() - started)
 
 
 # --- amoCRM's block ---------------------------------------------------------------------
@@ -563,17 +520,11 @@ async def _token_request(
     # grant. After a read timeout we cannot know: a retry may find the grant spent and end
     # as AuthorizationRevoked, which is what a later retry by the worker would find too.
     async def attempt() -> TokenPair:
-        try:
+        with transport_errors(f"token request ({grant})", API):
             async with paced(limiter, OAUTH_PATH) if limiter else contextlib.nullcontext():
                 response = await http.post(
                     url, json=body, headers={"Accept": "application/json"}, timeout=timeout
                 )
-        except httpx.TimeoutException as exc:
-            raise TransientUpstreamError(f"token request ({grant}) timed out", api=API) from exc
-        except httpx.TransportError as exc:
-            raise TransientUpstreamError(
-                f"token request ({grant}) failed: {type(exc).__name__}: {exc}", api=API
-            ) from exc
         if response.status_code >= 400:
             raise _oauth_error(grant, response)
         return _parse(TokenPair.model_validate_json, response)
@@ -609,36 +560,15 @@ def _oauth_error(grant: str, response: httpx.Response) -> UpstreamError:
 def _status_error(what: str, response: httpx.Response) -> UpstreamError:
     """The error for a non-2xx API answer other than the 401 handled by the caller."""
     status = response.status_code
-    body = body_excerpt(response.text)
     if status == 429:
-        return TransientUpstreamError(
-            f"{what}: rate limited",
-            api=API,
-            status=status,
-            body=body,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
+        return transient_answer(f"{what}: rate limited", API, response)
     if status >= 500:
-        return TransientUpstreamError(
-            f"{what}: server error",
-            api=API,
-            status=status,
-            body=body,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
+        return transient_answer(f"{what}: server error", API, response)
     details = _json_object(response.content)
     message = details.get("detail") or details.get("title") or response.reason_phrase
-    return PermanentUpstreamError(f"{what}: {message}", api=API, status=status, body=body)
-
-
-def _outcome(status: int) -> str:
-    if status < 400:
-        return "ok"
-    if status == 401:  # followed by a refresh, not (yet) an error of the call
-        return "unauthorized"
-    if status == 429:
-        return "rate_limited"
-    return "transient" if status >= 500 else "permanent"
+    return PermanentUpstreamError(
+        f"{what}: {message}", api=API, status=status, body=body_excerpt(response.text)
+    )
 
 
 def _json_object(content: bytes) -> dict[str, Any]:

@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
 import httpx
@@ -45,14 +44,8 @@ from amosync.unisender.models import (
     UnisenderField,
     UnisenderHook,
 )
-from amosync.upstream.retry import (
-    DEFAULT_POLICY,
-    CallObserver,
-    RetryPolicy,
-    body_excerpt,
-    parse_retry_after,
-    with_retries,
-)
+from amosync.upstream.client import UpstreamClient, transient_answer
+from amosync.upstream.retry import DEFAULT_POLICY, CallObserver, RetryPolicy, body_excerpt
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -253,8 +246,11 @@ def _cells(fields: Mapping[str, str] | None) -> dict[str, str]:
     return cells
 
 
-class UnisenderClient:
+class UnisenderClient(UpstreamClient):
     """One API key's Unisender account."""
+
+    api = API
+    rate_limit_codes = RATE_LIMIT_CODES
 
     def __init__(
         self,
@@ -262,39 +258,21 @@ class UnisenderClient:
         api_key: str,
         limiter: AsyncLimiter,
         http: httpx.AsyncClient | None = None,
+        # Unisender gives a call 30 s once the request is sent; wait as long before retrying.
         timeout: float = 30.0,
         *,
         retry_policy: RetryPolicy = DEFAULT_POLICY,
         observer: CallObserver | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            base_url, limiter, http, timeout, retry_policy=retry_policy, observer=observer
+        )
         self._api_key = api_key
-        self._limiter = limiter
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
-        # Unisender gives a call 30 s once the request is sent; wait as long before retrying.
-        self._timeout = httpx.Timeout(timeout)
-        self._policy = retry_policy
-        self._observer = observer
         # The user fields Unisender has, by lower-case name (None: not read yet). Read once
         # per client and kept up to date by `ensure_fields`, so an import needing a field
         # costs a getFields the first time and nothing after.
         self._fields: dict[str, str] | None = None
         self._fields_lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        return f"UnisenderClient({self.base_url!r})"  # never the key
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this client created it."""
-        if self._owns_http:
-            await self._http.aclose()
 
     async def get_lists(self) -> list[MailList]:
         result = await self._call("getLists", encode_form([("api_key", self._api_key)]))
@@ -505,54 +483,29 @@ class UnisenderClient:
         all), retrying transient failures."""
 
         async def attempt() -> Any:
-            await self._limiter.acquire()
-            started = time.monotonic()
-            try:
-                response = await self._http.post(
-                    f"{self.base_url}/{method}",
-                    params={"format": "json"},
-                    content=body,
-                    headers={
-                        "Content-Type": "application/x-www-form-urlencoded",
-                        "Accept": "application/json",
-                    },
-                    timeout=self._timeout,
-                )
-            except httpx.TimeoutException as exc:
-                self._observe("transient", started)
-                raise TransientUpstreamError(f"{method} timed out", api=API) from exc
-            except httpx.TransportError as exc:
-                self._observe("transient", started)
-                raise TransientUpstreamError(
-                    f"{method} failed: {type(exc).__name__}: {exc}", api=API
-                ) from exc
-            try:
-                answer = _answer(method, response)
-            except UpstreamError as exc:
-                self._observe(_outcome(exc), started)
-                raise
-            self._observe("ok", started)
+            request = self._http.build_request(
+                "POST",
+                f"{self.base_url}/{method}",
+                params={"format": "json"},
+                content=body,
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Accept": "application/json",
+                },
+                timeout=self._timeout,
+            )
+            answer = await self._send(request, method, lambda response: _answer(method, response))
             return answer if whole else answer.get("result")
 
-        return await with_retries(attempt, policy=self._policy)
-
-    def _observe(self, outcome: str, started: float) -> None:
-        if self._observer is not None:
-            self._observer(API, outcome, time.monotonic() - started)
+        return await self._retried(attempt)
 
 
 def _answer(method: str, response: httpx.Response) -> dict[str, Any]:
     """A successful answer (`result`, maybe `warnings`), or the error it stands for."""
     status = response.status_code
-    body = body_excerpt(response.text)
     if status == 429 or status >= 500:
-        raise TransientUpstreamError(
-            f"{method}: HTTP {status}",
-            api=API,
-            status=status,
-            body=body,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-        )
+        raise transient_answer(f"{method}: HTTP {status}", API, response)
+    body = body_excerpt(response.text)
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -589,12 +542,6 @@ def _warnings(value: Any) -> list[str]:
         if text:
             texts.append(html.unescape(str(text)))
     return texts
-
-
-def _outcome(exc: UpstreamError) -> str:
-    if exc.status == 429 or exc.code in RATE_LIMIT_CODES:
-        return "rate_limited"
-    return "transient" if isinstance(exc, TransientUpstreamError) else "permanent"
 
 
 def _is_not_found(exc: PermanentUpstreamError) -> bool:
