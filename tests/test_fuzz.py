@@ -44,6 +44,7 @@ from amosync.http.disposable import issue_disposable_token
 from amosync.runtime.crypto import Cipher, token_hash
 from amosync.runtime.logging import configure_logging
 from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.transport import answered_by
 
 ACCOUNT_ID = 1
 WEBHOOK_TOKEN = "fuzz-webhook-token-" + "w" * 24
@@ -179,7 +180,7 @@ def app(fuzz_settings: Settings) -> Iterator[FastAPI]:
     with stamina.set_testing(True, attempts=2):
         with asgi.get_client(application) as http:  # runs the lifespan: services built
             assert http.get("/openapi.json").json() == OPENAPI
-        application.state.services.http = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+        application.state.services.http = answered_by(upstream)
         yield application
 
 

@@ -23,11 +23,10 @@ from amosync.amocrm.client import (
 from amosync.errors import AuthorizationRevoked, PermanentUpstreamError, TransientUpstreamError
 from amosync.upstream.ratelimit import RateLimits, make_limiter, secret_key
 from amosync.upstream.retry import RetryPolicy, body_excerpt
+from tests.transport import Script
 
 BASE = "https://acme.amocrm.ru"
 ATTEMPTS = 3
-
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 @pytest.fixture(autouse=True)
@@ -54,23 +53,6 @@ class Tokens:
         return self.fresh
 
 
-class Script:
-    """Answers requests in order (the last answer repeats) and keeps the requests."""
-
-    def __init__(self, *answers: httpx.Response | Handler | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        if isinstance(answer, Exception):
-            raise answer
-        if isinstance(answer, httpx.Response):
-            return answer
-        return answer(request)
-
-
 def client_for(
     script: Script,
     tokens: Tokens | None = None,
@@ -79,7 +61,7 @@ def client_for(
     observer: Callable[[str, str, float], None] | None = None,
     policy: RetryPolicy | None = None,
 ) -> AmoCRMClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(script))
+    http = script.client()
     extra: dict[str, Any] = {"observer": observer}
     if policy is not None:
         extra["retry_policy"] = policy
@@ -438,13 +420,9 @@ PAIR = {
 }
 
 
-def oauth_client(script: Script) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.MockTransport(script))
-
-
 async def test_refresh_sends_the_fields_amocrm_requires() -> None:
     script = Script(httpx.Response(200, json=PAIR))
-    async with oauth_client(script) as http:
+    async with script.client() as http:
         pair = await refresh_tokens(
             http,
             BASE,
@@ -475,7 +453,7 @@ async def test_refresh_sends_the_fields_amocrm_requires() -> None:
 
 async def test_exchange_code_sends_authorization_code_grant() -> None:
     script = Script(httpx.Response(200, json=PAIR))
-    async with oauth_client(script) as http:
+    async with script.client() as http:
         await exchange_code(
             http,
             BASE,
@@ -510,7 +488,7 @@ REVOKED = {
 )
 async def test_refused_grant_is_authorization_revoked(answer: httpx.Response) -> None:
     script = Script(answer)
-    async with oauth_client(script) as http:
+    async with script.client() as http:
         with pytest.raises(AuthorizationRevoked) as caught:
             await refresh_tokens(
                 http,
@@ -528,7 +506,7 @@ async def test_refused_grant_is_authorization_revoked(answer: httpx.Response) ->
 
 async def test_other_oauth_4xx_is_permanent() -> None:
     script = Script(httpx.Response(403, json={"title": "Forbidden", "status": 403}))
-    async with oauth_client(script) as http:
+    async with script.client() as http:
         with pytest.raises(PermanentUpstreamError) as caught:
             await exchange_code(
                 http, BASE, client_id="c", client_secret="s", redirect_uri="r", code="x"
@@ -539,7 +517,7 @@ async def test_other_oauth_4xx_is_permanent() -> None:
 
 async def test_oauth_5xx_is_retried_then_transient() -> None:
     script = Script(httpx.Response(502, text="bad gateway"))
-    async with oauth_client(script) as http:
+    async with script.client() as http:
         with pytest.raises(TransientUpstreamError):
             await exchange_code(
                 http, BASE, client_id="c", client_secret="s", redirect_uri="r", code="x"

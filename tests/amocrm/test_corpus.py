@@ -16,6 +16,7 @@ from amosync.amocrm.webhooks import ContactChange, LeadChange, parse_webhook
 from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
 from amosync.sync.mapping import contact_emails
 from amosync.upstream.retry import RetryPolicy
+from tests.transport import Script
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "amocrm"
 WEBHOOKS = sorted((CORPUS / "webhooks").glob("*.form"))
@@ -300,12 +301,7 @@ def test_the_token_body_validates() -> None:
 
 
 def answering(*responses: httpx.Response) -> httpx.AsyncClient:
-    answers = list(responses)
-
-    def handler(_request: httpx.Request) -> httpx.Response:
-        return answers.pop(0) if len(answers) > 1 else answers[0]
-
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return Script(*responses).client()
 
 
 def problem(name: str, status: int) -> httpx.Response:

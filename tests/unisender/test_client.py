@@ -4,7 +4,7 @@ result parsing, error classification and retries."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,38 +16,17 @@ from amosync.errors import InvalidApiKey, PermanentUpstreamError, TransientUpstr
 from amosync.unisender.client import UnisenderClient, encode_import
 from amosync.unisender.models import ImportRow
 from amosync.upstream.ratelimit import make_limiter
+from tests.transport import Script
 
 BASE = "https://api.unisender.com/ru/api"
 KEY = "6x3k-secret-api-key-value"
 ATTEMPTS = 3
-
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
     with stamina.set_testing(True, attempts=ATTEMPTS):
         yield
-
-
-class Script:
-    """Answers requests in order (the last answer repeats) and keeps the requests."""
-
-    def __init__(self, *answers: httpx.Response | Handler | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        if isinstance(answer, Exception):
-            raise answer
-        if isinstance(answer, httpx.Response):
-            return answer
-        return answer(request)
-
-    def form(self, index: int = 0) -> dict[str, str]:
-        return dict(parse_qsl(self.requests[index].content.decode(), keep_blank_values=True))
 
 
 def ok(result: Any) -> httpx.Response:
@@ -60,8 +39,7 @@ def error(message: str, code: str) -> httpx.Response:
 
 
 def client_for(script: Script, *, rate: float = 1000) -> UnisenderClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(script))
-    return UnisenderClient(BASE, KEY, make_limiter(rate), http=http)
+    return UnisenderClient(BASE, KEY, make_limiter(rate), http=script.client())
 
 
 # --- requests and results -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from amosync.sync.apply import is_row_error
 from amosync.unisender.client import FieldNotCreated, UnisenderClient, encode_import
 from amosync.unisender.models import ImportRow
 from amosync.upstream.retry import RetryPolicy
+from tests.transport import Script
 
 KEY = "unisender-fields-key"
 NO_RETRY = RetryPolicy(attempts=1)
@@ -311,29 +312,32 @@ def test_more_than_fifty_columns_are_refused() -> None:
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "unisender"
 
 
-def answering(*names: str) -> tuple[UnisenderClient, list[str]]:
-    """A client whose calls get the fixture files in turn (the last repeats); the list
-    collects the methods called."""
-    methods: list[str] = []
-
-    def respond(request: httpx.Request) -> httpx.Response:
-        methods.append(request.url.path.rsplit("/", 1)[-1])
-        name = names[min(len(methods), len(names)) - 1]
-        return httpx.Response(
-            200,
-            content=(FIXTURES / name).read_bytes(),
-            headers={"content-type": "application/json"},
+def answering(*names: str) -> tuple[UnisenderClient, Script]:
+    """A client whose calls get the fixture files in turn (the last repeats); the script
+    keeps the requests (`methods` names them)."""
+    script = Script(
+        *(
+            httpx.Response(
+                200,
+                content=(FIXTURES / name).read_bytes(),
+                headers={"content-type": "application/json"},
+            )
+            for name in names
         )
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(respond))
+    )
     client = UnisenderClient(
         "https://api.unisender.com/ru/api",
         KEY,
         AsyncLimiter(1000, 1),
-        http=http,
+        http=script.client(),
         retry_policy=NO_RETRY,
     )
-    return client, methods
+    return client, script
+
+
+def methods(script: Script) -> list[str]:
+    """The Unisender methods called, in order (each is the last part of its URL's path)."""
+    return [request.url.path.rsplit("/", 1)[-1] for request in script.requests]
 
 
 @pytest.mark.parametrize(
@@ -370,20 +374,20 @@ async def test_the_sandbox_answers_get_fields_and_create_field_in_the_documented
 
 
 async def test_an_exists_refusal_counts_as_created_and_another_refusal_does_not() -> None:
-    client, methods = answering("get_fields.json", "error_create_field_exists.json")
+    client, script = answering("get_fields.json", "error_create_field_exists.json")
     async with client:
         await client.ensure_fields(["region"])
         await client.ensure_fields(["region", "city"])  # both known now
-    assert methods == ["getFields", "createField"]
+    assert methods(script) == ["getFields", "createField"]
 
-    client, methods = answering(
+    client, script = answering(
         "get_fields.json", "error_create_field_refused.json", "get_fields.json"
     )
     async with client:
         with pytest.raises(FieldNotCreated, match="1city"):
             await client.ensure_fields(["1city"])
     # The refusal is checked against getFields before it counts as one.
-    assert methods == ["getFields", "createField", "getFields"]
+    assert methods(script) == ["getFields", "createField", "getFields"]
 
 
 async def test_an_import_naming_an_unknown_field_is_a_permanent_error() -> None:

@@ -12,7 +12,6 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import orjson
@@ -28,6 +27,7 @@ from amosync.sync.apply import ISOLATION_CALLS, MAX_ROWS, Applier, ContactState,
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportResult, ImportRow
 from amosync.upstream.ratelimit import make_limiter
+from tests.transport import answered_by, form_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "unisender"
 BASE = "https://api.unisender.com/ru/api"
@@ -51,12 +51,11 @@ def answering(handler: Callable[[httpx.Request], bytes]) -> tuple[UnisenderClien
     calls: list[list[str]] = []
 
     def respond(request: httpx.Request) -> httpx.Response:
-        form = dict(parse_qsl(request.content.decode(), keep_blank_values=True))
+        form = form_of(request)
         calls.append([v for k, v in sorted(form.items(), key=_row_order) if k.endswith("][0]")])
         return httpx.Response(200, content=handler(request), headers=JSON)
 
-    http = httpx.AsyncClient(transport=httpx.MockTransport(respond))
-    return UnisenderClient(BASE, "key", make_limiter(1000), http=http), calls
+    return UnisenderClient(BASE, "key", make_limiter(1000), http=answered_by(respond)), calls
 
 
 JSON = {"content-type": "application/json"}
