@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from amosync.sandbox.controls import ALL, Control
 from amosync.sandbox.simulators import Sandbox
+from amosync.sandbox.unisender import UnisenderError
 
 
 def routes(sandbox: Sandbox) -> list[Route]:
@@ -34,11 +35,13 @@ def _route(sandbox: Sandbox, control: Control) -> Route:
             return _json({"error": "not_found", "detail": str(exc.args[0])}, 404)
         except (ValueError, TypeError) as exc:
             return _json({"error": "bad_request", "detail": str(exc)}, 400)
+        except UnisenderError as exc:  # what Unisender itself would refuse
+            return _json({"error": "bad_request", "detail": f"{exc.code}: {exc.message}"}, 400)
         if control.no_content:
             return Response(status_code=204)
         if isinstance(result, bytes):  # a webhook's body, as amoCRM would post it
             return Response(result, 200, media_type="application/x-www-form-urlencoded")
-        return _json(result, 200)
+        return _json(control.answer(result), 200)
 
     return Route(f"/_sandbox{control.path}", endpoint, methods=[control.verb])
 

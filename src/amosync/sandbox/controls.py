@@ -90,6 +90,7 @@ A control that returns None answers 204; one that returns bytes answers a form b
 from __future__ import annotations
 
 import inspect
+import operator
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -100,8 +101,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     PlainSerializer,
-    StrictInt,
-    StrictStr,
     TypeAdapter,
     validate_call,
 )
@@ -111,10 +110,12 @@ from amosync.sandbox.calls import Api
 from amosync.sandbox.contacts import LEAD_SHARE
 from amosync.sandbox.rates import max_in_window
 from amosync.sandbox.simulators import Sandbox
-from amosync.sandbox.unisender import UnisenderError, UnisenderSimulator
+from amosync.sandbox.unisender import UnisenderSimulator
 
 Verb = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 Run = TypeVar("Run", bound=Callable[..., Any])
+# A control's first argument is the simulator it drives, a type pydantic need not know.
+_validated = validate_call(config=ConfigDict(arbitrary_types_allowed=True))
 # `{account_id:int}` in a route's path: the argument it names.
 _PATH_ARGUMENT = re.compile(r"\{(\w+)(?::\w+)?\}")
 
@@ -128,8 +129,10 @@ class Control:
     """One control: `run(part, **arguments)` served at `verb prefix+path`.
 
     `send` is where the arguments that are not in the path travel (the query for GET, the
-    JSON body otherwise). `decode` turns the JSON answer into what the in-process method
-    returns (a range, a set, an int), for `RemoteSandbox`.
+    JSON body otherwise). `shape` makes the answer of what `run` returned (a summary of
+    it); with `answer_in`, the answer is `{answer_in: that}`.
+    `decode` turns the JSON answer into what the in-process method returns (a range, a
+    set, the value under `answer_in`), for `RemoteSandbox`.
     """
 
     name: str
@@ -138,6 +141,8 @@ class Control:
     run: Callable[..., Any]
     part: Callable[[Sandbox], Any]
     send: Literal["query", "body"]
+    shape: Callable[[Any], Any] = _answer_as_is
+    answer_in: str | None = None
     decode: Callable[[Any], Any] = _answer_as_is
     signature: inspect.Signature = field(init=False)
     types: dict[str, TypeAdapter[Any]] = field(init=False)
@@ -146,13 +151,20 @@ class Control:
     validated: Callable[..., Any] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.answer_in is not None and self.decode is _answer_as_is:
+            self.decode = operator.itemgetter(self.answer_in)
         hints = get_type_hints(self.run, include_extras=True)
         self.no_content = hints.pop("return", None) is type(None)
         self.signature = inspect.signature(self.run)
         simulator = next(iter(self.signature.parameters))
         self.types = {name: TypeAdapter(hint) for name, hint in hints.items() if name != simulator}
         self.path_arguments = frozenset(_PATH_ARGUMENT.findall(self.path))
-        self.validated = validate_call(config=ConfigDict(arbitrary_types_allowed=True))(self.run)
+        self.validated = _validated(self.run)
+
+    def answer(self, result: Any) -> Any:
+        """What the route answers when `run` returned `result`."""
+        shaped = self.shape(result)
+        return shaped if self.answer_in is None else {self.answer_in: shaped}
 
     def arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The arguments a Python call gives (only those), as the JSON the route reads."""
@@ -187,12 +199,23 @@ class Controls:
         *,
         name: str | None = None,
         send: Literal["query", "body"] | None = None,
+        shape: Callable[[Any], Any] = _answer_as_is,
+        answer_in: str | None = None,
         decode: Callable[[Any], Any] = _answer_as_is,
     ) -> Callable[[Run], Run]:
         """Declare the function below as the control `name` (its own name by default)."""
 
         def declare(run: Run) -> Run:
-            self.declare(verb, path, run, name=name, send=send, decode=decode)
+            self.declare(
+                verb,
+                path,
+                run,
+                name=name,
+                send=send,
+                shape=shape,
+                answer_in=answer_in,
+                decode=decode,
+            )
             return run
 
         return declare
@@ -205,6 +228,8 @@ class Controls:
         *,
         name: str | None = None,
         send: Literal["query", "body"] | None = None,
+        shape: Callable[[Any], Any] = _answer_as_is,
+        answer_in: str | None = None,
         decode: Callable[[Any], Any] = _answer_as_is,
     ) -> None:
         """Serve `run` (a function of the part, or one of its methods) as a control."""
@@ -215,6 +240,8 @@ class Controls:
             run=run,
             part=self.part,
             send=send or ("query" if verb == "GET" else "body"),
+            shape=shape,
+            answer_in=answer_in,
             decode=decode,
         )
         self.by_name[control.name] = control
@@ -243,13 +270,15 @@ def _statuses(value: Any) -> Any:
     return wanted
 
 
-def _statuses_query(statuses: Sequence[tuple[int | None, int | None]]) -> str:
+def _statuses_query(statuses: Sequence[tuple[int | None, int | None]] | None) -> str | None:
+    if statuses is None:
+        return None
     return ",".join(f"{'' if p is None else p}:{'' if s is None else s}" for p, s in statuses)
 
 
-# Pipeline and status pairs as the deal list's query carries them.
+# Pipeline and status pairs (None: every status) as the deal list's query carries them.
 Statuses = Annotated[
-    list[tuple[int | None, int | None]],
+    list[tuple[int | None, int | None]] | None,
     BeforeValidator(_statuses),
     PlainSerializer(_statuses_query),
 ]
@@ -310,28 +339,6 @@ def stats(sandbox: Sandbox) -> dict[str, Any]:
 # --- amoCRM -----------------------------------------------------------------------------
 
 
-@AMOCRM("POST", "/integrations")
-def add_integration(
-    amo: AmoCRMSimulator,
-    client_id: str | None = None,
-    client_secret: str | None = None,
-    redirect_uri: str | None = None,
-) -> dict[str, str]:
-    integration = amo.add_integration(client_id, client_secret, redirect_uri)
-    return {"client_id": integration.client_id, "redirect_uri": integration.redirect_uri}
-
-
-@AMOCRM("POST", "/accounts")
-def add_account(
-    amo: AmoCRMSimulator,
-    account_id: int | None = None,
-    subdomain: str | None = None,
-    name: str | None = None,
-) -> dict[str, Any]:
-    account = amo.add_account(account_id=account_id, subdomain=subdomain, name=name)
-    return {"id": account.id, "subdomain": account.subdomain, "name": account.name}
-
-
 @AMOCRM("GET", ACCOUNT)
 def account(amo: AmoCRMSimulator, account_id: int) -> dict[str, Any]:
     """Contacts, pages served, 429s answered, max per second and webhooks of the account."""
@@ -360,13 +367,6 @@ def arrivals(amo: AmoCRMSimulator, account_id: int, since: float | None = None) 
     return {"arrivals": times, "max_per_second": max_in_window(times, 1.0)}
 
 
-@AMOCRM("POST", ACCOUNT + "/codes", decode=lambda answer: str(answer["code"]))
-def issue_code(
-    amo: AmoCRMSimulator, account_id: int, client_id: str | None = None
-) -> dict[str, str]:
-    return {"code": amo.issue_code(account_id, client_id)}
-
-
 @AMOCRM(
     "POST",
     ACCOUNT + "/generate",
@@ -392,40 +392,23 @@ def generate_contacts(
 
 
 @AMOCRM("GET", ACCOUNT + "/leads")
-def leads_in(amo: AmoCRMSimulator, account_id: int, statuses: Statuses | None = None) -> list[int]:
+def leads_in(amo: AmoCRMSimulator, account_id: int, statuses: Statuses = None) -> list[int]:
     return amo.leads_in(account_id, statuses)
 
 
 @AMOCRM("PATCH", LEAD)
 def change_lead(
-    amo: AmoCRMSimulator,
-    account_id: int,
-    lead_id: int,
-    *,
-    status_id: StrictInt | None = None,
-    pipeline_id: StrictInt | None = None,
-    name: str | None = None,
-    price: int | None = None,
+    amo: AmoCRMSimulator, account_id: int, lead_id: int, **change: Any
 ) -> dict[str, Any]:
-    """With a `status_id`, `move_lead`; without, `update_lead` (its name and price)."""
-    if status_id is not None:
-        return amo.move_lead(account_id, lead_id, status_id, pipeline_id=pipeline_id)
-    return amo.update_lead(account_id, lead_id, name=name, price=price)
+    """With a `status_id`, `move_lead` (and its `pipeline_id`); without, `update_lead` (its
+    `name` and `price`). A change given as None is no change."""
+    given = {name: value for name, value in change.items() if value is not None}
+    method = _MOVE_LEAD if "status_id" in given else _UPDATE_LEAD
+    return method(amo, account_id, lead_id, **given)
 
 
-@AMOCRM("POST", ACCOUNT + "/webhooks/disable", decode=lambda answer: int(answer["disabled"]))
-def disable_webhook(
-    amo: AmoCRMSimulator, account_id: int, destination: StrictStr | None = None
-) -> dict[str, int]:
-    """Turn the webhook off as amoCRM does to a failing one (every one when None)."""
-    return {"disabled": amo.disable_webhook(account_id, destination)}
-
-
-@AMOCRM("DELETE", ACCOUNT + "/webhooks", decode=lambda answer: int(answer["removed"]))
-def remove_webhook(
-    amo: AmoCRMSimulator, account_id: int, destination: StrictStr | None = None
-) -> dict[str, int]:
-    return {"removed": amo.remove_webhook(account_id, destination)}
+_MOVE_LEAD = _validated(AmoCRMSimulator.move_lead)
+_UPDATE_LEAD = _validated(AmoCRMSimulator.update_lead)
 
 
 @AMOCRM(
@@ -471,6 +454,19 @@ def deliveries(amo: AmoCRMSimulator) -> list[dict[str, Any]]:
 
 
 # Simulator methods served as they are: each one's signature is its control's.
+AMOCRM.declare(
+    "POST",
+    "/integrations",
+    AmoCRMSimulator.add_integration,
+    shape=lambda added: {"client_id": added.client_id, "redirect_uri": added.redirect_uri},
+)
+AMOCRM.declare(
+    "POST",
+    "/accounts",
+    AmoCRMSimulator.add_account,
+    shape=lambda added: {"id": added.id, "subdomain": added.subdomain, "name": added.name},
+)
+AMOCRM.declare("POST", ACCOUNT + "/codes", AmoCRMSimulator.issue_code, answer_in="code")
 AMOCRM.declare("POST", ACCOUNT + "/tokens", AmoCRMSimulator.issue_tokens)
 AMOCRM.declare("POST", ACCOUNT + "/revoke", AmoCRMSimulator.revoke_tokens)
 AMOCRM.declare("POST", ACCOUNT + "/contacts", AmoCRMSimulator.add_contact)
@@ -485,6 +481,10 @@ AMOCRM.declare("POST", LEAD + "/restore", AmoCRMSimulator.restore_lead)
 AMOCRM.declare("GET", ACCOUNT + "/lead-pages", AmoCRMSimulator.lead_pages)
 AMOCRM.declare("GET", ACCOUNT + "/lead-webhook-body", AmoCRMSimulator.lead_webhook_body)
 AMOCRM.declare("GET", ACCOUNT + "/webhooks", AmoCRMSimulator.webhooks)
+AMOCRM.declare(
+    "POST", ACCOUNT + "/webhooks/disable", AmoCRMSimulator.disable_webhook, answer_in="disabled"
+)
+AMOCRM.declare("DELETE", ACCOUNT + "/webhooks", AmoCRMSimulator.remove_webhook, answer_in="removed")
 AMOCRM.declare("GET", ACCOUNT + "/pages", AmoCRMSimulator.contact_pages)
 AMOCRM.declare("GET", ACCOUNT + "/notes", AmoCRMSimulator.notes)
 AMOCRM.declare("GET", ACCOUNT + "/webhook-body", AmoCRMSimulator.webhook_body)
@@ -516,9 +516,9 @@ def hooks(uni: UnisenderSimulator, key: str) -> list[dict[str, Any]]:
     return uni.hooks.list_hooks(key)
 
 
-@UNISENDER("POST", "/hooks/stop", decode=lambda answer: int(answer["stopped"]))
-def stop_hook(uni: UnisenderSimulator, key: str, hook_url: str | None = None) -> dict[str, int]:
-    return {"stopped": uni.hooks.stop(key, hook_url)}
+@UNISENDER("POST", "/hooks/stop", answer_in="stopped")
+def stop_hook(uni: UnisenderSimulator, key: str, hook_url: str | None = None) -> int:
+    return uni.hooks.stop(key, hook_url)
 
 
 @UNISENDER("POST", "/hooks/flush")
@@ -539,19 +539,6 @@ def list_members(
     return sorted(uni.list_members(key, list_id, status))
 
 
-@UNISENDER("POST", "/fields", decode=lambda answer: int(answer["id"]))
-def create_field(
-    uni: UnisenderSimulator,
-    key: str,
-    name: str,
-    type: str = "string",  # noqa: A002 - Unisender's name for it
-) -> dict[str, int]:
-    try:
-        return {"id": uni.create_field(key, name, type)}
-    except UnisenderError as exc:
-        raise ValueError(f"{exc.code}: {exc.message}") from None
-
-
 UNISENDER.declare("DELETE", "/keys", UnisenderSimulator.remove_key, send="query")
 UNISENDER.declare("POST", "/faults", UnisenderSimulator.add_fault)
 UNISENDER.declare("DELETE", "/faults", UnisenderSimulator.clear_faults)
@@ -560,6 +547,7 @@ UNISENDER.declare("POST", "/unsubscribe", UnisenderSimulator.unsubscribe)
 UNISENDER.declare("GET", "/lists", UnisenderSimulator.lists)
 UNISENDER.declare("GET", "/contact", UnisenderSimulator.contact)
 UNISENDER.declare("GET", "/fields", UnisenderSimulator.fields)
+UNISENDER.declare("POST", "/fields", UnisenderSimulator.create_field, answer_in="id")
 
 
 # --- settings ---------------------------------------------------------------------------
