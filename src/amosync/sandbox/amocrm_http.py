@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -80,6 +81,20 @@ def _invalid(path: str, detail: str) -> Response:
         {"request_id": "0", "errors": [{"code": "InvalidValue", "path": path, "detail": detail}]}
     ]
     return problem(400, "Bad Request", "Request validation failed", **{"validation-errors": errors})
+
+
+def _paging(query: QueryParams, not_integers: str) -> tuple[int, int] | Response:
+    """A list request's `page` and `limit` (<= 250, 50 by default), or amoCRM's 400 for them."""
+    try:
+        limit = int(query.get("limit", DEFAULT_LIMIT))
+        page = int(query.get("page", 1))
+    except ValueError:
+        return _invalid("limit", not_integers)
+    if not 1 <= limit <= MAX_LIMIT:
+        return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
+    if page < 1:
+        return _invalid("page", "page must be 1 or more")
+    return page, limit
 
 
 async def _api_call(sim: AmoCRMSimulator, request: Request, handler: Handler) -> Response:
@@ -172,17 +187,16 @@ async def _account(_sim: AmoCRMSimulator, account: Account, request: Request) ->
 
 async def _contacts(_sim: AmoCRMSimulator, account: Account, request: Request) -> Response:
     query = request.query_params
+    not_integers = "limit, page and filter[updated_at] must be integers"
     try:
-        limit = int(query.get("limit", DEFAULT_LIMIT))
-        page = int(query.get("page", 1))
         updated_from = _optional_int(query.get("filter[updated_at][from]"))
         updated_to = _optional_int(query.get("filter[updated_at][to]"))
     except ValueError:
-        return _invalid("limit", "limit, page and filter[updated_at] must be integers")
-    if not 1 <= limit <= MAX_LIMIT:
-        return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
-    if page < 1:
-        return _invalid("page", "page must be 1 or more")
+        return _invalid("limit", not_integers)
+    paging = _paging(query, not_integers)
+    if isinstance(paging, Response):
+        return paging
+    page, limit = paging
     order, descending = "id", False
     for field in ("id", "updated_at"):
         direction = query.get(f"order[{field}]")
@@ -343,15 +357,13 @@ async def _leads(sim: AmoCRMSimulator, account: Account, request: Request) -> Re
     204 past the end."""
     query = request.query_params
     try:
-        limit = int(query.get("limit", DEFAULT_LIMIT))
-        page = int(query.get("page", 1))
         wanted = _lead_filter(query.multi_items())
     except ValueError as exc:
-        return _invalid("filter", str(exc) or "limit and page must be integers")
-    if not 1 <= limit <= MAX_LIMIT:
-        return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
-    if page < 1:
-        return _invalid("page", "page must be 1 or more")
+        return _invalid("filter", str(exc))
+    paging = _paging(query, "limit and page must be integers")
+    if isinstance(paging, Response):
+        return paging
+    page, limit = paging
     ids = account.leads.select(wanted)
     chosen = ids[(page - 1) * limit : page * limit]
     account.leads.pages.append(page)
@@ -413,16 +425,10 @@ def _with(request: Request, what: str) -> bool:
 def _listing(request: Request, key: str, items: list[dict[str, Any]]) -> Response:
     """One page of a catalog (`page`, `limit` <= 250, 50 by default), HAL-linked; 204 past
     the end, as amoCRM answers."""
-    query = request.query_params
-    try:
-        limit = int(query.get("limit", DEFAULT_LIMIT))
-        page = int(query.get("page", 1))
-    except ValueError:
-        return _invalid("limit", "limit and page must be integers")
-    if not 1 <= limit <= MAX_LIMIT:
-        return _invalid("limit", f"limit must be between 1 and {MAX_LIMIT}")
-    if page < 1:
-        return _invalid("page", "page must be 1 or more")
+    paging = _paging(request.query_params, "limit and page must be integers")
+    if isinstance(paging, Response):
+        return paging
+    page, limit = paging
     chosen = items[(page - 1) * limit : page * limit]
     if not chosen:
         return Response(status_code=204)
