@@ -94,6 +94,7 @@ from amosync.sandbox.contacts import (
 )
 from amosync.sandbox.faults import Fault, FaultPlan
 from amosync.sandbox.leads import LeadData, LeadStore, StatusPlan
+from amosync.sandbox.posting import Poster
 from amosync.sandbox.rates import Arrivals, RateWindow
 from amosync.sandbox.render import (
     account_pairs,
@@ -285,8 +286,7 @@ class AmoCRMSimulator:
         self._next_pipeline_id = 3_177_801
         self._next_status_id = 32_393_001
         self._outbox: deque[Delivery] = deque()
-        self._pump: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._poster = Poster(self._pump_deliveries, {"User-Agent": "amoCRM-Webhooks/3.0"})
 
     # --- integrations and accounts --------------------------------------------------------
 
@@ -919,7 +919,7 @@ class AmoCRMSimulator:
             self._outbox.append(
                 Delivery(account.id, hook.destination, event, 0, body, lead_id=lead.id)
             )
-        self._start_pump()
+        self._poster.start()
 
     def contact_count(self, account_id: int) -> int:
         """Contacts not deleted."""
@@ -1109,16 +1109,7 @@ class AmoCRMSimulator:
         contact_id = account.contacts.ids[position]
         for hook in hooks:
             self._outbox.append(Delivery(account.id, hook.destination, action, contact_id, body))
-        self._start_pump()
-
-    def _start_pump(self) -> None:
-        if self._pump is not None and not self._pump.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop here: `flush_webhooks()` delivers them
-        self._pump = loop.create_task(self._pump_deliveries())
+        self._poster.start()
 
     async def _pump_deliveries(self) -> None:
         running: set[asyncio.Task[None]] = set()
@@ -1128,11 +1119,9 @@ class AmoCRMSimulator:
             _done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
 
     async def _deliver(self, delivery: Delivery) -> None:
-        if self._http is None:
-            self._http = httpx.AsyncClient(headers={"User-Agent": "amoCRM-Webhooks/3.0"})
         self.deliveries.append(delivery)
         try:
-            response = await self._http.post(
+            response = await self._poster.http.post(
                 delivery.destination,
                 content=delivery.body,
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
@@ -1156,22 +1145,17 @@ class AmoCRMSimulator:
     async def flush_webhooks(self, timeout: float = 10.0) -> None:
         """Wait until every webhook emitted so far has been posted (or failed)."""
         deadline = time.monotonic() + timeout
-        while self._outbox or (self._pump is not None and not self._pump.done()):
-            self._start_pump()
+        while self._outbox or self._poster.running:
+            self._poster.start()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("webhook deliveries did not finish in time")
-            assert self._pump is not None
-            await asyncio.wait({self._pump}, timeout=remaining)
+            assert self._poster.task is not None
+            await asyncio.wait({self._poster.task}, timeout=remaining)
 
     async def aclose(self) -> None:
         """Stop delivering and close the webhook HTTP client."""
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._poster.aclose()
 
 
 def _share(contact_id: int) -> float:

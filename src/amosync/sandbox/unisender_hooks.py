@@ -40,6 +40,8 @@ import httpx
 import orjson
 import structlog
 
+from amosync.sandbox.posting import Poster
+
 log = structlog.get_logger()
 
 EVENT_FORMATS = frozenset({"json_post"})
@@ -118,8 +120,7 @@ class HookDesk:
         self._outbox: list[HookDelivery] = []
         self._inflight = 0
         self._wake: asyncio.Event | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._poster = Poster(self._run)
 
     # --- the API methods ------------------------------------------------------------------
 
@@ -218,14 +219,8 @@ class HookDesk:
     def _start(self) -> None:
         if self._wake is not None:
             self._wake.set()
-        if self._pump is not None and not self._pump.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: `flush()` delivers them
-        self._wake = asyncio.Event()
-        self._pump = loop.create_task(self._run())
+        if self._poster.start():  # without a loop, `flush()` delivers them
+            self._wake = asyncio.Event()  # before the task first runs
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -251,12 +246,10 @@ class HookDesk:
         if hook is None or hook.status != "active":
             delivery.abandoned = True  # removed or stopped meanwhile: nothing is posted
             return
-        if self._http is None:
-            self._http = httpx.AsyncClient()
         body = self.body(delivery)
         delivery.attempts += 1
         try:
-            response = await self._http.post(
+            response = await self._poster.http.post(
                 delivery.hook_url,
                 content=body,
                 headers={"Content-Type": "application/json"},
@@ -292,12 +285,7 @@ class HookDesk:
             await asyncio.sleep(0.01)
 
     async def aclose(self) -> None:
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._poster.aclose()
 
 
 def _events(value: Any) -> dict[str, str]:
