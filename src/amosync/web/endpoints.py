@@ -70,69 +70,60 @@ ACCOUNTS_PER_PAGE = 50
 CONTACTS_PER_PAGE = 50
 MAX_TOKEN_LENGTH = 1024
 
-# Messages a redirect may ask a page to show. Only these codes are accepted, so a link
-# cannot make the dashboard display text of someone else's choosing.
-NOTICES = {
-    "sync_started": ("ok", N_("A full sync has been queued.")),
-    "sync_running": (
-        "info",
-        N_("A full sync is already running for this account; it is shown below."),
-    ),
-    "sync_refused": (
-        "error",
-        N_("This account is disconnected: install the widget in amoCRM again before syncing."),
-    ),
-    "job_retried": ("ok", N_("The job is back in the queue.")),
-    "job_not_failed": ("info", N_("That job is no longer failed; there was nothing to retry.")),
-    "disconnected": (
-        "ok",
-        N_(
+# Messages a redirect may ask a page to show, by their kind (how the notice looks). Only
+# these codes are accepted, so a link cannot make the dashboard display text of someone
+# else's choosing.
+NOTICE_TEXTS: dict[str, dict[str, str]] = {
+    "ok": {
+        "sync_started": N_("A full sync has been queued."),
+        "job_retried": N_("The job is back in the queue."),
+        "disconnected": N_(
             "The account is disconnected: webhooks unregistered, tokens and the Unisender key "
             "deleted. Its contact records are kept."
         ),
-    ),
-    "logged_out": ("info", N_("You are logged out.")),
-    "key_connected": (
-        "ok",
-        N_("Unisender accepted the key. It is stored, and a full sync has been queued."),
-    ),
-    "key_refused": (
-        "error",
-        N_(
+        "key_connected": N_(
+            "Unisender accepted the key. It is stored, and a full sync has been queued."
+        ),
+        "list_changed": N_("The list is changed, and a full sync has been queued to fill it."),
+        "run_retried": N_("The sync is retried as a new run."),
+        "webhooks_registered": N_("amoCRM has amosync's webhook again, and it is on."),
+        "unisender_hook_set": N_("Unisender's hook is active again."),
+        "settings_saved": N_("The settings are saved."),
+        "settings_saved_sync": N_(
+            "The settings are saved, and a full sync has been queued to apply them."
+        ),
+    },
+    "info": {
+        "sync_running": N_("A full sync is already running for this account; it is shown below."),
+        "job_not_failed": N_("That job is no longer failed; there was nothing to retry."),
+        "logged_out": N_("You are logged out."),
+    },
+    "error": {
+        "sync_refused": N_(
+            "This account is disconnected: install the widget in amoCRM again before syncing."
+        ),
+        "key_refused": N_(
             "Unisender refused this key, so nothing was stored. Copy it again from "
             "Unisender → Settings → API."
         ),
-    ),
-    "key_empty": ("error", N_("Enter the Unisender API key first.")),
-    "unisender_unavailable": (
-        "error",
-        N_("Unisender did not answer, so nothing was changed. Try again in a minute."),
-    ),
-    "list_changed": (
-        "ok",
-        N_("The list is changed, and a full sync has been queued to fill it."),
-    ),
-    "list_unknown": ("error", N_("The key does not see that list any more; pick another.")),
-    "run_retried": ("ok", N_("The sync is retried as a new run.")),
-    "webhooks_registered": ("ok", N_("amoCRM has amosync's webhook again, and it is on.")),
-    "webhooks_failed": (
-        "error",
-        N_("amoCRM did not take the webhook; the problem below says why. Try again later."),
-    ),
-    "unisender_hook_set": ("ok", N_("Unisender's hook is active again.")),
-    "unisender_hook_failed": (
-        "error",
-        N_("Unisender did not take the hook; the problem below says why. Try again later."),
-    ),
-    "account_disconnected": (
-        "error",
-        N_("This account is disconnected: install the widget in amoCRM again first."),
-    ),
-    "settings_saved": ("ok", N_("The settings are saved.")),
-    "settings_saved_sync": (
-        "ok",
-        N_("The settings are saved, and a full sync has been queued to apply them."),
-    ),
+        "key_empty": N_("Enter the Unisender API key first."),
+        "unisender_unavailable": N_(
+            "Unisender did not answer, so nothing was changed. Try again in a minute."
+        ),
+        "list_unknown": N_("The key does not see that list any more; pick another."),
+        "webhooks_failed": N_(
+            "amoCRM did not take the webhook; the problem below says why. Try again later."
+        ),
+        "unisender_hook_failed": N_(
+            "Unisender did not take the hook; the problem below says why. Try again later."
+        ),
+        "account_disconnected": N_(
+            "This account is disconnected: install the widget in amoCRM again first."
+        ),
+    },
+}
+NOTICES = {
+    code: (kind, text) for kind, texts in NOTICE_TEXTS.items() for code, text in texts.items()
 }
 
 # Why the settings form was not saved, by the code the settings service (or the form's own
@@ -763,11 +754,21 @@ async def sync_now(
     account = await accounts.require(session, account_id)
     if account.status == "disconnected":
         return _back(_account_url(account_id), "sync_refused")
+    return await _start_sync(
+        services, session, account_id, "sync_started", "dashboard.sync.started"
+    )
+
+
+async def _start_sync(
+    services: Services, session: AsyncSession, account_id: int, notice: str, event: str
+) -> Response:
+    """Back to the account page with `notice` when a new run starts, or with the run
+    already active (which the page shows) when one is."""
     run, created = await sync.start_full_sync(session, account_id)
     if created:
         services.notify_work()
-        log.info("dashboard.sync.started", account_id=account_id, run_id=run.id)
-    return _back(_account_url(account_id), "sync_started" if created else "sync_running")
+        log.info(event, account_id=account_id, run_id=run.id)
+    return _back(_account_url(account_id), notice if created else "sync_running")
 
 
 @router.get("/ui/accounts/{account_id}/disconnect")
@@ -929,11 +930,7 @@ async def retry_sync(
     account = await accounts.require(session, account_id)
     if account.status != "active":
         return _back(_account_url(account_id), "sync_refused")
-    run, created = await sync.start_full_sync(session, account_id)
-    if created:
-        services.notify_work()
-        log.info("dashboard.sync.retried", account_id=account_id, run_id=run.id)
-    return _back(_account_url(account_id), "run_retried" if created else "sync_running")
+    return await _start_sync(services, session, account_id, "run_retried", "dashboard.sync.retried")
 
 
 async def _check_again(
