@@ -3,7 +3,6 @@ styles are served by the app itself, not fetched from a CDN."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ import pytest
 from amosync.app import create_app
 from amosync.db.migrate import upgrade_async
 from amosync.runtime.services import build_services
+from tests.browser import chromium
 from tests.conftest import make_settings
 from tests.servers import serving
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -24,12 +23,6 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 @pytest.fixture
 async def offline_page(tmp_path: Path) -> AsyncIterator[tuple[Any, str, list[str]]]:
     """A Chromium tab on the app, every request not for 127.0.0.1 refused (and recorded)."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is not installed at /usr/bin/chromium")
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    from playwright.async_api import async_playwright
-
     url = f"sqlite:///{tmp_path / 'amosync.db'}"
     await upgrade_async(url)
     services = build_services(make_settings(url))
@@ -44,15 +37,11 @@ async def offline_page(tmp_path: Path) -> AsyncIterator[tuple[Any, str, list[str
             await route.abort("internetdisconnected")
 
     try:
-        async with serving(app) as base, async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-            )
+        async with serving(app) as base, chromium() as browser:
             context = await browser.new_context()
             await context.route("**/*", offline)
             page = await context.new_page()
             yield page, base, blocked
-            await browser.close()
     finally:
         await services.aclose()
 

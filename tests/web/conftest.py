@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from amosync.app import create_app
 from amosync.db.models import Account, Contact, Job, SyncRun, utcnow
 from amosync.runtime.services import Services
+from tests.browser import chromium
 from tests.conftest import ADMIN_TOKEN
 
 ACCOUNT_ID = 30896271
@@ -25,6 +26,13 @@ def dashboard_app(services: Services) -> FastAPI:
     app = create_app(services=services, migrate=False, worker=False)
     app.state.services = services
     return app
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """The system Chromium, for the tests that drive the dashboard in a real browser."""
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

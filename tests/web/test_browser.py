@@ -1,133 +1,34 @@
 """The dashboard in real headless Chromium, against the real app served by uvicorn on
 loopback: log in, see the account, start a sync, watch the live progress, disconnect.
 
-Helpers (`serve_dashboard`, `Dashboard.login`, `Dashboard.screenshot`, ...) are meant for
-longer scenarios too, e.g. a full sync against the sandbox reaching 100%.
+The tab and its helpers (`Dashboard.login`, `Dashboard.screenshot`, ...) are in
+tests/web/browser.py, shared with the longer scenarios (the end-to-end sync, the pages, the
+problems).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from amosync.db.models import SyncRun, utcnow
 from amosync.runtime.services import Services
-from tests.conftest import ADMIN_TOKEN
+from tests.servers import serving
+from tests.web.browser import Dashboard, dashboard_tab
 from tests.web.conftest import ACCOUNT_ID, account, add, contact, dashboard_app
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 10_000
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@asynccontextmanager
-async def serve_dashboard(services: Services) -> AsyncIterator[str]:
-    """The app (with `services`) under uvicorn on a free loopback port; yields its URL."""
-    config = uvicorn.Config(
-        dashboard_app(services), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # raises why it could not start
-            raise RuntimeError("uvicorn stopped before it started")
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not CHROMIUM.exists():
-        _unavailable(
-            "Chromium is not installed at /usr/bin/chromium; "
-            "install it with: apt-get update && apt-get install -y chromium"
-        )
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        try:
-            chromium = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-            )
-        except Exception as exc:  # any launch failure means: no usable browser here
-            _unavailable(f"Chromium could not start: {exc}")
-        yield chromium
-        await chromium.close()
-
-
-@dataclass
-class Dashboard:
-    """One browser tab on the dashboard, with what it complained about."""
-
-    page: Any
-    base_url: str
-    artifacts: Path
-    problems: list[str] = field(default_factory=list)
-
-    async def open(self, path: str = "/") -> None:
-        await self.page.goto(self.base_url + path)
-
-    async def login(self, token: str = ADMIN_TOKEN) -> None:
-        await self.page.fill("input[name=token]", token)
-        await self.page.click("button[type=submit]")
-        await self.page.wait_for_load_state()
-
-    async def open_account(self, account_id: int = ACCOUNT_ID) -> None:
-        await self.page.click(f"tr[data-account-id='{account_id}'] a.account-link")
-        await self.page.wait_for_selector("[data-role=account-title]")
-
-    async def screenshot(self, name: str) -> None:
-        await self.page.screenshot(path=str(self.artifacts / name), full_page=True)
 
 
 @pytest.fixture
 async def dashboard(browser: Any, services: Services, artifacts: Path) -> AsyncIterator[Dashboard]:
-    async with serve_dashboard(services) as base_url:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        tab = Dashboard(page=page, base_url=base_url, artifacts=artifacts)
-        page.on("pageerror", lambda error: tab.problems.append(f"page error: {error}"))
-        # CSP violations and failed loads are reported on the console as errors.
-        page.on(
-            "console",
-            lambda message: (
-                tab.problems.append(f"console: {message.text}") if message.type == "error" else None
-            ),
-        )
+    async with (
+        serving(dashboard_app(services)) as base_url,
+        dashboard_tab(browser, base_url, artifacts) as tab,
+    ):
         yield tab
-        await context.close()
-    assert tab.problems == [], tab.problems
 
 
 async def update_run(services: Services, **values: Any) -> None:

@@ -10,67 +10,18 @@ Screenshots of every step go to tests/artifacts/e2e_*.png.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from amosync.db.models import AppliedHour
 from amosync.worker.runner import Worker
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-from tests.web import test_browser as browser_helpers
-from tests.web.test_browser import Dashboard
+from tests.web.browser import Dashboard, dashboard_tab
 
 GENERATED = 2000
 DETAILED = ".progress-block--detailed"
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    """The system Chromium (fails in CI when missing, skips elsewhere), as test_browser does."""
-    if not browser_helpers.CHROMIUM.exists():
-        browser_helpers._unavailable(
-            "Chromium is not installed at /usr/bin/chromium; "
-            "install it with: apt-get update && apt-get install -y chromium"
-        )
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        try:
-            browser = await playwright.chromium.launch(
-                executable_path=str(browser_helpers.CHROMIUM), args=browser_helpers.CHROMIUM_ARGS
-            )
-        except Exception as exc:  # any launch failure means: no usable browser here
-            browser_helpers._unavailable(f"Chromium could not start: {exc}")
-        yield browser
-        await browser.close()
-
-
-@contextlib.asynccontextmanager
-async def tab(browser: Any, base_url: str, artifacts: Path) -> AsyncIterator[Dashboard]:
-    """A fresh browser tab on the service; fails the test if the page reported errors."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(browser_helpers.TIMEOUT_MS)
-    dashboard = Dashboard(page=page, base_url=base_url, artifacts=artifacts)
-    page.on("pageerror", lambda error: dashboard.problems.append(f"page error: {error}"))
-    # CSP violations and failed loads are reported on the console as errors.
-    page.on(
-        "console",
-        lambda message: (
-            dashboard.problems.append(f"console: {message.text}")
-            if message.type == "error"
-            else None
-        ),
-    )
-    try:
-        yield dashboard
-    finally:
-        await context.close()
-    assert dashboard.problems == [], dashboard.problems
 
 
 class BackgroundWorker:
@@ -116,7 +67,7 @@ async def prepare(s: Stack) -> dict[str, int]:
 
 
 async def test_full_sync_watched_in_the_browser_then_disconnect(
-    database_url: str, chromium: Any, artifacts: Path
+    database_url: str, browser: Any, artifacts: Path
 ) -> None:
     async with stack(database_url) as s:
         known = await prepare(s)
@@ -124,7 +75,7 @@ async def test_full_sync_watched_in_the_browser_then_disconnect(
 
         background = BackgroundWorker(s)
         try:
-            async with tab(chromium, s.url, artifacts) as dashboard:
+            async with dashboard_tab(browser, s.url, artifacts) as dashboard:
                 await log_in_and_open_the_account(dashboard)
                 await watch_the_first_sync(s, dashboard, background, total=GENERATED + len(known))
                 await see_the_contacts(dashboard, known)

@@ -23,9 +23,9 @@ from amosync.db.models import AppliedHour, Integration, SyncRun, WebhookEvent, u
 from amosync.runtime.services import Services
 from amosync.sync.activity import hour_of
 from tests.conftest import ADMIN_TOKEN
-from tests.web.conftest import ACCOUNT_ID, account, add, contact, failed_job
-from tests.web.test_browser import TIMEOUT_MS, Dashboard, serve_dashboard
-from tests.web.test_browser import browser as browser  # noqa: F401 - the fixture
+from tests.servers import serving
+from tests.web.browser import Dashboard, dashboard_tab
+from tests.web.conftest import ACCOUNT_ID, account, add, contact, dashboard_app, failed_job
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -63,25 +63,13 @@ NAMES = {
 async def tab(
     browser: Any, services: Services, artifacts: Path, *, locale: str, viewport: dict[str, int]
 ) -> AsyncIterator[Dashboard]:
-    async with serve_dashboard(services) as base_url:
-        context = await browser.new_context(viewport=viewport, locale=locale, accept_downloads=True)
-        page = await context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        dashboard = Dashboard(page=page, base_url=base_url, artifacts=artifacts)
-        page.on("pageerror", lambda error: dashboard.problems.append(f"page error: {error}"))
-        page.on(
-            "console",
-            lambda message: (
-                dashboard.problems.append(f"console: {message.text}")
-                if message.type == "error"
-                else None
-            ),
-        )
-        try:
-            yield dashboard
-        finally:
-            await context.close()
-    assert dashboard.problems == [], dashboard.problems
+    async with (
+        serving(dashboard_app(services)) as base_url,
+        dashboard_tab(
+            browser, base_url, artifacts, viewport=viewport, locale=locale, accept_downloads=True
+        ) as dashboard,
+    ):
+        yield dashboard
 
 
 async def seed(services: Services) -> None:

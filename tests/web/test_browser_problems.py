@@ -26,8 +26,7 @@ from amosync.db.models import SyncRun, utcnow
 from amosync.sync.reconcile import check_webhooks
 from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-from tests.web.test_browser import TIMEOUT_MS, Dashboard
-from tests.web.test_browser import browser as browser  # noqa: F401 - the fixture
+from tests.web.browser import Dashboard, dashboard_tab
 from tests.web.test_browser_pages import no_sideways_scroll, visible_english
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -41,26 +40,13 @@ NEW_KEY = "sandbox-unisender-key-0002"
 async def tab(
     browser: Any, s: Stack, artifacts: Path, *, locale: str, viewport: dict[str, int]
 ) -> AsyncIterator[Dashboard]:
-    context = await browser.new_context(viewport=viewport, locale=locale)
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    dashboard = Dashboard(page=page, base_url=s.url, artifacts=artifacts)
-    page.on("pageerror", lambda error: dashboard.problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            dashboard.problems.append(f"console: {message.text}")
-            if message.type == "error"
-            else None
-        ),
-    )
-    try:
+    """A tab on the account's page, logged in."""
+    async with dashboard_tab(
+        browser, s.url, artifacts, viewport=viewport, locale=locale
+    ) as dashboard:
         await dashboard.open(f"/ui/accounts/{ACCOUNT_ID}")
         await dashboard.login(ADMIN_TOKEN)
         yield dashboard
-    finally:
-        await context.close()
-    assert dashboard.problems == [], dashboard.problems
 
 
 async def problems(s: Stack) -> list[str]:

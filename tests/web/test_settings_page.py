@@ -24,8 +24,8 @@ from amosync.segments import members
 from amosync.web.settings_form import Incomplete, parse
 from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
+from tests.web.browser import dashboard_tab
 from tests.web.conftest import csrf_of
-from tests.web.test_browser_e2e import chromium, tab  # noqa: F401 - shared fixtures
 from tests.web.test_browser_pages import visible_english
 
 SETTINGS = f"/ui/accounts/{ACCOUNT_ID}/settings"
@@ -308,7 +308,7 @@ async def test_a_form_from_elsewhere_is_refused(database_url: str) -> None:
 
 async def test_the_form_in_the_browser_in_both_languages_and_widths(
     database_url: str,
-    chromium: Any,  # noqa: F811
+    browser: Any,
     artifacts: Path,
 ) -> None:
     from playwright.async_api import expect
@@ -316,7 +316,7 @@ async def test_the_form_in_the_browser_in_both_languages_and_widths(
     async with ready(database_url) as s:
         vip = list_id(s, "VIP newsletter")
         for lang, viewport in (("en", DESKTOP), ("ru", PHONE)):
-            async with tab(chromium, s.url, artifacts) as dashboard:
+            async with dashboard_tab(browser, s.url, artifacts) as dashboard:
                 page = dashboard.page
                 await page.set_viewport_size(viewport)
                 await page.context.add_cookies(

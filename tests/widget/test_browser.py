@@ -14,7 +14,6 @@ is down, a misconfigured install) cannot be produced on demand from the outside.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zipfile
 from collections.abc import Iterator
@@ -25,24 +24,14 @@ from typing import Any
 import pytest
 
 from amosync.widget.build import build_widget, support_contacts
+from tests.browser import chromium_sync
 from tests.widget.codes import problem_codes, service_codes
 from tests.widget.servers import Service, free_port, route_stand, running_service
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # The page is https://acme.amocrm.ru and the service, here, a loopback port: Chromium
-    # asks the user before a public page may call a local address. In amoCRM the service
-    # is a public https host, which needs no such permission.
-    "--disable-features=LocalNetworkAccessChecks",
-]
+# The page is https://acme.amocrm.ru and the service, here, a loopback port: Chromium asks
+# the user before a public page may call a local address. In amoCRM the service is a public
+# https host, which needs no such permission.
+LOCAL_NETWORK_ALLOWED = "--disable-features=LocalNetworkAccessChecks"
 HARNESS = Path(__file__).parent / "harness"
 SOURCE_I18N = Path(__file__).parents[2] / "src" / "amosync" / "widget" / "src" / "i18n"
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
@@ -70,20 +59,8 @@ def text(lang: str, key: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        message = (
-            "Chromium is not installed at /usr/bin/chromium; "
-            "install it with: apt-get update && apt-get install -y chromium"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium_sync(LOCAL_NETWORK_ALLOWED) as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
