@@ -29,7 +29,7 @@ def test_the_documented_catalog_answers_parse() -> None:
     fields = CustomFieldsResponse.model_validate_json(
         (API / "custom_fields_page.json").read_bytes()
     )
-    assert [(f.id, f.type, f.enums) for f in fields.embedded.custom_fields] == [
+    assert [(f.id, f.type, f.enums) for f in fields.custom_fields] == [
         (4439091, "text", []),  # `enums: null`
         (4440043, "date", []),
     ]
@@ -40,11 +40,11 @@ def test_the_documented_catalog_answers_parse() -> None:
         [(867968, "New"), (867970, "Regular"), (867972, "VIP")],
     )
     pipelines = PipelinesResponse.model_validate_json((API / "leads_pipelines.json").read_bytes())
-    [pipeline] = pipelines.embedded.pipelines
+    [pipeline] = pipelines.pipelines
     assert (pipeline.id, pipeline.name) == (3177727, "Воронка")
     assert [s.id for s in pipeline.statuses] == [32392156, 32392159, 32392165, 142, 143]
     tags = TagsResponse.model_validate_json((API / "tags_page.json").read_bytes())
-    assert [(t.id, t.name) for t in tags.embedded.tags] == [
+    assert [(t.id, t.name) for t in tags.tags] == [
         (2707, "Заявка с сайта"),
         (2709, "Техническая поддержка"),
     ]

@@ -21,7 +21,7 @@ API = Path(__file__).parents[1] / "fixtures" / "amocrm" / "api"
 
 def test_the_documented_notes_page_parses() -> None:
     page = NotesResponse.model_validate_json((API / "notes_page.json").read_bytes())
-    assert [(n.id, n.entity_id, n.note_type, n.text) for n in page.embedded.notes] == [
+    assert [(n.id, n.entity_id, n.note_type, n.text) for n in page.notes] == [
         (42709325, 26050861, "common", "Текст примечания"),
         (42709842, 26053794, "attachment", "Снимок экрана 2022-12-12 в 20.11.45 (1).jpg"),
     ]

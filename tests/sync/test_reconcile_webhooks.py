@@ -20,7 +20,7 @@ FIXTURE = Path(__file__).parent.parent / "fixtures" / "amocrm" / "webhooks" / "l
 
 
 def test_the_documented_webhook_list_parses() -> None:
-    hooks = WebhooksResponse.model_validate_json(FIXTURE.read_bytes()).embedded.webhooks
+    hooks = WebhooksResponse.model_validate_json(FIXTURE.read_bytes()).webhooks
     assert [(h.destination, h.disabled) for h in hooks] == [
         ("https://amosync.example.test/webhook?token=abc", False),
         ("https://elsewhere.example.test/hook", True),

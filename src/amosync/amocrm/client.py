@@ -20,15 +20,16 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, NotRequired, Protocol, TypeVar
 from weakref import WeakKeyDictionary
 
 import httpx
 import orjson
 import structlog
 from pydantic import ValidationError
+from typing_extensions import TypedDict, Unpack
 
 from amosync.amocrm.models import (
     Account,
@@ -37,6 +38,7 @@ from amosync.amocrm.models import (
     ContactsResponse,
     CustomField,
     CustomFieldsResponse,
+    HalList,
     Lead,
     LeadsPage,
     LeadsResponse,
@@ -70,7 +72,7 @@ from amosync.upstream.retry import (
 
 log = structlog.get_logger()
 T = TypeVar("T")
-P = TypeVar("P")
+L = TypeVar("L", bound=HalList)
 
 API = "amocrm"
 MAX_PAGE_SIZE = 250
@@ -150,16 +152,16 @@ class AmoCRMClient(UpstreamClient):
         params: dict[str, str | int] = {"page": page, "limit": limit, "order[id]": "asc"}
         if updated_from is not None:
             params["filter[updated_at][from]"] = updated_from
-        response = await self._request("GET", "/api/v4/contacts", params=params)
-        if response.status_code == 204 or not response.content:
+        parse: Callable[[bytes], ContactsResponse | UntaggedContactsResponse] = (
+            ContactsResponse.model_validate_json
+            if tags
+            else UntaggedContactsResponse.model_validate_json
+        )
+        parsed = await self._get("/api/v4/contacts", parse, params=params)
+        if parsed is None:
             return None
-        parsed: ContactsResponse | UntaggedContactsResponse
-        if tags:
-            parsed = _parse(ContactsResponse.model_validate_json, response)
-        else:
-            parsed = _parse(UntaggedContactsResponse.model_validate_json, response)
-        contacts: list[Contact] = list(parsed.embedded.contacts)
-        has_next = parsed.links.next is not None and bool(contacts)
+        contacts: list[Contact] = list(parsed.contacts)
+        has_next = parsed.has_next and bool(contacts)
         return ContactsPage(page=page, contacts=contacts, has_next=has_next)
 
     async def get_contact(self, contact_id: int) -> Contact | None:
@@ -167,51 +169,39 @@ class AmoCRMClient(UpstreamClient):
 
         For a restore webhook that did not carry the contact's fields (SPEC §5)."""
         try:
-            response = await self._request("GET", f"/api/v4/contacts/{contact_id}")
+            return await self._get(f"/api/v4/contacts/{contact_id}", Contact.model_validate_json)
         except PermanentUpstreamError as exc:
             if exc.status == 404:
                 return None
             raise
-        if response.status_code == 204 or not response.content:
-            return None
-        return _parse(Contact.model_validate_json, response)
 
-    async def iter_contacts(
+    def iter_contacts(
         self, *, start_page: int = 1, updated_from: int | None = None, tags: bool = True
     ) -> AsyncIterator[ContactsPage]:
         """Pages from `start_page` until amoCRM answers 204 or gives no `_links.next`."""
-        page = start_page
-        while True:
-            result = await self.contacts_page(page, updated_from=updated_from, tags=tags)
-            if result is None:
-                return
-            yield result
-            if not result.has_next:
-                return
-            page += 1
+        return _pages(
+            lambda page: self.contacts_page(page, updated_from=updated_from, tags=tags),
+            start=start_page,
+        )
 
     async def contact_fields(self) -> list[CustomField]:
         """The account's contact fields, every page (amoCRM gives 50 a page unless asked)."""
         return await self._every_page(
             "/api/v4/contacts/custom_fields",
             CustomFieldsResponse.model_validate_json,
-            lambda parsed: (parsed.embedded.custom_fields, parsed.links.next is not None),
+            lambda parsed: parsed.custom_fields,
         )
 
     async def pipelines(self) -> list[Pipeline]:
         """The account's lead pipelines with their statuses (one answer: amoCRM does not page
         them, an account has at most 50)."""
-        response = await self._request("GET", "/api/v4/leads/pipelines")
-        if response.status_code == 204 or not response.content:
-            return []
-        return list(_parse(PipelinesResponse.model_validate_json, response).embedded.pipelines)
+        parsed = await self._get("/api/v4/leads/pipelines", PipelinesResponse.model_validate_json)
+        return [] if parsed is None else list(parsed.pipelines)
 
     async def contact_tags(self) -> list[Tag]:
         """The account's contact tags, every page."""
         return await self._every_page(
-            "/api/v4/contacts/tags",
-            TagsResponse.model_validate_json,
-            lambda parsed: (parsed.embedded.tags, parsed.links.next is not None),
+            "/api/v4/contacts/tags", TagsResponse.model_validate_json, lambda parsed: parsed.tags
         )
 
     async def contact_notes(
@@ -232,7 +222,7 @@ class AmoCRMClient(UpstreamClient):
             found += await self._every_page(
                 "/api/v4/contacts/notes",
                 NotesResponse.model_validate_json,
-                lambda parsed: (parsed.embedded.notes, parsed.links.next is not None),
+                lambda parsed: parsed.notes,
                 filters=filters,
             )
         return found
@@ -240,24 +230,22 @@ class AmoCRMClient(UpstreamClient):
     async def _every_page(
         self,
         path: str,
-        parse: Callable[[bytes], P],
-        items: Callable[[P], tuple[list[T], bool]],
+        parse: Callable[[bytes], L],
+        items: Callable[[L], list[T]],
         *,
         filters: dict[str, str | int] | None = None,
     ) -> list[T]:
         """Pages 1, 2... of a HAL list until a 204, an empty page or no `_links.next`."""
-        found: list[T] = []
-        page = 1
-        while True:
+
+        async def read(page: int) -> _Batch[T] | None:
             params: dict[str, str | int] = {**(filters or {}), "page": page, "limit": MAX_PAGE_SIZE}
-            response = await self._request("GET", path, params=params)
-            if response.status_code == 204 or not response.content:
-                return found
-            batch, has_next = items(_parse(parse, response))
-            found.extend(batch)
-            if not batch or not has_next:
-                return found
-            page += 1
+            parsed = await self._get(path, parse, params=params)
+            if parsed is None:
+                return None
+            batch = items(parsed)
+            return _Batch(batch, has_next=parsed.has_next and bool(batch))
+
+        return [item async for batch in _pages(read) for item in batch.items]
 
     async def leads_page(
         self, statuses: Sequence[tuple[int, int]], *, page: int = 1, limit: int = MAX_PAGE_SIZE
@@ -272,41 +260,28 @@ class AmoCRMClient(UpstreamClient):
         for index, (pipeline_id, status_id) in enumerate(statuses):
             params[f"filter[statuses][{index}][pipeline_id]"] = pipeline_id
             params[f"filter[statuses][{index}][status_id]"] = status_id
-        response = await self._request("GET", "/api/v4/leads", params=params)
-        if response.status_code == 204 or not response.content:
+        parsed = await self._get("/api/v4/leads", LeadsResponse.model_validate_json, params=params)
+        if parsed is None:
             return None
-        parsed = _parse(LeadsResponse.model_validate_json, response)
-        leads = list(parsed.embedded.leads)
-        return LeadsPage(
-            page=page, leads=leads, has_next=parsed.links.next is not None and bool(leads)
-        )
+        leads = list(parsed.leads)
+        return LeadsPage(page=page, leads=leads, has_next=parsed.has_next and bool(leads))
 
     async def iter_leads(self, statuses: Sequence[tuple[int, int]]) -> AsyncIterator[list[Lead]]:
         """The deals in these statuses, a page at a time, until a 204 or no `_links.next`."""
-        page = 1
-        while True:
-            result = await self.leads_page(statuses, page=page)
-            if result is None:
-                return
+        async for result in _pages(lambda page: self.leads_page(statuses, page=page)):
             yield result.leads
-            if not result.has_next:
-                return
-            page += 1
 
     async def get_lead(self, lead_id: int) -> Lead | None:
         """One deal with its contacts; None when amoCRM has no such deal (204, or 404), as
         for a deleted one."""
         try:
-            response = await self._request(
-                "GET", f"/api/v4/leads/{lead_id}", params={"with": "contacts"}
+            return await self._get(
+                f"/api/v4/leads/{lead_id}", Lead.model_validate_json, params={"with": "contacts"}
             )
         except PermanentUpstreamError as exc:
             if exc.status == 404 and not isinstance(exc, AuthorizationRevoked):
                 return None
             raise
-        if response.status_code == 204 or not response.content:
-            return None
-        return _parse(Lead.model_validate_json, response)
 
     async def add_webhook(self, destination: str, events: list[str]) -> None:
         """Subscribe `destination` to `events` (amoCRM updates an existing destination)."""
@@ -316,10 +291,8 @@ class AmoCRMClient(UpstreamClient):
 
     async def webhooks(self) -> list[Webhook]:
         """The account's webhooks, `disabled` ones included (204 or no body: none)."""
-        response = await self._request("GET", "/api/v4/webhooks")
-        if response.status_code == 204 or not response.content:
-            return []
-        return list(_parse(WebhooksResponse.model_validate_json, response).embedded.webhooks)
+        parsed = await self._get("/api/v4/webhooks", WebhooksResponse.model_validate_json)
+        return [] if parsed is None else list(parsed.webhooks)
 
     async def delete_webhook(self, destination: str) -> None:
         """Unsubscribe `destination`; a webhook that is already gone is not an error."""
@@ -354,6 +327,20 @@ class AmoCRMClient(UpstreamClient):
                 for contact_id, text in notes[start : start + MAX_PAGE_SIZE]
             ]
             await self._request("POST", "/api/v4/contacts/notes", json=body, policy=policy)
+
+    async def _get(
+        self,
+        path: str,
+        parse: Callable[[bytes], T],
+        *,
+        params: dict[str, str | int] | None = None,
+    ) -> T | None:
+        """GET `path` and parse the answer; None when amoCRM answers with nothing (a 204:
+        no such item, or a page past the last)."""
+        response = await self._request("GET", path, params=params)
+        if response.status_code == 204 or not response.content:
+            return None
+        return _parse(parse, response)
 
     async def _request(
         self,
@@ -418,6 +405,35 @@ class AmoCRMClient(UpstreamClient):
         raise error
 
 
+class _Paged(Protocol):
+    @property
+    def has_next(self) -> bool: ...
+
+
+Paged = TypeVar("Paged", bound=_Paged)
+
+
+@dataclass(frozen=True)
+class _Batch(Generic[T]):
+    """One page of a list read whole (`_every_page`)."""
+
+    items: list[T]
+    has_next: bool
+
+
+async def _pages(
+    read: Callable[[int], Awaitable[Paged | None]], *, start: int = 1
+) -> AsyncIterator[Paged]:
+    """Pages `start`, `start + 1`... as `read(page)` gives them, until it gives None (amoCRM
+    answered 204) or a page with no next one."""
+    page = start
+    while (result := await read(page)) is not None:
+        yield result
+        if not result.has_next:
+            return
+        page += 1
+
+
 # --- amoCRM's block ---------------------------------------------------------------------
 # amoCRM allows 7 requests a second and restricts an integration that keeps exceeding it
 # (developers.kommo.com/docs/limitations, "Requests and IP block"): a 403 then, where a 429
@@ -446,75 +462,54 @@ def _check_block(limiter: Limiter, method: str, path: str, response: httpx.Respo
             )
 
 
+class TokenRequest(TypedDict):
+    """What every token request names besides its grant: the integration, and how to call."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    timeout: NotRequired[float]  # 15 s
+    retry_policy: NotRequired[RetryPolicy]
+    # The account's limiter, when it is known: amoCRM counts token requests among its calls.
+    limiter: NotRequired[Limiter | None]
+
+
 async def exchange_code(
-    http: httpx.AsyncClient,
-    base_url: str,
-    *,
-    client_id: str,
-    client_secret: str,
-    redirect_uri: str,
-    code: str,
-    timeout: float = 15.0,
-    retry_policy: RetryPolicy = DEFAULT_POLICY,
-    limiter: Limiter | None = None,
+    http: httpx.AsyncClient, base_url: str, *, code: str, **request: Unpack[TokenRequest]
 ) -> TokenPair:
     """Trade an authorization code (single-use, 20 minutes) for a token pair."""
-    return await _token_request(
-        http,
-        base_url,
-        {
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-        },
-        timeout=timeout,
-        retry_policy=retry_policy,
-        limiter=limiter,
-    )
+    grant = {"grant_type": "authorization_code", "code": code}
+    return await _token_request(http, base_url, grant, **request)
 
 
 async def refresh_tokens(
-    http: httpx.AsyncClient,
-    base_url: str,
-    *,
-    client_id: str,
-    client_secret: str,
-    redirect_uri: str,
-    refresh_token: str,
-    timeout: float = 15.0,
-    retry_policy: RetryPolicy = DEFAULT_POLICY,
-    limiter: Limiter | None = None,
+    http: httpx.AsyncClient, base_url: str, *, refresh_token: str, **request: Unpack[TokenRequest]
 ) -> TokenPair:
     """Trade a refresh token (single-use) for a new pair; the old one is dead afterwards."""
-    return await _token_request(
-        http,
-        base_url,
-        {
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-            "redirect_uri": redirect_uri,
-        },
-        timeout=timeout,
-        retry_policy=retry_policy,
-        limiter=limiter,
-    )
+    grant = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    return await _token_request(http, base_url, grant, **request)
 
 
 async def _token_request(
     http: httpx.AsyncClient,
     base_url: str,
-    body: dict[str, str],
+    grant_fields: dict[str, str],
     *,
-    timeout: float,
-    retry_policy: RetryPolicy,
-    limiter: Limiter | None,
+    client_id: str,
+    client_secret: str,
+    redirect_uri: str,
+    timeout: float = 15.0,
+    retry_policy: RetryPolicy = DEFAULT_POLICY,
+    limiter: Limiter | None = None,
 ) -> TokenPair:
+    body = {
+        "client_id": client_id,
+        "client_secret": client_secret,
+        **grant_fields,
+        "redirect_uri": redirect_uri,
+    }
+    grant = grant_fields["grant_type"]
     url = base_url.rstrip("/") + OAUTH_PATH
-    grant = body["grant_type"]
 
     # Retrying is safe for 429/5xx/connect errors, which come before amoCRM spends the
     # grant. After a read timeout we cannot know: a retry may find the grant spent and end

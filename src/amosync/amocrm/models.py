@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import (
     AliasChoices,
+    AliasPath,
     BaseModel,
     ConfigDict,
     Field,
@@ -138,7 +139,8 @@ class TokenPair(_Model):
         return self.obtained_at + timedelta(seconds=self.expires_in)
 
 
-# The raw shapes of list responses (HAL): only what we need to page through them.
+# The raw shapes of list responses (HAL): only what we need to page through them. A list's
+# items are read straight from `_embedded.<name>`, in pydantic-core like the rest.
 
 
 class _Link(_Model):
@@ -149,28 +151,32 @@ class _Links(_Model):
     next: _Link | None = None
 
 
-class _ContactsEmbedded(_Model):
-    contacts: list[Contact] = Field(default_factory=list)
+class HalList(_Model):
+    """A list answer: its items (a field of the subclass, `_embedded`) and its `_links`."""
 
-
-class ContactsResponse(_Model):
-    page: int | None = Field(default=None, alias="_page")
     links: _Links = Field(default_factory=_Links, alias="_links")
-    embedded: _ContactsEmbedded = Field(default_factory=_ContactsEmbedded, alias="_embedded")
+
+    @property
+    def has_next(self) -> bool:
+        """Whether amoCRM links a next page."""
+        return self.links.next is not None
 
 
-class _UntaggedContactsEmbedded(_Model):
-    contacts: list[UntaggedContact] = Field(default_factory=list)
+def _embedded(name: str) -> Any:
+    """A list answer's items, `_embedded.<name>`; none when the answer has no `_embedded`."""
+    return Field(default_factory=list, validation_alias=AliasPath("_embedded", name))
 
 
-class UntaggedContactsResponse(_Model):
+class ContactsResponse(HalList):
+    page: int | None = Field(default=None, alias="_page")
+    contacts: list[Contact] = _embedded("contacts")
+
+
+class UntaggedContactsResponse(HalList):
     """`ContactsResponse` with `UntaggedContact`s."""
 
     page: int | None = Field(default=None, alias="_page")
-    links: _Links = Field(default_factory=_Links, alias="_links")
-    embedded: _UntaggedContactsEmbedded = Field(
-        default_factory=_UntaggedContactsEmbedded, alias="_embedded"
-    )
+    contacts: list[UntaggedContact] = _embedded("contacts")
 
 
 # --- catalogs: the account's contact fields, lead pipelines and contact tags -----------------
@@ -240,32 +246,16 @@ class Tag(_Model):
     name: str = ""
 
 
-class _CustomFieldsEmbedded(_Model):
-    custom_fields: list[CustomField] = Field(default_factory=list)
+class CustomFieldsResponse(HalList):
+    custom_fields: list[CustomField] = _embedded("custom_fields")
 
 
-class CustomFieldsResponse(_Model):
-    links: _Links = Field(default_factory=_Links, alias="_links")
-    embedded: _CustomFieldsEmbedded = Field(
-        default_factory=_CustomFieldsEmbedded, alias="_embedded"
-    )
+class PipelinesResponse(HalList):
+    pipelines: list[Pipeline] = _embedded("pipelines")
 
 
-class _PipelinesEmbedded(_Model):
-    pipelines: list[Pipeline] = Field(default_factory=list)
-
-
-class PipelinesResponse(_Model):
-    embedded: _PipelinesEmbedded = Field(default_factory=_PipelinesEmbedded, alias="_embedded")
-
-
-class _TagsEmbedded(_Model):
-    tags: list[Tag] = Field(default_factory=list)
-
-
-class TagsResponse(_Model):
-    links: _Links = Field(default_factory=_Links, alias="_links")
-    embedded: _TagsEmbedded = Field(default_factory=_TagsEmbedded, alias="_embedded")
+class TagsResponse(HalList):
+    tags: list[Tag] = _embedded("tags")
 
 
 class Note(_Model):
@@ -284,13 +274,8 @@ class Note(_Model):
         return text if isinstance(text, str) else None
 
 
-class _NotesEmbedded(_Model):
-    notes: list[Note] = Field(default_factory=list)
-
-
-class NotesResponse(_Model):
-    links: _Links = Field(default_factory=_Links, alias="_links")
-    embedded: _NotesEmbedded = Field(default_factory=_NotesEmbedded, alias="_embedded")
+class NotesResponse(HalList):
+    notes: list[Note] = _embedded("notes")
 
 
 # --- leads (deals) -------------------------------------------------------------------------
@@ -327,13 +312,8 @@ class LeadsPage:
     has_next: bool
 
 
-class _LeadsEmbedded(_Model):
-    leads: list[Lead] = Field(default_factory=list)
-
-
-class LeadsResponse(_Model):
-    links: _Links = Field(default_factory=_Links, alias="_links")
-    embedded: _LeadsEmbedded = Field(default_factory=_LeadsEmbedded, alias="_embedded")
+class LeadsResponse(HalList):
+    leads: list[Lead] = _embedded("leads")
 
 
 class Webhook(_Model):
@@ -346,9 +326,5 @@ class Webhook(_Model):
     disabled: bool = False
 
 
-class _WebhooksEmbedded(_Model):
-    webhooks: list[Webhook] = Field(default_factory=list)
-
-
-class WebhooksResponse(_Model):
-    embedded: _WebhooksEmbedded = Field(alias="_embedded", default_factory=_WebhooksEmbedded)
+class WebhooksResponse(HalList):
+    webhooks: list[Webhook] = _embedded("webhooks")
