@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
 
 from amosync.accounts import install, repository, service
+from amosync.accounts.deps import AccountDep, AccountQueryDep
 from amosync.accounts.disconnect import unregister_quietly
 from amosync.accounts.schemas import (
     AccountCreate,
@@ -18,10 +19,10 @@ from amosync.accounts.schemas import (
 )
 from amosync.accounts.unisender import account_lists
 from amosync.errors import NotFound
-from amosync.http.auth import AdminDep, CallerDep
+from amosync.http.auth import AdminDep
 from amosync.http.deps import ServicesDep, SessionDep
-from amosync.http.ids import AccountIdPath, AccountIdQuery
-from amosync.http.pagination import Page, decode_cursor, encode_cursor
+from amosync.http.ids import AccountIdPath
+from amosync.http.pagination import Page, decode_cursor, next_page
 
 router = APIRouter(tags=["accounts"])
 
@@ -46,20 +47,14 @@ async def list_accounts(
     _: AdminDep, session: SessionDep, limit: Limit = 100, cursor: str | None = None
 ) -> Page[AccountOut]:
     """All accounts with status, Unisender connection, contact counts and last sync."""
-    accounts = await repository.page(session, after=decode_cursor(cursor), limit=limit + 1)
-    more = len(accounts) > limit
-    accounts = accounts[:limit]
-    items = await service.views(session, accounts)
-    return Page(items=items, next_cursor=encode_cursor(accounts[-1].id) if more else None)
+    found = await repository.page(session, after=decode_cursor(cursor), limit=limit + 1)
+    accounts, next_cursor = next_page(found, limit, key=lambda account: account.id)
+    return Page(items=await service.views(session, accounts), next_cursor=next_cursor)
 
 
 @router.get("/accounts/{account_id}")
-async def get_account(
-    account_id: AccountIdPath, caller: CallerDep, session: SessionDep
-) -> AccountOut:
+async def get_account(account: AccountDep, session: SessionDep) -> AccountOut:
     """One account."""
-    caller.require_account(account_id)
-    account = await service.require(session, account_id)
     return (await service.views(session, [account]))[0]
 
 
@@ -79,13 +74,9 @@ async def delete_account(
 
 
 @router.get("/accounts/integrations/{account_id}")
-async def list_integrations(
-    account_id: AccountIdPath, caller: CallerDep, session: SessionDep
-) -> Page[IntegrationOut]:
+async def list_integrations(account: AccountDep, session: SessionDep) -> Page[IntegrationOut]:
     """The account's integrations; never a token or secret."""
-    caller.require_account(account_id)
-    await service.require(session, account_id)
-    integrations = await repository.integrations(session, account_id)
+    integrations = await repository.integrations(session, account.id)
     return Page(items=[service.integration_view(i) for i in integrations])
 
 
@@ -143,13 +134,9 @@ async def delete_request(
 
 
 @router.get("/acchasuni")
-async def has_unisender(
-    account_id: AccountIdQuery, caller: CallerDep, session: SessionDep
-) -> ConnectionOut:
+async def has_unisender(account: AccountQueryDep) -> ConnectionOut:
     """Whether a valid Unisender key is stored for the account."""
-    caller.require_account(account_id)
-    account = await service.require(session, account_id)
-    return ConnectionOut(account_id=account_id, connected=service.is_connected(account))
+    return ConnectionOut(account_id=account.id, connected=service.is_connected(account))
 
 
 class UnisenderListOut(BaseModel):
@@ -162,14 +149,10 @@ class UnisenderListsOut(BaseModel):
 
 
 @router.get("/unisender/lists")
-async def unisender_lists(
-    account_id: AccountIdQuery, caller: CallerDep, services: ServicesDep, session: SessionDep
-) -> UnisenderListsOut:
+async def unisender_lists(account: AccountQueryDep, services: ServicesDep) -> UnisenderListsOut:
     """The account's Unisender lists by id and title, for pickers (asked of Unisender with
     the account's key). 400 `unisender_not_connected` without a key, `invalid_unisender_key`
     when Unisender refuses it."""
-    caller.require_account(account_id)
-    account = await service.require(session, account_id)
     lists = await account_lists(services, account)
     return UnisenderListsOut(
         items=[UnisenderListOut(id=item.id, title=item.title) for item in lists]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel
@@ -12,6 +13,7 @@ from amosync.errors import BadRequest
 from amosync.http.ids import BIGINT_MAX
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Page(BaseModel, Generic[T]):
@@ -43,3 +45,14 @@ def decode_cursor(cursor: str | None) -> int | None:
             code="invalid_cursor",
         )
     return int(found[1])
+
+
+def next_page(
+    rows: Sequence[R], limit: int, key: Callable[[R], int]
+) -> tuple[Sequence[R], str | None]:
+    """Rows read `limit + 1` at a time (one more tells whether a page follows): the first
+    `limit`, and the cursor of the next page, None on the last."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(key(rows[-1]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from amosync.accounts import service as accounts
+from amosync.accounts.deps import AccountDep, callers_account
 from amosync.accounts.schemas import AccountOut, AccountUpdate
 from amosync.accounts.settings import AccountSettings, account_settings
 from amosync.accounts.unisender import check_key, key_changed, retire_hook
@@ -24,12 +25,8 @@ accounts_router = APIRouter(tags=["accounts"])
 
 
 @router.get("/accounts/{account_id}/settings")
-async def get_settings(
-    account_id: AccountIdPath, caller: CallerDep, session: SessionDep
-) -> AccountSettings:
+async def get_settings(account: AccountDep) -> AccountSettings:
     """The account's settings: field mapping, segment lists, consent write-back."""
-    caller.require_account(account_id)
-    account = await accounts.require(session, account_id)
     return account_settings(account.settings)
 
 
@@ -43,19 +40,15 @@ async def put_settings(
 ) -> SavedSettings:
     """Check the settings against Unisender and amoCRM, store the keys sent (the others stay
     as they are), and start a full sync when `fields` or `lists` changed (`sync`)."""
-    caller.require_account(account_id)
-    account = await accounts.require(session, account_id)
+    # Not `AccountDep`: the body's 422 comes before the account's 403 and 404.
+    account = await callers_account(caller, session, account_id)
     return await service.save(services, session, account, body, body.model_fields_set)
 
 
 @router.get("/accounts/{account_id}/settings/choices")
-async def get_choices(
-    account_id: AccountIdPath, caller: CallerDep, services: ServicesDep, session: SessionDep
-) -> Choices:
+async def get_choices(account: AccountDep, services: ServicesDep) -> Choices:
     """Unisender lists, amoCRM contact fields, pipelines with statuses and tags, for the
     settings forms; a part is null, with its error code in `errors`, when its vendor fails."""
-    caller.require_account(account_id)
-    account = await accounts.require(session, account_id)
     return await service.choices(services, account)
 
 

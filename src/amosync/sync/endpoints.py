@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
 from amosync.accounts import service as accounts
+from amosync.accounts.deps import callers_account
 from amosync.accounts.schemas import SyncRunOut
 from amosync.amocrm.webhooks import parse_webhook
 from amosync.db.models import Account, ConsentEvent, Contact
@@ -22,7 +24,7 @@ from amosync.http.body import read_fields
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import AccountIdQuery, RunIdPath
 from amosync.http.middleware import MAX_BODY, BodyRefused, read_body
-from amosync.http.pagination import Page, decode_cursor, encode_cursor
+from amosync.http.pagination import Page
 from amosync.runtime.crypto import token_hash
 from amosync.runtime.metrics import webhooks_received
 from amosync.runtime.services import Services
@@ -83,43 +85,42 @@ async def get_sync(run_id: RunIdPath, caller: CallerDep, session: SessionDep) ->
     return accounts.run_view(run)
 
 
-async def _contacts(
-    session: SessionDep,
-    caller: CallerDep,
-    account_id: int,
-    state: str,
-    limit: int,
-    cursor: str | None,
-    search: str | None,
-) -> tuple[Sequence[Contact], str | None]:
-    caller.require_account(account_id)
-    await accounts.require(session, account_id)
-    rows = await service.contacts_page(
-        session,
-        account_id,
-        state=state,
-        after=decode_cursor(cursor),
-        limit=limit + 1,
-        search=search,
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].amocrm_id) if more else None
+@dataclass(frozen=True)
+class Contacts:
+    """A page of the account's contacts in one state, as both contact views ask for it."""
+
+    account_id: int
+    rows: Sequence[Contact]
+    next_cursor: str | None
+
+
+def _contacts_in(state: str) -> Callable[..., Awaitable[Contacts]]:
+    """The dependency reading one page of contacts in `state`: the views' query
+    (`?account_id=&limit=&cursor=&search=`), checked as every account route checks it."""
+
+    async def contacts(
+        account_id: AccountIdQuery,
+        caller: CallerDep,
+        session: SessionDep,
+        limit: Limit = 100,
+        cursor: str | None = None,
+        search: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> Contacts:
+        await callers_account(caller, session, account_id)
+        rows, next_cursor = await service.contacts_page(
+            session, account_id, state=state, cursor=cursor, limit=limit, search=search
+        )
+        return Contacts(account_id, rows, next_cursor)
+
+    return contacts
 
 
 @router.get("/accounts/sync")
 async def synced_contacts(
-    account_id: AccountIdQuery,
-    caller: CallerDep,
-    session: SessionDep,
-    limit: Limit = 100,
-    cursor: str | None = None,
-    search: Annotated[str | None, Query(max_length=200)] = None,
+    contacts: Annotated[Contacts, Depends(_contacts_in("synced"))], session: SessionDep
 ) -> Page[SyncedContact]:
     """Contacts with at least one address in the list."""
-    rows, next_cursor = await _contacts(
-        session, caller, account_id, "synced", limit, cursor, search
-    )
+    account_id, rows = contacts.account_id, contacts.rows
     wanted = {normalize_email(email) for row in rows for email in row.emails or []}
     gone = (
         set(
@@ -147,22 +148,14 @@ async def synced_contacts(
         )
         for row in rows
     ]
-    return Page(items=items, next_cursor=next_cursor)
+    return Page(items=items, next_cursor=contacts.next_cursor)
 
 
 @router.get("/accounts/unsync")
 async def unsynced_contacts(
-    account_id: AccountIdQuery,
-    caller: CallerDep,
-    session: SessionDep,
-    limit: Limit = 100,
-    cursor: str | None = None,
-    search: Annotated[str | None, Query(max_length=200)] = None,
+    contacts: Annotated[Contacts, Depends(_contacts_in("unsynced"))],
 ) -> Page[UnsyncedContact]:
     """Contacts that could not be synced, with their reason."""
-    rows, next_cursor = await _contacts(
-        session, caller, account_id, "unsynced", limit, cursor, search
-    )
     items = [
         UnsyncedContact(
             amocrm_id=row.amocrm_id,
@@ -171,9 +164,9 @@ async def unsynced_contacts(
             reason=row.reason,
             detail=row.detail,
         )
-        for row in rows
+        for row in contacts.rows
     ]
-    return Page(items=items, next_cursor=next_cursor)
+    return Page(items=items, next_cursor=contacts.next_cursor)
 
 
 MAX_TOKEN = 256  # a webhook token is 43 characters; anything much longer is noise

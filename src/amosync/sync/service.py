@@ -15,6 +15,7 @@ from amosync.accounts.runs import start_full_sync as start_full_sync
 from amosync.accounts.runs import start_run as start_run
 from amosync.db.models import Contact, SyncRun
 from amosync.errors import NotFound
+from amosync.http.pagination import decode_cursor, next_page
 
 
 async def get_run(session: AsyncSession, run_id: int) -> SyncRun:
@@ -29,19 +30,21 @@ async def contacts_page(
     account_id: int,
     *,
     state: str,
-    after: int | None,
+    cursor: str | None,
     limit: int,
     search: str | None = None,
     reason: str | None = None,
-) -> Sequence[Contact]:
-    """One page of the account's contacts in `state`, by amoCRM id; unsynced ones can be
+) -> tuple[Sequence[Contact], str | None]:
+    """The page of the account's contacts in `state` (by amoCRM id) a cursor of this API
+    points to, and the cursor of the next page (None on the last); unsynced ones can be
     narrowed to one reason (`""` is a contact with none recorded)."""
     query = (
         select(Contact)
         .where(Contact.account_id == account_id, Contact.state == state)
         .order_by(Contact.amocrm_id)
-        .limit(limit)
+        .limit(limit + 1)
     )
+    after = decode_cursor(cursor)
     if after is not None:
         query = query.where(Contact.amocrm_id > after)
     if search:
@@ -56,4 +59,5 @@ async def contacts_page(
         )
     if reason is not None:
         query = query.where(Contact.reason.is_(None) if reason == "" else Contact.reason == reason)
-    return (await session.execute(query)).scalars().all()
+    rows = (await session.execute(query)).scalars().all()
+    return next_page(rows, limit, key=lambda row: row.amocrm_id)

@@ -580,17 +580,15 @@ async def account_page(
     # A reason filter only narrows unsynced contacts, and only to a reason that exists.
     wanted = "" if reason == "-" else reason
     chosen = wanted if contacts == "unsynced" and wanted in {r for r, _ in reasons} else None
-    rows = await sync.contacts_page(
+    rows, next_cursor = await sync.contacts_page(
         session,
         account_id,
         state=contacts,
-        after=decode_cursor(cursor),
-        limit=CONTACTS_PER_PAGE + 1,
+        cursor=cursor,
+        limit=CONTACTS_PER_PAGE,
         search=search,
         reason=chosen,
     )
-    more = len(rows) > CONTACTS_PER_PAGE
-    rows = rows[:CONTACTS_PER_PAGE]
     integrations = await repository.integrations(session, account_id)
     amocrm = views.amocrm_base([item.base_url for item in integrations], account.subdomain)
     history = [views.progress(run) for run in await queries.runs(session, account_id, limit=10)]
@@ -622,13 +620,7 @@ async def account_page(
         "csv_url": f"/ui/accounts/{account_id}/unsynced.csv?"
         + urlencode({k: v for k, v in {"q": search, "reason": _reason_param(chosen)}.items() if v}),
         "next_url": (
-            _account_url(
-                account_id,
-                **filters,
-                cursor=encode_cursor(rows[-1].amocrm_id),
-            )
-            if more
-            else None
+            _account_url(account_id, **filters, cursor=next_cursor) if next_cursor else None
         ),
         "first_url": _account_url(account_id, **filters) if cursor else None,
         "runs": history,
@@ -684,14 +676,14 @@ async def unsynced_csv(
         # A byte-order mark, so that Excel reads the names as UTF-8.
         yield "\ufeff"
         writer.writerow(CSV_COLUMNS)
-        after: int | None = None
+        cursor: str | None = None
         while True:
             async with services.sessions() as session:
-                rows = await sync.contacts_page(
+                rows, cursor = await sync.contacts_page(
                     session,
                     account_id,
                     state="unsynced",
-                    after=after,
+                    cursor=cursor,
                     limit=CSV_PAGE,
                     search=search,
                     reason=chosen,
@@ -711,9 +703,8 @@ async def unsynced_csv(
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-            if len(rows) < CSV_PAGE:
+            if cursor is None:
                 return
-            after = rows[-1].amocrm_id
 
     name = f"amosync-{account_id}-unsynced" + (f"-{_slug(chosen)}" if chosen else "") + ".csv"
     log.info("dashboard.unsynced.exported", account_id=account_id, reason=chosen)
