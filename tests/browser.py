@@ -42,6 +42,19 @@ def _installed() -> None:
         )
 
 
+def _options(args: tuple[str, ...]) -> dict[str, Any]:
+    return {"executable_path": str(CHROMIUM), "args": [*CHROMIUM_ARGS, *args]}
+
+
+@contextmanager
+def _launching() -> Iterator[None]:
+    """Any launch failure means: no usable browser here."""
+    try:
+        yield
+    except Exception as exc:
+        unavailable(f"Chromium could not start: {exc}")
+
+
 @asynccontextmanager
 async def chromium(*args: str) -> AsyncIterator[Any]:
     """Chromium launched with CHROMIUM_ARGS and `args`, for async Playwright."""
@@ -49,12 +62,8 @@ async def chromium(*args: str) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        try:
-            browser = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *args]
-            )
-        except Exception as exc:  # any launch failure means: no usable browser here
-            unavailable(f"Chromium could not start: {exc}")
+        with _launching():
+            browser = await playwright.chromium.launch(**_options(args))
         try:
             yield browser
         finally:
@@ -63,17 +72,14 @@ async def chromium(*args: str) -> AsyncIterator[Any]:
 
 @contextmanager
 def chromium_sync(*args: str) -> Iterator[Any]:
-    """Chromium launched with CHROMIUM_ARGS and `args`, for sync Playwright."""
+    """Chromium launched with CHROMIUM_ARGS and `args`, for sync Playwright (the widget's
+    tests are synchronous)."""
     _installed()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *args]
-            )
-        except Exception as exc:  # any launch failure means: no usable browser here
-            unavailable(f"Chromium could not start: {exc}")
+        with _launching():
+            browser = playwright.chromium.launch(**_options(args))
         try:
             yield browser
         finally:

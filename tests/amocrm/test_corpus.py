@@ -12,7 +12,7 @@ from aiolimiter import AsyncLimiter
 
 from amosync.amocrm.client import AmoCRMClient, refresh_tokens
 from amosync.amocrm.models import ContactsResponse, TokenPair
-from amosync.amocrm.webhooks import ContactChange, LeadChange, parse_webhook
+from amosync.amocrm.webhooks import ContactChange, LeadAction, LeadChange, parse_webhook
 from amosync.errors import AmoCRMBlocked, AuthorizationRevoked, PermanentUpstreamError
 from amosync.sync.mapping import contact_emails
 from amosync.upstream.retry import RetryPolicy
@@ -145,48 +145,22 @@ EXPECTED: dict[str, tuple[int | None, str | None, list[ContactChange]]] = {
 }
 
 
-def _at(unix: int) -> datetime:
-    return datetime.fromtimestamp(unix, UTC)
+def moved(
+    lead_id: int, action: LeadAction, pipeline_id: int, status_id: int, unix: int
+) -> LeadChange:
+    """A deal change that names where the deal stands and when it changed."""
+    at = datetime.fromtimestamp(unix, UTC)
+    return LeadChange(
+        lead_id=lead_id, action=action, pipeline_id=pipeline_id, status_id=status_id, updated_at=at
+    )
 
 
 # What each deal webhook of the corpus means: its deal changes (no contact changes).
 LEAD_EXPECTED: dict[str, list[LeadChange]] = {
-    "lead_add.form": [
-        LeadChange(
-            lead_id=31926529,
-            action="add",
-            pipeline_id=2116,
-            status_id=10216993,
-            updated_at=_at(1456824464),
-        )
-    ],
-    "lead_update.form": [
-        LeadChange(
-            lead_id=31926520,
-            action="update",
-            pipeline_id=2116,
-            status_id=10216994,
-            updated_at=_at(1456820780),
-        )
-    ],
-    "lead_status.form": [
-        LeadChange(
-            lead_id=31926520,
-            action="status",
-            pipeline_id=2116,
-            status_id=10216994,
-            updated_at=_at(1456820780),
-        )
-    ],
-    "lead_status_bare_date_tags.form": [
-        LeadChange(
-            lead_id=10701093,
-            action="status",
-            pipeline_id=9217056,
-            status_id=142,
-            updated_at=_at(1539782664),
-        )
-    ],
+    "lead_add.form": [moved(31926529, "add", 2116, 10216993, 1456824464)],
+    "lead_update.form": [moved(31926520, "update", 2116, 10216994, 1456820780)],
+    "lead_status.form": [moved(31926520, "status", 2116, 10216994, 1456820780)],
+    "lead_status_bare_date_tags.form": [moved(10701093, "status", 9217056, 142, 1539782664)],
     "lead_delete_only_id.form": [LeadChange(lead_id=31926520, action="delete")],
 }
 

@@ -9,9 +9,11 @@ The database half runs on the real databases.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+import httpx
 import pytest
 import stamina
 from sqlalchemy import select, update
@@ -123,9 +125,10 @@ async def upstream(services: Services) -> AsyncIterator[Upstream]:
         yield Upstream(sandbox, list_id, Applier(ACCOUNT, list_id, client, services.sessions))
 
 
-async def apply(services: Services, upstream: Upstream, *contacts: ContactState) -> Outcome:
+async def apply(services: Services, applier: Applier, *contacts: ContactState) -> Outcome:
+    """One batch applied and committed, as a job does."""
     async with transaction(services.sessions) as session:
-        return await upstream.applier.apply(session, contacts)
+        return await applier.apply(session, contacts)
 
 
 async def test_a_batch_lists_its_addresses_in_one_call_and_records_every_contact(
@@ -134,7 +137,7 @@ async def test_a_batch_lists_its_addresses_in_one_call_and_records_every_contact
     nobody = ContactState(3, "Nobody", [], [], "no_email")
     outcome = await apply(
         services,
-        upstream,
+        upstream.applier,
         state(1, "ann@example.com"),
         state(2, "b1@example.com", "b2@example.com"),
         nobody,
@@ -151,7 +154,7 @@ async def test_a_batch_lists_its_addresses_in_one_call_and_records_every_contact
 
 
 async def test_a_batch_of_no_addresses_calls_nobody(services: Services, upstream: Upstream) -> None:
-    outcome = await apply(services, upstream, ContactState(3, "Nobody", [], [], "no_email"))
+    outcome = await apply(services, upstream.applier, ContactState(3, "Nobody", [], [], "no_email"))
     assert (outcome.synced, outcome.unsynced) == (0, 1)
     assert upstream.sandbox.calls.count_where(api="unisender") == 0
 
@@ -160,7 +163,7 @@ async def test_a_contact_over_500_addresses_takes_500_row_calls_and_is_listed_wh
     services: Services, upstream: Upstream
 ) -> None:
     big = state(1, *(f"big{i}@example.com" for i in range(1200)))
-    outcome = await apply(services, upstream, big)
+    outcome = await apply(services, upstream.applier, big)
     assert upstream.calls("importContacts") == 3  # 500 + 500 + 200: the sandbox takes ≤ 500
     assert (outcome.synced, outcome.unsynced) == (1, 0)
     assert upstream.members() == set(big.valid)
@@ -172,11 +175,11 @@ async def test_a_dropped_address_is_excluded_unless_another_contact_has_it(
 ) -> None:
     await apply(
         services,
-        upstream,
+        upstream.applier,
         state(1, "a@example.com", "shared@example.com"),
         state(2, "shared@example.com"),
     )
-    outcome = await apply(services, upstream, state(1, "b@example.com"))
+    outcome = await apply(services, upstream.applier, state(1, "b@example.com"))
     assert outcome.excluded == ["a@example.com"]
     assert upstream.calls("exclude") == 1
     assert upstream.members() == {"b@example.com", "shared@example.com"}
@@ -186,7 +189,7 @@ async def test_a_dropped_address_is_excluded_unless_another_contact_has_it(
 async def test_removed_contacts_leave_the_list_and_the_table(
     services: Services, upstream: Upstream
 ) -> None:
-    await apply(services, upstream, state(1, "a@example.com"), state(2, "b@example.com"))
+    await apply(services, upstream.applier, state(1, "a@example.com"), state(2, "b@example.com"))
     async with transaction(services.sessions) as session:
         excluded = await upstream.applier.remove(session, [1])
     assert excluded == ["a@example.com"]
@@ -201,7 +204,7 @@ async def test_a_call_refused_for_one_address_is_halved_until_it_stands_alone(
     upstream.sandbox.unisender.fail_imports("owned@example.com", code="unspecified")
     contacts = [state(i, f"c{i}@example.com") for i in range(40)]
     contacts[17] = state(17, "owned@example.com")
-    outcome = await apply(services, upstream, *contacts)
+    outcome = await apply(services, upstream.applier, *contacts)
     assert (outcome.synced, outcome.unsynced) == (39, 1)
     assert (await stored(services))[17][:2] == ("unsynced", "unisender:unspecified")
     assert upstream.calls("importContacts") <= 1 + 2 * 6  # halving 40 rows takes six levels
@@ -216,28 +219,42 @@ async def test_nothing_goes_upstream_for_a_disconnected_account(
             update(Account).where(Account.id == ACCOUNT).values(status="disconnected")
         )
     with pytest.raises(AccountGone):
-        await apply(services, upstream, state(1, "a@example.com"))
+        await apply(services, upstream.applier, state(1, "a@example.com"))
     assert upstream.sandbox.calls.count_where(api="unisender") == 0
     assert upstream.members() == set()
 
 
 # --- against the documented answers ------------------------------------------------------
 
+Answered = Callable[[Callable[[httpx.Request], bytes]], tuple[Applier, list[list[str]]]]
+
+
+@pytest.fixture
+async def answered(services: Services) -> AsyncIterator[Answered]:
+    """Appliers for the active account whose every Unisender call gets `answer(request)`
+    (a documented body); each comes with the rows of each importContacts call."""
+    await account(services)
+    async with AsyncExitStack() as clients:
+
+        def applier(answer: Callable[[httpx.Request], bytes]) -> tuple[Applier, list[list[str]]]:
+            client, calls = answering(answer)
+            clients.push_async_callback(client.aclose)
+            return Applier(ACCOUNT, LIST_ID, client, services.sessions), calls
+
+        yield applier
+
 
 async def test_a_warned_address_stays_listed_and_a_refused_one_does_not(
-    services: Services,
+    services: Services, answered: Answered
 ) -> None:
-    await account(services)
-    client, _ = answering(lambda _r: fixture("import_log_mixed.json"))
-    applier = Applier(ACCOUNT, LIST_ID, client, services.sessions)
+    applier, _ = answered(lambda _r: fixture("import_log_mixed.json"))
     contacts = [
         state(1, "a@example.com"),
         state(2, "ann@@example.com"),
         state(3, "b@example.com"),
         state(4, "info@example.com"),
     ]
-    async with client, transaction(services.sessions) as session:
-        outcome = await applier.apply(session, contacts)
+    outcome = await apply(services, applier, *contacts)
     assert (outcome.synced, outcome.unsynced) == (3, 1)
     contacts_now = await stored(services)
     assert contacts_now[2][:2] == ("unsynced", "unisender:invalid_arg")
@@ -246,30 +263,24 @@ async def test_a_warned_address_stays_listed_and_a_refused_one_does_not(
     assert await listed(services) == {"a@example.com", "b@example.com", "info@example.com"}
 
 
-async def test_warnings_only_unlist_nothing(services: Services) -> None:
-    await account(services)
-    client, _ = answering(lambda _r: fixture("import_log_warnings_only.json"))
-    applier = Applier(ACCOUNT, LIST_ID, client, services.sessions)
-    async with client, transaction(services.sessions) as session:
-        outcome = await applier.apply(
-            session, [state(1, "sales@example.com"), state(2, "b@example.com")]
-        )
+async def test_warnings_only_unlist_nothing(services: Services, answered: Answered) -> None:
+    applier, _ = answered(lambda _r: fixture("import_log_warnings_only.json"))
+    outcome = await apply(
+        services, applier, state(1, "sales@example.com"), state(2, "b@example.com")
+    )
     assert (outcome.synced, outcome.unsynced) == (2, 0)
     assert await listed(services) == {"sales@example.com", "b@example.com"}
 
 
 async def test_a_call_refused_for_one_row_is_halved_until_that_row_stands_alone(
-    services: Services,
+    services: Services, answered: Answered
 ) -> None:
-    await account(services)
     owned = fixture("error_owned_by_different_subscribers.json")
     clean = fixture("import_clean.json")
-    client, calls = answering(lambda r: owned if b"owned%40example.com" in r.content else clean)
-    applier = Applier(ACCOUNT, LIST_ID, client, services.sessions)
+    applier, calls = answered(lambda r: owned if b"owned%40example.com" in r.content else clean)
     contacts = [state(i, f"c{i}@example.com") for i in range(40)]
     contacts[17] = state(17, "owned@example.com")
-    async with client, transaction(services.sessions) as session:
-        outcome = await applier.apply(session, contacts)
+    outcome = await apply(services, applier, *contacts)
     assert (outcome.synced, outcome.unsynced) == (39, 1)
     reason = (await stored(services))[17]
     assert reason[:2] == ("unsynced", "unisender:unspecified")
@@ -279,27 +290,21 @@ async def test_a_call_refused_for_one_row_is_halved_until_that_row_stands_alone(
 
 
 async def test_a_call_refused_for_every_row_fails_rather_than_halving_forever(
-    services: Services,
+    services: Services, answered: Answered
 ) -> None:
-    await account(services)
-    client, calls = answering(lambda _r: fixture("error_owned_by_different_subscribers.json"))
-    applier = Applier(ACCOUNT, LIST_ID, client, services.sessions)
+    applier, calls = answered(lambda _r: fixture("error_owned_by_different_subscribers.json"))
     contacts = [state(i, f"c{i}@example.com") for i in range(MAX_ROWS)]
-    async with client, transaction(services.sessions) as session:
-        with pytest.raises(PermanentUpstreamError):
-            await applier.apply(session, contacts)
+    with pytest.raises(PermanentUpstreamError):
+        await apply(services, applier, *contacts)
     assert len(calls) == 1 + ISOLATION_CALLS
 
 
 async def test_a_contact_over_500_addresses_is_imported_in_pieces_and_recorded_whole(
-    services: Services,
+    services: Services, answered: Answered
 ) -> None:
-    await account(services)
-    client, calls = answering(lambda _r: fixture("import_clean.json"))
-    applier = Applier(ACCOUNT, LIST_ID, client, services.sessions)
+    applier, calls = answered(lambda _r: fixture("import_clean.json"))
     big = state(1, *(f"big{i}@example.com" for i in range(1200)))
-    async with client, transaction(services.sessions) as session:
-        outcome = await applier.apply(session, [big])
+    outcome = await apply(services, applier, big)
     assert [len(call) for call in calls] == [500, 500, 200]
     assert [address for call in calls for address in call] == big.valid
     assert (outcome.synced, outcome.unsynced) == (1, 0)
