@@ -162,6 +162,16 @@ class HalList(_Model):
         return self.links.next is not None
 
 
+def _from_embedded(data: Any, field: str, name: str) -> Any:
+    """`_embedded.<name>` of an answer's object, for a model that keeps it as `field`; None
+    when the object gives `field` itself or has no such `_embedded` entry."""
+    if isinstance(data, dict) and field not in data:
+        embedded = data.get("_embedded")
+        if isinstance(embedded, dict):
+            return embedded.get(name)
+    return None
+
+
 def _embedded(name: str) -> Any:
     """A list answer's items, `_embedded.<name>`; none when the answer has no `_embedded`."""
     return Field(default_factory=list, validation_alias=AliasPath("_embedded", name))
@@ -231,11 +241,8 @@ class Pipeline(_Model):
     @model_validator(mode="before")
     @classmethod
     def _embedded_statuses(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "statuses" not in data:
-            embedded = data.get("_embedded")
-            if isinstance(embedded, dict) and embedded.get("statuses") is not None:
-                return {**data, "statuses": embedded["statuses"]}
-        return data
+        statuses = _from_embedded(data, "statuses", "statuses")
+        return data if statuses is None else {**data, "statuses": statuses}
 
 
 class Tag(_Model):
@@ -294,13 +301,11 @@ class Lead(_Model):
     @model_validator(mode="before")
     @classmethod
     def _embedded_contacts(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "contact_ids" not in data:
-            embedded = data.get("_embedded")
-            contacts = embedded.get("contacts") if isinstance(embedded, dict) else None
-            if isinstance(contacts, list):
-                ids = [c.get("id") for c in contacts if isinstance(c, dict)]
-                return {**data, "contact_ids": [i for i in ids if isinstance(i, int)]}
-        return data
+        contacts = _from_embedded(data, "contact_ids", "contacts")
+        if not isinstance(contacts, list):
+            return data
+        ids = [c.get("id") for c in contacts if isinstance(c, dict)]
+        return {**data, "contact_ids": [i for i in ids if isinstance(i, int)]}
 
 
 @dataclass(frozen=True)

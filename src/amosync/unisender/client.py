@@ -49,6 +49,7 @@ from amosync.upstream.retry import DEFAULT_POLICY, CallObserver, RetryPolicy, bo
 
 log = structlog.get_logger()
 T = TypeVar("T")
+M = TypeVar("M")
 
 API = "unisender"
 MAX_IMPORT_ROWS = 500
@@ -283,38 +284,17 @@ class UnisenderClient(UpstreamClient):
         result = await self._call(
             "createList", encode_form([("api_key", self._api_key), ("title", title)])
         )
-        if not isinstance(result, dict) or "id" not in result:
-            raise PermanentUpstreamError(
-                "createList: no list id in the answer",
-                api=API,
-                body=body_excerpt(orjson.dumps(result, default=str).decode()),
-            )
-        return int(result["id"])
+        return _created_id("createList", "list", result)
 
     async def get_fields(self) -> list[UnisenderField]:
         """The account's user fields."""
-        result = await self._call("getFields", encode_form([("api_key", self._api_key)]))
-        if isinstance(result, dict):  # PHP writes a keyed array as an object
-            result = list(result.values())
-        return _validate(
-            lambda: _FIELDS.validate_python(
-                [item for item in result or [] if isinstance(item, dict)]
-            ),
-            "getFields",
-            result,
-        )
+        return await self._list("getFields", _FIELDS)
 
     async def create_field(self, name: str, type: str = "string") -> int:  # noqa: A002
         """Create a user field (type string, text, number, date or bool); returns its id."""
         body = encode_form([("api_key", self._api_key), ("name", name), ("type", type)])
         result = await self._call("createField", body)
-        if not isinstance(result, dict) or "id" not in result:
-            raise PermanentUpstreamError(
-                "createField: no field id in the answer",
-                api=API,
-                body=body_excerpt(orjson.dumps(result, default=str).decode()),
-            )
-        return int(result["id"])
+        return _created_id("createField", "field", result)
 
     async def ensure_fields(self, names: Iterable[str]) -> None:
         """Create, as `string` fields, those of `names` Unisender does not have yet.
@@ -457,16 +437,7 @@ class UnisenderClient(UpstreamClient):
         await self._call("setHook", encode_form(pairs))
 
     async def list_hooks(self) -> list[UnisenderHook]:
-        result = await self._call("listHooks", encode_form([("api_key", self._api_key)]))
-        if isinstance(result, dict):  # PHP writes a keyed array as an object
-            result = list(result.values())
-        return _validate(
-            lambda: _HOOKS.validate_python(
-                [item for item in result or [] if isinstance(item, dict)]
-            ),
-            "listHooks",
-            result,
-        )
+        return await self._list("listHooks", _HOOKS)
 
     async def remove_hook(self, hook_url: str) -> None:
         """Remove the handler at `hook_url`; one that is already gone is not an error."""
@@ -477,6 +448,19 @@ class UnisenderClient(UpstreamClient):
             if isinstance(exc, InvalidApiKey):
                 raise
             log.info("unisender.hook.absent", error=exc.message)
+
+    async def _list(self, method: str, items: TypeAdapter[list[M]]) -> list[M]:
+        """A method's list of objects (`getFields`, `listHooks`), anything else in it skipped."""
+        result = await self._call(method, encode_form([("api_key", self._api_key)]))
+        if isinstance(result, dict):  # PHP writes a keyed array as an object
+            result = list(result.values())
+        return _validate(
+            lambda: items.validate_python(
+                [item for item in result or [] if isinstance(item, dict)]
+            ),
+            method,
+            result,
+        )
 
     async def _call(self, method: str, body: bytes, *, whole: bool = False) -> Any:
         """POST one method and return its `result` (`whole`: the answer, `warnings` and
@@ -559,5 +543,18 @@ def _validate(build: Callable[[], T], method: str, result: Any) -> T:
         raise PermanentUpstreamError(
             f"{method}: unexpected result: {exc.errors()[0]['msg']}",
             api=API,
-            body=body_excerpt(orjson.dumps(result, default=str).decode()),
+            body=_excerpt(result),
         ) from exc
+
+
+def _created_id(method: str, what: str, result: Any) -> int:
+    """The id of the list or field `method` created; an answer without one is a bug."""
+    if not isinstance(result, dict) or "id" not in result:
+        raise PermanentUpstreamError(
+            f"{method}: no {what} id in the answer", api=API, body=_excerpt(result)
+        )
+    return int(result["id"])
+
+
+def _excerpt(result: Any) -> str:
+    return body_excerpt(orjson.dumps(result, default=str).decode())
