@@ -876,45 +876,25 @@ class AmoCRMSimulator:
         lead = account.leads.get(lead_id, deleted=True)
         if lead is None:
             raise KeyError(f"no lead {lead_id} in account {account_id}")
-        return self._lead_body(account, action, lead, old_status_id, old_pipeline_id)
+        return self._lead_body(
+            account, action, lead, old_status_id=old_status_id, old_pipeline_id=old_pipeline_id
+        )
 
     def _lead_body(
-        self,
-        account: Account,
-        action: LeadAction,
-        lead: LeadData,
-        old_status_id: int | None,
-        old_pipeline_id: int | None,
+        self, account: Account, action: LeadAction, lead: LeadData, **moved_from: int | None
     ) -> bytes:
-        pairs = lead_webhook_pairs(
-            action,
-            lead,
-            account_id=account.id,
-            old_status_id=old_status_id,
-            old_pipeline_id=old_pipeline_id,
-        )
+        """The deal's form body; `moved_from`: `old_status_id` and `old_pipeline_id` of a move."""
+        pairs = lead_webhook_pairs(action, lead, account_id=account.id, **moved_from)
         return form_body(pairs + account_pairs(account.id, account.subdomain))
 
     def _emit_lead(
-        self,
-        account: Account,
-        action: LeadAction,
-        lead: LeadData,
-        *,
-        old_status_id: int | None = None,
-        old_pipeline_id: int | None = None,
+        self, account: Account, action: LeadAction, lead: LeadData, **moved_from: int | None
     ) -> None:
-        if not self.webhooks_enabled:
-            return
         event = f"{action}_lead"
-        hooks = [
-            hook
-            for hook in account.webhooks.values()
-            if event in hook.settings and not hook.disabled
-        ]
+        hooks = self._listening(account, event)
         if not hooks:
             return
-        body = self._lead_body(account, action, lead, old_status_id, old_pipeline_id)
+        body = self._lead_body(account, action, lead, **moved_from)
         for hook in hooks:
             self._outbox.append(
                 Delivery(account.id, hook.destination, event, 0, body, lead_id=lead.id)
@@ -1094,15 +1074,18 @@ class AmoCRMSimulator:
         )
         return form_body(pairs + account_pairs(account.id, account.subdomain))
 
-    def _emit(self, account: Account, action: Action, position: int) -> None:
+    def _listening(self, account: Account, event: str) -> list[Webhook]:
+        """The account's webhooks that post `event` (none while webhooks are switched off)."""
         if not self.webhooks_enabled:
-            return
-        event = f"{action}_contact"
-        hooks = [
+            return []
+        return [
             hook
             for hook in account.webhooks.values()
             if event in hook.settings and not hook.disabled
         ]
+
+    def _emit(self, account: Account, action: Action, position: int) -> None:
+        hooks = self._listening(account, f"{action}_contact")
         if not hooks:
             return
         body = self._webhook_body(account, action, position)
