@@ -134,6 +134,20 @@ class KeyAccount:
     window: RateWindow = field(default_factory=lambda: RateWindow(60.0))
 
 
+class HookKnob:
+    """A knob of the simulator kept by its `HookDesk`: `hook_timeout` is `hooks.timeout`
+    (seconds, stored as a float)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name.removeprefix("hook_")
+
+    def __get__(self, simulator: UnisenderSimulator, owner: type) -> float:
+        return float(getattr(simulator.hooks, self.name))
+
+    def __set__(self, simulator: UnisenderSimulator, value: float) -> None:
+        setattr(simulator.hooks, self.name, float(value))
+
+
 class UnisenderSimulator:
     """Unisender accounts by API key (see the module doc)."""
 
@@ -153,29 +167,9 @@ class UnisenderSimulator:
         self.hooks = HookDesk()
 
     # Unisender's hook timing (see `unisender_hooks`), as knobs of the simulator.
-    @property
-    def hook_timeout(self) -> float:
-        return self.hooks.timeout
-
-    @hook_timeout.setter
-    def hook_timeout(self, value: float) -> None:
-        self.hooks.timeout = float(value)
-
-    @property
-    def hook_retry_interval(self) -> float:
-        return self.hooks.retry_interval
-
-    @hook_retry_interval.setter
-    def hook_retry_interval(self, value: float) -> None:
-        self.hooks.retry_interval = float(value)
-
-    @property
-    def hook_stop_after(self) -> float:
-        return self.hooks.stop_after
-
-    @hook_stop_after.setter
-    def hook_stop_after(self, value: float) -> None:
-        self.hooks.stop_after = float(value)
+    hook_timeout = HookKnob()
+    hook_retry_interval = HookKnob()
+    hook_stop_after = HookKnob()
 
     # --- Python API -----------------------------------------------------------------------
 
@@ -307,7 +301,10 @@ class UnisenderSimulator:
         handler = _METHODS.get(method)
         if handler is None:
             raise UnisenderError("unknown_method", f'Unknown method "{method}"')
-        return handler(self, account, params)
+        try:
+            return handler(self, account, params)
+        except HookError as exc:  # what the hook desk refuses, Unisender calls invalid_arg
+            raise UnisenderError("invalid_arg", str(exc)) from None
 
     def answer_warnings(self, method: str, result: Any) -> list[dict[str, str]]:
         """The answer's top-level `warnings` (`[{"warning": message}]`, as Unisender's
@@ -512,19 +509,13 @@ class UnisenderSimulator:
         return {}
 
     def _set_hook(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
-        try:
-            return self.hooks.set_hook(account.key, params)
-        except HookError as exc:
-            raise UnisenderError("invalid_arg", str(exc)) from None
+        return self.hooks.set_hook(account.key, params)
 
     def _list_hooks(self, account: KeyAccount, _params: Mapping[str, Any]) -> Any:
         return self.hooks.list_hooks(account.key)
 
     def _remove_hook(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
-        try:
-            return self.hooks.remove_hook(account.key, params)
-        except HookError as exc:
-            raise UnisenderError("invalid_arg", str(exc)) from None
+        return self.hooks.remove_hook(account.key, params)
 
     def _get_contact(self, account: KeyAccount, params: Mapping[str, Any]) -> Any:
         email = str(params.get("email") or "").strip().lower()
