@@ -60,11 +60,15 @@ from amosync.errors import (
     UpstreamError,
 )
 from amosync.http.hosts import InvalidHost, host_name
-from amosync.upstream.client import UpstreamClient, transient_answer, transport_errors
+from amosync.upstream.client import (
+    ClientOptions,
+    UpstreamClient,
+    transient_answer,
+    transport_errors,
+)
 from amosync.upstream.ratelimit import Limiter, paced
 from amosync.upstream.retry import (
     DEFAULT_POLICY,
-    CallObserver,
     RetryPolicy,
     body_excerpt,
     with_retries,
@@ -115,21 +119,12 @@ class AmoCRMClient(UpstreamClient):
     """One account's amoCRM API."""
 
     api = API
+    default_timeout = 15.0
 
     def __init__(
-        self,
-        base_url: str,
-        tokens: TokenSource,
-        limiter: Limiter,
-        http: httpx.AsyncClient | None = None,
-        timeout: float = 15.0,
-        *,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
-        observer: CallObserver | None = None,
+        self, base_url: str, tokens: TokenSource, limiter: Limiter, **options: Unpack[ClientOptions]
     ) -> None:
-        super().__init__(
-            base_url, limiter, http, timeout, retry_policy=retry_policy, observer=observer
-        )
+        super().__init__(base_url, limiter, **options)
         self._tokens = tokens
 
     async def get_account(self) -> Account:

@@ -29,6 +29,7 @@ import orjson
 import structlog
 from aiolimiter import AsyncLimiter
 from pydantic import TypeAdapter, ValidationError
+from typing_extensions import Unpack
 
 from amosync.errors import (
     InvalidApiKey,
@@ -44,8 +45,8 @@ from amosync.unisender.models import (
     UnisenderField,
     UnisenderHook,
 )
-from amosync.upstream.client import UpstreamClient, transient_answer
-from amosync.upstream.retry import DEFAULT_POLICY, CallObserver, RetryPolicy, body_excerpt
+from amosync.upstream.client import ClientOptions, UpstreamClient, transient_answer
+from amosync.upstream.retry import body_excerpt
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -251,23 +252,14 @@ class UnisenderClient(UpstreamClient):
     """One API key's Unisender account."""
 
     api = API
+    # Unisender gives a call 30 s once the request is sent; wait as long before retrying.
+    default_timeout = 30.0
     rate_limit_codes = RATE_LIMIT_CODES
 
     def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        limiter: AsyncLimiter,
-        http: httpx.AsyncClient | None = None,
-        # Unisender gives a call 30 s once the request is sent; wait as long before retrying.
-        timeout: float = 30.0,
-        *,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
-        observer: CallObserver | None = None,
+        self, base_url: str, api_key: str, limiter: AsyncLimiter, **options: Unpack[ClientOptions]
     ) -> None:
-        super().__init__(
-            base_url, limiter, http, timeout, retry_policy=retry_policy, observer=observer
-        )
+        super().__init__(base_url, limiter, **options)
         self._api_key = api_key
         # The user fields Unisender has, by lower-case name (None: not read yet). Read once
         # per client and kept up to date by `ensure_fields`, so an import needing a field

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import ClassVar, Self, TypeVar
+from typing import ClassVar, Self, TypedDict, TypeVar
 
 import httpx
 
@@ -41,20 +41,31 @@ from amosync.upstream.retry import (
 T = TypeVar("T")
 
 
+class ClientOptions(TypedDict, total=False):
+    """How a vendor client calls, whatever the vendor (keyword arguments of both)."""
+
+    # The process's shared client; without one, the client makes its own and closes it.
+    http: httpx.AsyncClient | None
+    timeout: float  # seconds a request may take; by default the vendor's `default_timeout`
+    retry_policy: RetryPolicy
+    observer: CallObserver | None
+
+
 class UpstreamClient:
-    """A vendor's API at `base_url`, paced by `limiter`; a subclass names its `api` and
-    the error codes that mean it is rate limited."""
+    """A vendor's API at `base_url`, paced by `limiter`; a subclass names its `api`, its
+    `default_timeout` and the error codes that mean it is rate limited."""
 
     api: ClassVar[str]
+    default_timeout: ClassVar[float]
     rate_limit_codes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
         base_url: str,
         limiter: Limiter,
-        http: httpx.AsyncClient | None,
-        timeout: float,
         *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float | None = None,
         retry_policy: RetryPolicy = DEFAULT_POLICY,
         observer: CallObserver | None = None,
     ) -> None:
@@ -62,7 +73,7 @@ class UpstreamClient:
         self._limiter = limiter
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient()
-        self._timeout = httpx.Timeout(timeout)
+        self._timeout = httpx.Timeout(self.default_timeout if timeout is None else timeout)
         self._policy = retry_policy
         self._observer = observer
 
