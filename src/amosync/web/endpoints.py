@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from amosync import __version__
-from amosync.accounts import repository
+from amosync.accounts import repository as accounts_repository
 from amosync.accounts import service as accounts
 from amosync.accounts.disconnect import disconnect
 from amosync.accounts.problems import ProblemCode, problems_for
@@ -48,7 +48,7 @@ from amosync.segments import service as segments
 from amosync.sync import activity
 from amosync.sync import service as sync
 from amosync.sync.reconcile import WEBHOOK_PROBLEMS, check_webhooks
-from amosync.web import i18n, queries, settings_form, views
+from amosync.web import i18n, repository, settings_form, views
 from amosync.web.i18n import N_, Language
 from amosync.web.security import (
     COOKIE,
@@ -492,13 +492,15 @@ async def overview(
     if viewer is None:
         login_context = {"next": _safe_next(next_path, keep_query=True), "error": None}
         return render(request, "login.html", login_context)
-    found = await repository.page(session, after=decode_cursor(cursor), limit=ACCOUNTS_PER_PAGE + 1)
+    found = await accounts_repository.page(
+        session, after=decode_cursor(cursor), limit=ACCOUNTS_PER_PAGE + 1
+    )
     more = len(found) > ACCOUNTS_PER_PAGE
     found = found[:ACCOUNTS_PER_PAGE]
     context = {
         "accounts": await views.account_rows(session, found),
         "jobs": await queue.counts(session),
-        "failed_jobs": await queries.failed_jobs(session, limit=10),
+        "failed_jobs": await repository.failed_jobs(session, limit=10),
         "next_url": "/?" + urlencode({"cursor": encode_cursor(found[-1].id)}) if more else None,
         "first_url": "/" if cursor else None,
     }
@@ -576,7 +578,7 @@ async def account_page(
     account = await accounts.require(session, account_id)
     [row] = await views.account_rows(session, [account])
     search = (q or "").strip() or None
-    reasons = await queries.unsynced_reasons(session, account_id)
+    reasons = await repository.unsynced_reasons(session, account_id)
     # A reason filter only narrows unsynced contacts, and only to a reason that exists.
     wanted = "" if reason == "-" else reason
     chosen = wanted if contacts == "unsynced" and wanted in {r for r, _ in reasons} else None
@@ -589,9 +591,9 @@ async def account_page(
         search=search,
         reason=chosen,
     )
-    integrations = await repository.integrations(session, account_id)
+    integrations = await accounts_repository.integrations(session, account_id)
     amocrm = views.amocrm_base([item.base_url for item in integrations], account.subdomain)
-    history = [views.progress(run) for run in await queries.runs(session, account_id, limit=10)]
+    history = [views.progress(run) for run in await repository.runs(session, account_id, limit=10)]
     chart = views.hourly_chart(await activity.recent_hours(session, account_id))
     filters = {"contacts": contacts, "q": search, "reason": _reason_param(chosen)}
     stored = account_settings(account.settings)
@@ -625,12 +627,12 @@ async def account_page(
         "first_url": _account_url(account_id, **filters) if cursor else None,
         "runs": history,
         "chart": chart,
-        "events": await queries.recent_webhook_events(session, account_id),
-        "consent_events": await queries.recent_consent_events(session, account_id),
+        "events": await repository.recent_webhook_events(session, account_id),
+        "consent_events": await repository.recent_consent_events(session, account_id),
         "settings": stored,
         "sent_with_address": views.sent_with_address(stored, language_of(request)),
         "rule_counts": await members.rule_counts(session, account_id),
-        "failed_jobs": await queries.failed_jobs(session, account_id=account_id),
+        "failed_jobs": await repository.failed_jobs(session, account_id=account_id),
     }
     return render(request, "account.html", context, session=viewer)
 
@@ -665,7 +667,7 @@ async def unsynced_csv(
     language = language_of(request)
     async with services.sessions() as session:
         account = await accounts.require(session, account_id)
-        integrations = await repository.integrations(session, account_id)
+        integrations = await accounts_repository.integrations(session, account_id)
     amocrm = views.amocrm_base([item.base_url for item in integrations], account.subdomain)
     search = (q or "").strip() or None
     chosen = "" if reason == "-" else reason
@@ -790,7 +792,7 @@ async def retry_job(
     request: Request, job_id: JobIdPath, _: FormPost, services: ServicesDep, session: SessionDep
 ) -> Response:
     """Put a failed job back in the queue."""
-    job = await queries.job(session, job_id)
+    job = await repository.job(session, job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist", code="job_not_found")
     retried = await queue.retry(session, job_id)

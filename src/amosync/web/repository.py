@@ -1,25 +1,43 @@
-"""The few reads only the dashboard needs (the rest comes from the domain repositories)."""
+"""The dashboard's SQL: the few reads only its pages need (the rest comes from the domain
+repositories)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.models import ConsentEvent, Contact, Job, SyncRun, WebhookEvent
 
+# The account's event logs the page lists, newest first.
+Event = TypeVar("Event", WebhookEvent, ConsentEvent)
+
+
+async def _recent(
+    session: AsyncSession, event: type[Event], account_id: int, limit: int
+) -> Sequence[Event]:
+    query = (
+        select(event)
+        .where(event.account_id == account_id)
+        .order_by(event.received_at.desc(), event.id.desc())
+        .limit(limit)
+    )
+    return (await session.execute(query)).scalars().all()
+
 
 async def recent_webhook_events(
     session: AsyncSession, account_id: int, *, limit: int = 20
 ) -> Sequence[WebhookEvent]:
-    query = (
-        select(WebhookEvent)
-        .where(WebhookEvent.account_id == account_id)
-        .order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
-        .limit(limit)
-    )
-    return (await session.execute(query)).scalars().all()
+    return await _recent(session, WebhookEvent, account_id, limit)
+
+
+async def recent_consent_events(
+    session: AsyncSession, account_id: int, *, limit: int = 20
+) -> Sequence[ConsentEvent]:
+    """The account's latest unsubscribes from Unisender and what was written back."""
+    return await _recent(session, ConsentEvent, account_id, limit)
 
 
 async def failed_jobs(
@@ -59,16 +77,3 @@ async def unsynced_reasons(session: AsyncSession, account_id: int) -> list[tuple
         .order_by(count.desc(), Contact.reason)
     )
     return [(reason or "", int(n)) for reason, n in await session.execute(query)]
-
-
-async def recent_consent_events(
-    session: AsyncSession, account_id: int, *, limit: int = 20
-) -> Sequence[ConsentEvent]:
-    """The account's latest unsubscribes from Unisender and what was written back."""
-    query = (
-        select(ConsentEvent)
-        .where(ConsentEvent.account_id == account_id)
-        .order_by(ConsentEvent.received_at.desc(), ConsentEvent.id.desc())
-        .limit(limit)
-    )
-    return (await session.execute(query)).scalars().all()
