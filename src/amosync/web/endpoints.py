@@ -256,6 +256,15 @@ class CsrfRejected(Exception):
     """A form came without the CSRF token of the session."""
 
 
+class Refused(Exception):
+    """A form that cannot apply: back to `path`, whose page shows the notice `notice`."""
+
+    def __init__(self, path: str, notice: str) -> None:
+        super().__init__(notice)
+        self.path = path
+        self.notice = notice
+
+
 class DashboardRoute(APIRoute):
     """Adds the security headers to every answer and turns failures into friendly pages
     (or into `{"error", "detail"}` for the JSON endpoint), so nothing falls through to the
@@ -270,6 +279,8 @@ class DashboardRoute(APIRoute):
                 response = await handler(request)
             except LoginRequired:
                 response = _login_required(request, wants_json)
+            except Refused as exc:
+                response = _back(exc.path, exc.notice)
             except CsrfRejected:
                 response = _failure(
                     request,
@@ -339,6 +350,19 @@ async def require_form(
 
 Viewer = Annotated[DashboardSession, Depends(require_login)]
 FormPost = Annotated[DashboardSession, Depends(require_form)]
+
+
+async def account_to_change(account_id: AccountIdPath, session: SessionDep) -> Account:
+    """The account a form of its page changes, locked for the change; a disconnected one
+    is refused (back to its page, which says why)."""
+    account = await accounts.require(session, account_id, for_update=True)
+    if account.status == "disconnected":
+        raise Refused(_account_url(account_id), "account_disconnected")
+    return account
+
+
+# After FormPost in a route's parameters: the CSRF check comes before any read.
+AccountToChange = Annotated[Account, Depends(account_to_change)]
 
 
 def _secure(request: Request) -> bool:
@@ -828,17 +852,15 @@ async def _store_key(services: Services, session: AsyncSession, account: Account
 @router.post("/ui/accounts/{account_id}/unisender-key")
 async def connect_unisender_key(
     request: Request,
-    account_id: AccountIdPath,
     _: FormPost,
+    account: AccountToChange,
     services: ServicesDep,
     session: SessionDep,
 ) -> Response:
     """Enter or replace the Unisender key: checked with Unisender before it is stored,
     then a full sync starts."""
+    account_id = account.id
     back = _account_url(account_id)
-    account = await accounts.require(session, account_id, for_update=True)
-    if account.status == "disconnected":
-        return _back(back, "account_disconnected")
     key = await _form_field(request, "unisender_key")
     if not key or len(key) > 255:
         return _back(back, "key_empty")
@@ -883,16 +905,14 @@ async def choose_list(
 @router.post("/ui/accounts/{account_id}/list")
 async def change_list(
     request: Request,
-    account_id: AccountIdPath,
     _: FormPost,
+    account: AccountToChange,
     services: ServicesDep,
     session: SessionDep,
 ) -> Response:
     """Send the account's contacts to another of its lists (a full sync fills it)."""
+    account_id = account.id
     back = _account_url(account_id)
-    account = await accounts.require(session, account_id, for_update=True)
-    if account.status == "disconnected":
-        return _back(back, "account_disconnected")
     chosen = await _form_field(request, "list_id")
     try:
         lists = await account_lists(services, account)
