@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
+import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from amosync.sandbox import AmoCRMSimulator, Sandbox, UnisenderSimulator, serve
+from tests.servers import serving
 
 ACCOUNT_ID = 30896271
 CLIENT_ID = "5e3f7c0a-1b2c-4d5e-8f90-0123456789ab"
@@ -74,3 +82,42 @@ async def served() -> AsyncIterator[Served]:
 @pytest.fixture
 async def token(served: Served) -> str:
     return (await served.install())["access_token"]
+
+
+class Receiver:
+    """A loopback endpoint for what the sandbox posts (amoCRM's webhooks, Unisender's
+    hooks): keeps every body; answers `status` after `delay` seconds."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, bytes]] = []  # content type, body
+        self.status = 200
+        self.delay = 0.0
+
+    async def endpoint(self, request: Request) -> Response:
+        self.posted.append((request.headers["content-type"], await request.body()))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return Response("ok", self.status)
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [body for _, body in self.posted]
+
+    @property
+    def received(self) -> list[tuple[str, dict[str, str]]]:
+        """Form bodies (amoCRM's webhooks) with their content type."""
+        return [(kind, dict(parse_qsl(body.decode()))) for kind, body in self.posted]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """JSON bodies (Unisender's hook notifications)."""
+        return [orjson.loads(body) for body in self.bodies]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    """A receiver served on loopback, and the URL to register for it."""
+    target = Receiver()
+    app = Starlette(routes=[Route("/webhook", target.endpoint, methods=["POST"])])
+    async with serving(app) as url:
+        yield target, f"{url}/webhook?token=secret-1"

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from amosync.amocrm.client import AmoCRMClient
 from amosync.amocrm.webhooks import LeadChange, parse_webhook
@@ -23,9 +19,8 @@ from amosync.errors import TransientUpstreamError
 from amosync.sandbox import Sandbox, serve
 from amosync.sandbox.remote import RemoteSandbox
 from amosync.upstream.retry import RetryPolicy
-from tests.sandbox.conftest import ACCOUNT_ID, Served
+from tests.sandbox.conftest import ACCOUNT_ID, Receiver, Served
 from tests.sandbox.test_clients import FixedToken, limiter
-from tests.servers import serving
 
 MAIN, FIRST, TALKS = 3177727, 32392159, 32392162
 PARTNERS, PARTNERS_FIRST = 3177730, 32392183
@@ -209,23 +204,6 @@ async def test_a_429_on_the_leads_filter_is_transient(served: Served, token: str
             await client.leads_page([(MAIN, WON)])
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-
-    async def endpoint(self, request: Request) -> Response:
-        self.bodies.append(await request.body())
-        return Response("ok")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    hooks = Receiver()
-    app = Starlette(routes=[Route("/webhook", hooks.endpoint, methods=["POST"])])
-    async with serving(app) as url:
-        yield hooks, f"{url}/webhook?token=t"
-
-
 async def test_deal_changes_post_the_registered_deal_webhooks(
     served: Served, receiver: tuple[Receiver, str]
 ) -> None:
@@ -241,43 +219,16 @@ async def test_deal_changes_post_the_registered_deal_webhooks(
     await amo.flush_webhooks()
     changes = [change for body in hooks.bodies for change in parse_webhook(body).leads]
     moved_at = changes[1].updated_at
+    deal = partial(
+        LeadChange, lead_id=lead["id"], pipeline_id=MAIN, status_id=WON, updated_at=moved_at
+    )
     assert changes == [
-        LeadChange(
-            lead_id=lead["id"],
-            action="add",
-            pipeline_id=MAIN,
-            status_id=FIRST,
-            updated_at=changes[0].updated_at,
-        ),
-        LeadChange(
-            lead_id=lead["id"],
-            action="status",
-            pipeline_id=MAIN,
-            status_id=WON,
-            updated_at=moved_at,
-        ),
-        LeadChange(
-            lead_id=lead["id"],
-            action="status",
-            pipeline_id=MAIN,
-            status_id=WON,
-            updated_at=moved_at,
-        ),
-        LeadChange(
-            lead_id=lead["id"],
-            action="update",
-            pipeline_id=MAIN,
-            status_id=WON,
-            updated_at=moved_at,
-        ),
-        LeadChange(lead_id=lead["id"], action="delete", pipeline_id=MAIN, status_id=WON),
-        LeadChange(
-            lead_id=lead["id"],
-            action="restore",
-            pipeline_id=MAIN,
-            status_id=WON,
-            updated_at=moved_at,
-        ),
+        deal(action="add", status_id=FIRST, updated_at=changes[0].updated_at),
+        deal(action="status"),
+        deal(action="status"),
+        deal(action="update"),
+        deal(action="delete", updated_at=None),
+        deal(action="restore"),
     ]
     assert changes[0].updated_at is not None
     assert moved_at is not None

@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from tests.sandbox.conftest import ACCOUNT_ID, Served
-from tests.servers import serving
+from tests.sandbox.conftest import ACCOUNT_ID, Receiver, Served
 
 EVENTS = ["add_contact", "update_contact", "delete_contact", "restore_contact"]
-
-
-class Receiver:
-    """A tiny loopback endpoint that keeps what amoCRM posts to it."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict[str, str]]] = []
-        self.status = 200
-
-    async def endpoint(self, request: Request) -> Response:
-        body = (await request.body()).decode()
-        self.received.append((request.headers["content-type"], dict(parse_qsl(body))))
-        return Response("ok", self.status)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    hooks = Receiver()
-    app = Starlette(routes=[Route("/webhook", hooks.endpoint, methods=["POST"])])
-    async with serving(app) as url:
-        yield hooks, f"{url}/webhook?token=secret-1"
 
 
 async def subscribe(served: Served, token: str, destination: str, settings: list[str]) -> None:

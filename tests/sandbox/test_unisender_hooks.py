@@ -6,43 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from tests.sandbox.conftest import KEY, Served
-from tests.servers import serving
-
-
-class Receiver:
-    """A hook endpoint: records every body; answers `status` after `delay` seconds."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.status = 200
-        self.delay = 0.0
-
-    def app(self) -> Starlette:
-        async def hook(request: Request) -> Response:
-            self.bodies.append(orjson.loads(await request.body()))
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            return Response("ok", self.status)
-
-        return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    target = Receiver()
-    async with serving(target.app()) as url:
-        yield target, f"{url}/hook?token=abc"
+from tests.sandbox.conftest import KEY, Receiver, Served
 
 
 async def set_hook(served: Served, url: str, **extra: str) -> dict[str, Any]:
@@ -70,6 +39,15 @@ async def subscribed(served: Served, email: str) -> int:
     )
     assert answer.json()["result"]["inserted"] == 1
     return list_id
+
+
+@pytest.fixture
+async def hooked(served: Served, receiver: tuple[Receiver, str]) -> tuple[Receiver, int]:
+    """ann@example.com on a list of KEY's, and a hook for unsubscribes set on the receiver."""
+    target, url = receiver
+    list_id = await subscribed(served, "ann@example.com")
+    await set_hook(served, url)
+    return target, list_id
 
 
 async def test_set_list_and_remove_a_hook(served: Served) -> None:
@@ -107,15 +85,13 @@ async def test_set_hook_refuses_what_unisender_would(served: Served) -> None:
 
 
 async def test_an_unsubscribe_is_posted_to_the_hook_signed_with_the_key(
-    served: Served, receiver: tuple[Receiver, str]
+    served: Served, hooked: tuple[Receiver, int]
 ) -> None:
-    target, url = receiver
-    list_id = await subscribed(served, "ann@example.com")
-    await set_hook(served, url)
+    target, list_id = hooked
     served.uni.unsubscribe(KEY, "ann@example.com")
     await served.uni.hooks.flush()
-    assert len(target.bodies) == 1
-    body = target.bodies[0]
+    assert len(target.events) == 1
+    body = target.events[0]
     (event,) = body["events_by_user"][0]["events"]
     assert event["event_name"] == "unsubscribe"
     assert event["event_data"]["email"] == "ann@example.com"
@@ -128,15 +104,13 @@ async def test_an_unsubscribe_is_posted_to_the_hook_signed_with_the_key(
     # Unsubscribing again changes nothing, so nothing more is posted.
     served.uni.unsubscribe(KEY, "ann@example.com")
     await served.uni.hooks.flush()
-    assert len(target.bodies) == 1
+    assert len(target.events) == 1
 
 
 async def test_a_failed_delivery_is_retried_with_retry_count_then_the_hook_stops(
-    served: Served, receiver: tuple[Receiver, str]
+    served: Served, hooked: tuple[Receiver, int]
 ) -> None:
-    target, url = receiver
-    await subscribed(served, "ann@example.com")
-    await set_hook(served, url)
+    target, _list_id = hooked
     served.uni.hook_retry_interval = 0.2
     served.uni.hook_stop_after = 0.7
     target.status = 503
@@ -145,7 +119,7 @@ async def test_a_failed_delivery_is_retried_with_retry_count_then_the_hook_stops
         if (await served.unisender("listHooks")).json()["result"][0]["status"] == "disabled":
             break
         await asyncio.sleep(0.05)
-    counts = [body.get("retry_count") for body in target.bodies]
+    counts = [body.get("retry_count") for body in target.events]
     assert counts[0] is None
     assert counts[1:] == list(range(1, len(counts)))
     assert 2 <= len(counts) <= 5
@@ -163,18 +137,16 @@ async def test_a_failed_delivery_is_retried_with_retry_count_then_the_hook_stops
             "data[0][1]": "1",
         },
     )
-    posted = len(target.bodies)
+    posted = len(target.events)
     served.uni.unsubscribe(KEY, "bob@example.com")
     await served.uni.hooks.flush()
-    assert len(target.bodies) == posted
+    assert len(target.events) == posted
 
 
 async def test_an_answer_slower_than_three_seconds_is_a_failure(
-    served: Served, receiver: tuple[Receiver, str]
+    served: Served, hooked: tuple[Receiver, int]
 ) -> None:
-    target, url = receiver
-    await subscribed(served, "ann@example.com")
-    await set_hook(served, url)
+    target, _list_id = hooked
     served.uni.hook_timeout = 0.2  # Unisender's 3 s, scaled down
     served.uni.hook_retry_interval = 0.1
     target.delay = 0.5
@@ -186,15 +158,13 @@ async def test_an_answer_slower_than_three_seconds_is_a_failure(
     (delivery,) = served.uni.hooks.deliveries
     assert delivery.statuses[0] == "ReadTimeout"
     assert delivery.done
-    assert target.bodies[-1]["retry_count"] >= 1
+    assert target.events[-1]["retry_count"] >= 1
 
 
 async def test_the_control_api_unsubscribes_and_shows_hooks(
-    served: Served, receiver: tuple[Receiver, str]
+    served: Served, hooked: tuple[Receiver, int]
 ) -> None:
-    target, url = receiver
-    await subscribed(served, "ann@example.com")
-    await set_hook(served, url)
+    target, _list_id = hooked
     await served.http.post(
         "/_sandbox/unisender/unsubscribe", json={"key": KEY, "email": "ann@example.com"}
     )
@@ -205,4 +175,4 @@ async def test_the_control_api_unsubscribes_and_shows_hooks(
     assert stopped.json() == {"stopped": 1}
     hooks = (await served.http.get("/_sandbox/unisender/hooks", params={"key": KEY})).json()
     assert hooks[0]["status"] == "disabled"
-    assert len(target.bodies) == 1
+    assert len(target.events) == 1
