@@ -18,7 +18,7 @@ from amosync.runtime.metrics import observe_upstream
 from amosync.runtime.services import Services
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import MailList
-from amosync.upstream.ratelimit import secret_key
+from amosync.upstream.redact import secret_key
 from amosync.worker.tasks import AccountJob
 
 log = structlog.get_logger()

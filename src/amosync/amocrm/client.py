@@ -67,12 +67,8 @@ from amosync.upstream.client import (
     transport_errors,
 )
 from amosync.upstream.ratelimit import Limiter, paced
-from amosync.upstream.retry import (
-    DEFAULT_POLICY,
-    RetryPolicy,
-    body_excerpt,
-    with_retries,
-)
+from amosync.upstream.redact import body_excerpt
+from amosync.upstream.retry import DEFAULT_POLICY, RetryPolicy, with_retries
 
 log = structlog.get_logger()
 T = TypeVar("T")

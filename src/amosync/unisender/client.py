@@ -46,7 +46,7 @@ from amosync.unisender.models import (
     UnisenderHook,
 )
 from amosync.upstream.client import ClientOptions, UpstreamClient, transient_answer
-from amosync.upstream.retry import body_excerpt
+from amosync.upstream.redact import body_excerpt
 
 log = structlog.get_logger()
 T = TypeVar("T")

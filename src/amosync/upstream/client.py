@@ -29,11 +29,11 @@ import httpx
 
 from amosync.errors import TransientUpstreamError, UpstreamError
 from amosync.upstream.ratelimit import Limiter, paced
+from amosync.upstream.redact import body_excerpt
 from amosync.upstream.retry import (
     DEFAULT_POLICY,
     CallObserver,
     RetryPolicy,
-    body_excerpt,
     parse_retry_after,
     with_retries,
 )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import math
 import time
 from collections import deque
@@ -213,12 +212,6 @@ def amocrm_key(host: str) -> str:
     return f"amocrm:host:{host.lower()}"
 
 
-def secret_key(prefix: str, secret: str) -> str:
-    """A registry key for a secret (a Unisender API key): a hash, never the secret itself."""
-    digest = hashlib.sha256(secret.encode()).hexdigest()[:16]
-    return f"{prefix}:{digest}"
-
-
 def make_limiter(rate: float) -> AsyncLimiter:
     """A limiter that lets at most `rate` calls start in any window of one second.
 
@@ -238,7 +231,7 @@ class RateLimits:
 
     Limiters are created on first use with the rate given then; later calls with the same
     key get the same limiter whatever rate they pass. Keys must never contain a secret: use
-    `secret_key()` for API keys.
+    `amosync.upstream.redact.secret_key()` for API keys.
     """
 
     def __init__(self) -> None:

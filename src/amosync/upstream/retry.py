@@ -18,7 +18,6 @@ Tests call `stamina.set_testing(True, attempts=N)`, which removes the waits.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,19 +101,3 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-EXCERPT_CHARS = 500
-_SECRET_VALUES = re.compile(
-    r'("?(?:access_token|refresh_token|api_key|client_secret)"?\s*[:=]\s*"?)([^"&,\s]+)',
-    re.IGNORECASE,
-)
-
-
-def body_excerpt(text: str) -> str:
-    """The start of an upstream response body, safe to log or store with an error.
-
-    Error bodies carry no secrets in practice; this masks token- and key-shaped values anyway,
-    because an excerpt ends up in logs and in the jobs table.
-    """
-    return _SECRET_VALUES.sub(r"\1***", text[:EXCERPT_CHARS])
