@@ -15,7 +15,6 @@ from starlette.types import ASGIApp, Message
 
 from amosync.http.middleware import (
     BodyLimitMiddleware,
-    SecurityHeadersMiddleware,
     WidgetCORSMiddleware,
     allowed_origin,
     matches,
@@ -142,51 +141,6 @@ async def test_other_scopes_pass_through() -> None:
 
     await BodyLimitMiddleware(app)({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert called == ["lifespan"]
-
-
-# --- security headers -----------------------------------------------------------------
-
-
-async def test_security_headers_on_every_response_by_default(seen: list[dict[str, Any]]) -> None:
-    async with client(SecurityHeadersMiddleware(tiny_app(seen))) as http:
-        response = await http.get("/")
-        docs = await http.get("/docs")
-    assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["x-frame-options"] == "DENY"
-    assert response.headers["referrer-policy"] == "no-referrer"
-    csp = response.headers["content-security-policy"]
-    assert "default-src 'self'" in csp
-    assert "frame-ancestors 'none'" in csp
-    assert "unsafe-inline" not in csp
-    # Swagger UI needs its CDN and an inline script.
-    assert "content-security-policy" not in docs.headers
-
-
-async def test_security_headers_only_on_the_given_paths(seen: list[dict[str, Any]]) -> None:
-    app = SecurityHeadersMiddleware(tiny_app(seen), paths=["/dashboard", "/static/"])
-    async with client(app) as http:
-        covered = [await http.get(p) for p in ("/dashboard", "/dashboard/x", "/static/app.js")]
-        spared = [await http.get(p) for p in ("/webhook", "/dashboards", "/static")]
-    assert all("content-security-policy" in r.headers for r in covered)
-    assert not any("content-security-policy" in r.headers for r in spared)
-
-
-async def test_a_policy_the_app_set_itself_is_kept(seen: list[dict[str, Any]]) -> None:
-    async with client(SecurityHeadersMiddleware(tiny_app(seen))) as http:
-        response = await http.get("/own-csp")
-    assert response.headers.get_list("content-security-policy") == ["default-src *"]
-    assert response.headers["x-frame-options"] == "DENY"
-
-
-async def test_a_nonce_per_request_when_the_policy_asks_for_one(seen: list[dict[str, Any]]) -> None:
-    csp = "default-src 'self'; script-src 'self' 'nonce-{nonce}'"
-    async with client(SecurityHeadersMiddleware(tiny_app(seen), csp=csp)) as http:
-        first, second = await http.get("/"), await http.get("/")
-    nonces = [r.json()["nonce"] for r in (first, second)]
-    assert all(nonces)
-    assert nonces[0] != nonces[1]
-    for response, nonce in zip((first, second), nonces, strict=True):
-        assert f"'nonce-{nonce}'" in response.headers["content-security-policy"]
 
 
 # --- widget CORS ----------------------------------------------------------------------

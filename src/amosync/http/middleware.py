@@ -1,4 +1,6 @@
-"""Pure ASGI middlewares: the request body limit, security headers, CORS for the widget.
+"""Pure ASGI middlewares: the request body limit, CORS for the widget.
+
+The dashboard's security headers are set on its own responses (`amosync.web.security`).
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware, which runs the app in a task and
 copies every response through a stream: measurably slower on the webhook path.
@@ -15,7 +17,6 @@ no CORS answer.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 
 import orjson
@@ -185,70 +186,6 @@ class BodyLimitMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
-
-
-# Everything the dashboard needs comes from /static/: no inline script or style, no CDN.
-DEFAULT_CSP = (
-    "default-src 'self'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'; object-src 'none'"
-)
-NONCE_PLACEHOLDER = "{nonce}"
-
-
-class SecurityHeadersMiddleware:
-    """nosniff, DENY framing, no referrer and a strict Content-Security-Policy.
-
-    `paths` limits the headers to some routes (None: every response); `exclude` wins over
-    it and by default spares FastAPI's /docs and /redoc, which load Swagger UI and ReDoc
-    from a CDN with an inline script. A header the app set itself is left alone, so a page
-    can loosen its own policy. When `csp` contains "{nonce}", each request gets a fresh
-    nonce, put in the policy and in `request.state.csp_nonce` for templates:
-    `csp="default-src 'self'; script-src 'self' 'nonce-{nonce}'"`.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        paths: Iterable[str] | None = None,
-        *,
-        exclude: Iterable[str] = ("/docs", "/redoc"),
-        csp: str = DEFAULT_CSP,
-    ) -> None:
-        self.app = app
-        self.paths = None if paths is None else path_matcher(paths)
-        self.exclude = path_matcher(exclude)
-        self.csp = csp
-        self.headers: Headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"no-referrer"),
-        ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or matches(path, self.exclude)
-            or (self.paths is not None and not matches(path, self.paths))
-        ):
-            await self.app(scope, receive, send)
-            return
-        csp = self.csp
-        if NONCE_PLACEHOLDER in csp:
-            nonce = secrets.token_urlsafe(16)
-            scope.setdefault("state", {})["csp_nonce"] = nonce
-            csp = csp.replace(NONCE_PLACEHOLDER, nonce)
-        ours = [*self.headers, (b"content-security-policy", csp.encode("latin-1"))]
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                theirs = list(message.get("headers", []))
-                present = {name.lower() for name, _ in theirs}
-                theirs += [(name, value) for name, value in ours if name not in present]
-                message = {**message, "headers": theirs}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 def allowed_origin(origin: str, suffixes: Iterable[str]) -> bool:
