@@ -286,3 +286,41 @@ async def test_calls_are_paced_by_the_limiter() -> None:
 async def test_repr_hides_the_key() -> None:
     async with UnisenderClient(BASE, KEY, make_limiter(1)) as client:
         assert KEY not in repr(client)
+
+
+async def test_observer_sees_every_attempt() -> None:
+    seen: list[tuple[str, str]] = []
+    script = Script(
+        error("Too many requests", "api_call_limit_exceeded_for_api_key"),
+        httpx.Response(503),
+        httpx.ReadTimeout("slow"),
+        ok([]),
+        error("Invalid list id", "invalid_arg"),
+    )
+    observer = lambda api, outcome, _seconds: seen.append((api, outcome))  # noqa: E731
+    with stamina.set_testing(True, attempts=4):
+        async with UnisenderClient(
+            BASE, KEY, make_limiter(1000), http=script.client(), observer=observer
+        ) as client:
+            await client.get_lists()
+            with pytest.raises(PermanentUpstreamError):
+                await client.get_lists()
+    assert seen == [
+        ("unisender", "rate_limited"),
+        ("unisender", "transient"),
+        ("unisender", "transient"),
+        ("unisender", "ok"),
+        ("unisender", "permanent"),
+    ]
+
+
+async def test_a_shared_http_client_is_left_open() -> None:
+    script = Script(ok([]))
+    shared = script.client()
+    async with UnisenderClient(BASE, KEY, make_limiter(1000), http=shared) as client:
+        await client.get_lists()
+    assert not shared.is_closed
+    own = UnisenderClient(BASE, KEY, make_limiter(1000))
+    await own.aclose()
+    assert own._http.is_closed  # the one it made is closed with it
+    await shared.aclose()
