@@ -95,7 +95,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal, TypeVar, get_type_hints
+from typing import Annotated, Any, Literal, TypedDict, TypeVar, Unpack, get_type_hints
 
 from pydantic import (
     BeforeValidator,
@@ -184,6 +184,16 @@ class Control:
         return _PATH_ARGUMENT.sub(lambda match: str(arguments[match[1]]), self.path)
 
 
+class ControlOptions(TypedDict, total=False):
+    """How a control is served beyond its verb and path: `Control`'s other fields."""
+
+    name: str
+    send: Literal["query", "body"]
+    shape: Callable[[Any], Any]
+    answer_in: str
+    decode: Callable[[Any], Any]
+
+
 class Controls:
     """The controls of one part of the sandbox: amoCRM's, Unisender's or the sandbox's own."""
 
@@ -193,56 +203,30 @@ class Controls:
         self.by_name: dict[str, Control] = {}
 
     def __call__(
-        self,
-        verb: Verb,
-        path: str = "",
-        *,
-        name: str | None = None,
-        send: Literal["query", "body"] | None = None,
-        shape: Callable[[Any], Any] = _answer_as_is,
-        answer_in: str | None = None,
-        decode: Callable[[Any], Any] = _answer_as_is,
+        self, verb: Verb, path: str = "", **options: Unpack[ControlOptions]
     ) -> Callable[[Run], Run]:
-        """Declare the function below as the control `name` (its own name by default)."""
+        """Declare the function below as a control (named after it unless `name` says)."""
 
         def declare(run: Run) -> Run:
-            self.declare(
-                verb,
-                path,
-                run,
-                name=name,
-                send=send,
-                shape=shape,
-                answer_in=answer_in,
-                decode=decode,
-            )
+            self.declare(verb, path, run, **options)
             return run
 
         return declare
 
     def declare(
-        self,
-        verb: Verb,
-        path: str,
-        run: Callable[..., Any],
-        *,
-        name: str | None = None,
-        send: Literal["query", "body"] | None = None,
-        shape: Callable[[Any], Any] = _answer_as_is,
-        answer_in: str | None = None,
-        decode: Callable[[Any], Any] = _answer_as_is,
+        self, verb: Verb, path: str, run: Callable[..., Any], **options: Unpack[ControlOptions]
     ) -> None:
         """Serve `run` (a function of the part, or one of its methods) as a control."""
         control = Control(
-            name=name or run.__name__,
+            name=options.get("name") or run.__name__,
             verb=verb,
             path=self.prefix + path,
             run=run,
             part=self.part,
-            send=send or ("query" if verb == "GET" else "body"),
-            shape=shape,
-            answer_in=answer_in,
-            decode=decode,
+            send=options.get("send") or ("query" if verb == "GET" else "body"),
+            shape=options.get("shape", _answer_as_is),
+            answer_in=options.get("answer_in"),
+            decode=options.get("decode", _answer_as_is),
         )
         self.by_name[control.name] = control
 
