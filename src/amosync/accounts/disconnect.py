@@ -21,9 +21,11 @@ from amosync.accounts.unisender import remove_hook_quietly
 from amosync.db.engine import transaction
 from amosync.db.models import (
     Account,
+    AccountStatus,
     Integration,
     PendingChange,
     PendingLead,
+    RunStatus,
     SyncRun,
     utcnow,
 )
@@ -45,7 +47,7 @@ async def disconnect(services: Services, account_id: int) -> None:
             update(Account)
             .where(Account.id == account_id)
             .values(
-                status="disconnected",
+                status=AccountStatus.DISCONNECTED,
                 unisender_key_enc=None,
                 unisender_valid=False,
                 lease_owner=None,
@@ -67,8 +69,11 @@ async def disconnect(services: Services, account_id: int) -> None:
         await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
         await session.execute(
             update(SyncRun)
-            .where(SyncRun.account_id == account_id, SyncRun.status.in_(("queued", "running")))
-            .values(status="failed", error="account disconnected", finished_at=utcnow())
+            .where(
+                SyncRun.account_id == account_id,
+                SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)),
+            )
+            .values(status=RunStatus.FAILED, error="account disconnected", finished_at=utcnow())
         )
         await drop_pending(session, account_id)
     log.info("account.disconnected", account_id=account_id)

@@ -23,7 +23,7 @@ from amosync.accounts.tokens import amocrm_client
 from amosync.amocrm.client import AmoCRMClient, account_base_url, exchange_code
 from amosync.config import Settings
 from amosync.db.engine import transaction
-from amosync.db.models import Account, Integration
+from amosync.db.models import Account, AccountStatus, Integration
 from amosync.errors import AppError, BadRequest, PermanentUpstreamError, TransientUpstreamError
 from amosync.http.hosts import InvalidHost, account_host
 from amosync.runtime.crypto import new_token, same, token_hash
@@ -157,7 +157,7 @@ async def _store_account(services: Services, info: Any, host: str, payload: dict
             session.add(account)
         account.subdomain = subdomain
         account.name = info.name
-        account.status = "active"
+        account.status = AccountStatus.ACTIVE
         if account.webhook_token_hash is None:
             token = new_token()
             account.webhook_token_hash = token_hash(token)
@@ -262,7 +262,7 @@ async def exchange_private_code(
     integration.token_version = (integration.token_version or 0) + 1
     integration.base_url = f"https://{host}" if host else None
     integration.redirect_uri = redirect_uri
-    account.status = "active"
+    account.status = AccountStatus.ACTIVE
     if account.webhook_token_hash is None:
         token = new_token()
         account.webhook_token_hash = token_hash(token)

@@ -27,7 +27,7 @@ from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.db.engine import dialect_name, insert_for
-from amosync.db.models import Account, AccountProblem, utcnow
+from amosync.db.models import Account, AccountProblem, AccountStatus, utcnow
 from amosync.errors import (
     AmoCRMBlocked,
     AppError,
@@ -145,8 +145,8 @@ async def note_failure(session: AsyncSession, account_id: int, exc: BaseExceptio
         # Shown as `reauth_required` (derived from the status).
         await session.execute(
             update(Account)
-            .where(Account.id == account_id, Account.status == "active")
-            .values(status="reauth_required")
+            .where(Account.id == account_id, Account.status == AccountStatus.ACTIVE)
+            .values(status=AccountStatus.REAUTH_REQUIRED)
         )
     elif isinstance(exc, InvalidApiKey):
         await session.execute(
@@ -213,7 +213,7 @@ def _cause_gone(code: str, account: Any) -> bool:
     if code == ProblemCode.unisender_key_missing:
         return bool(account.has_key)
     if code == ProblemCode.reauth_required:
-        return bool(account.status != "reauth_required")
+        return bool(account.status != AccountStatus.REAUTH_REQUIRED)
     return False
 
 
@@ -249,7 +249,7 @@ async def problems_for(
     ).scalars()
     for row in stored:
         account = accounts[row.account_id]
-        if account.status == "disconnected":
+        if account.status == AccountStatus.DISCONNECTED:
             continue
         if row.until is not None and row.until <= now:
             continue
@@ -261,10 +261,10 @@ async def problems_for(
             continue  # a code a newer version wrote; nothing this one can say about it
         out[row.account_id].append(Problem(code=code, detail=row.detail, since=row.since))
     for account_id, account in accounts.items():
-        if account.status == "disconnected":
+        if account.status == AccountStatus.DISCONNECTED:
             continue
         derived = []
-        if account.status == "reauth_required":
+        if account.status == AccountStatus.REAUTH_REQUIRED:
             derived.append(
                 Problem(
                     code=ProblemCode.reauth_required,

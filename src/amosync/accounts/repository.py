@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Update, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.db.models import Account, Contact, Integration, PendingChange, SyncRun
+from amosync.db.models import Account, AccountStatus, Contact, Integration, PendingChange, SyncRun
 
 
 async def get(
@@ -151,8 +151,8 @@ async def mark_reauth(session: AsyncSession, account_id: int) -> None:
     """amoCRM revoked the tokens: the account needs a new install (unless disconnected)."""
     await session.execute(
         update(Account)
-        .where(Account.id == account_id, Account.status != "disconnected")
-        .values(status="reauth_required")
+        .where(Account.id == account_id, Account.status != AccountStatus.DISCONNECTED)
+        .values(status=AccountStatus.REAUTH_REQUIRED)
     )
 
 

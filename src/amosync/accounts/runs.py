@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts.tasks import FULL_SYNC, FullSyncJob
-from amosync.db.models import Contact, SyncRun
+from amosync.db.models import Contact, RunStatus, SyncRun
 
-ACTIVE = ("queued", "running")
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 async def active_run(session: AsyncSession, account_id: int) -> SyncRun | None:
@@ -38,7 +38,7 @@ async def start_run(
     expected = await session.scalar(
         select(func.count()).select_from(Contact).where(Contact.account_id == account_id)
     )
-    run = SyncRun(account_id=account_id, status="queued", expected=expected or None)
+    run = SyncRun(account_id=account_id, status=RunStatus.QUEUED, expected=expected or None)
     try:
         # A savepoint: a concurrent start wins the partial unique index, we read its run.
         async with session.begin_nested():

@@ -18,7 +18,7 @@ from amosync.accounts.schemas import (
     SyncRunOut,
 )
 from amosync.accounts.settings import parse as parse_settings
-from amosync.db.models import Account, Integration, SyncRun
+from amosync.db.models import Account, AccountStatus, Integration, SyncRun
 from amosync.errors import BadRequest, Conflict, NotFound
 from amosync.runtime.crypto import Cipher
 from amosync.runtime.services import Services
@@ -81,7 +81,7 @@ async def read_active(services: Services, account_id: int) -> Account | None:
     vendor), or None when it is gone or not active."""
     async with services.sessions() as session:
         account = await session.get(Account, account_id)
-    return account if account is not None and account.status == "active" else None
+    return account if account is not None and account.status == AccountStatus.ACTIVE else None
 
 
 async def require(session: AsyncSession, account_id: int, *, for_update: bool = False) -> Account:
@@ -96,7 +96,7 @@ async def create(
 ) -> Account:
     if await repository.get(session, account_id) is not None:
         raise Conflict(f"account {account_id} already exists", code="account_exists")
-    account = Account(id=account_id, status="active", settings={})
+    account = Account(id=account_id, status=AccountStatus.ACTIVE, settings={})
     apply_changes(account, cipher, data)
     if data.settings is not None:
         # Only the shape: a new account has no tokens or key to check the rest against.

@@ -27,7 +27,16 @@ from amosync.accounts.tokens import amocrm_client
 from amosync.consent.settings import consent_settings
 from amosync.consent.tasks import CONSENT
 from amosync.db.engine import dialect_name, insert_for, transaction
-from amosync.db.models import Account, ConsentEvent, ConsentWrite, Integration, ListedEmail, utcnow
+from amosync.db.models import (
+    Account,
+    AccountStatus,
+    ConsentEvent,
+    ConsentStatus,
+    ConsentWrite,
+    Integration,
+    ListedEmail,
+    utcnow,
+)
 from amosync.errors import PermanentUpstreamError, TransientUpstreamError
 from amosync.runtime.services import Services
 
@@ -102,7 +111,7 @@ async def write_back(services: Services, account_id: int) -> int:
     while True:
         async with services.sessions() as session:
             account = await session.get(Account, account_id)
-            if account is None or account.status == "disconnected":
+            if account is None or account.status == AccountStatus.DISCONNECTED:
                 return handled
             base_url = await session.scalar(
                 select(Integration.base_url).where(Integration.account_id == account_id).limit(1)
@@ -113,7 +122,7 @@ async def write_back(services: Services, account_id: int) -> int:
                         select(ConsentEvent)
                         .where(
                             ConsentEvent.account_id == account_id,
-                            ConsentEvent.status == "pending",
+                            ConsentEvent.status == ConsentStatus.PENDING,
                         )
                         .order_by(ConsentEvent.id)
                         .limit(BATCH)
@@ -144,7 +153,7 @@ async def write_back(services: Services, account_id: int) -> int:
             return handled
         settings = consent_settings(account.settings)
         if not settings.enabled:
-            await _finish(services, [(event, "disabled", []) for event in events])
+            await _finish(services, [(event, ConsentStatus.DISABLED, []) for event in events])
             handled += len(events)
             continue
         if client is None:
@@ -191,7 +200,9 @@ async def _write(
     outcomes = []
     for event in events:
         written = [str(i) for i in holders.get(event.email, []) if i not in gone]
-        outcomes.append((event, "done" if written else "no_contact", written))
+        outcomes.append(
+            (event, ConsentStatus.DONE if written else ConsentStatus.NO_CONTACT, written)
+        )
     await _finish(services, outcomes)
     log.info(
         "consent.written",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -56,7 +57,44 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ACTIVE_RUN = "status IN ('queued', 'running')"
+
+class AccountStatus(StrEnum):
+    """`accounts.status`: whether the account's work runs."""
+
+    ACTIVE = "active"
+    REAUTH_REQUIRED = "reauth_required"  # amoCRM refused its tokens: install the widget again
+    DISCONNECTED = "disconnected"  # kept for its history; nothing goes upstream any more
+
+
+class RunStatus(StrEnum):
+    """`sync_runs.status`: a full sync's progress."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobStatus(StrEnum):
+    """`jobs.status`: where a job is in the queue."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DROPPED = "dropped"  # its account was disconnected before it ran
+
+
+class ConsentStatus(StrEnum):
+    """`consent_events.status`: what became of one unsubscribe Unisender reported."""
+
+    PENDING = "pending"
+    DONE = "done"
+    NO_CONTACT = "no_contact"  # no contact of the account holds the address
+    DISABLED = "disabled"  # consent.enabled was false: nothing written
+
+
+ACTIVE_RUN = f"status IN ('{RunStatus.QUEUED}', '{RunStatus.RUNNING}')"
 
 
 class Base(DeclarativeBase):
@@ -72,8 +110,7 @@ class Account(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     subdomain: Mapped[str | None] = mapped_column(String(255))
     name: Mapped[str | None] = mapped_column(String(255))
-    # active | reauth_required | disconnected
-    status: Mapped[str] = mapped_column(String(32), default="active")
+    status: Mapped[str] = mapped_column(String(32), default=AccountStatus.ACTIVE)
     unisender_key_enc: Mapped[str | None] = mapped_column(Text)
     # Whether the stored key was accepted by Unisender the last time it was used.
     unisender_valid: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -233,8 +270,7 @@ class SyncRun(Base):
     account_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
-    # queued | running | done | failed
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED)
     fetched: Mapped[int] = mapped_column(Integer, default=0)
     synced: Mapped[int] = mapped_column(Integer, default=0)
     unsynced: Mapped[int] = mapped_column(Integer, default=0)
@@ -262,8 +298,8 @@ class Job(Base):
             "uq_jobs_pending_key",
             "dedupe_key",
             unique=True,
-            sqlite_where=text("status = 'pending'"),
-            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text(f"status = '{JobStatus.PENDING}'"),
+            postgresql_where=text(f"status = '{JobStatus.PENDING}'"),
         ),
     )
 
@@ -273,8 +309,7 @@ class Job(Base):
     )
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # pending | running | done | failed
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
     dedupe_key: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=8)
@@ -402,9 +437,7 @@ class ConsentEvent(Base):
     # As Unisender gave it ("2026-12-02 19:40:00", a Unix time…); None when it gave none.
     event_time: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # pending | done | no_contact (no contact of the account holds the address) |
-    # disabled (consent.enabled was false: nothing written)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=ConsentStatus.PENDING)
     contact_ids: Mapped[list[str]] = mapped_column(default=list)
     processed_at: Mapped[datetime | None]
 

@@ -24,7 +24,7 @@ from amosync.accounts.tasks import WEBHOOKS
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_lists
 from amosync.db.engine import transaction
-from amosync.db.models import Account, SyncRun
+from amosync.db.models import Account, AccountStatus, RunStatus, SyncRun
 from amosync.errors import AppError, TransientUpstreamError, UpstreamError
 from amosync.runtime.services import Services
 from amosync.segments import validate
@@ -53,7 +53,7 @@ def can_sync(account: Account) -> bool:
     """Whether a full sync could run now: a key and a list (the key's connection starts the
     first sync, with whatever settings are stored by then)."""
     return (
-        account.status != "disconnected"
+        account.status != AccountStatus.DISCONNECTED
         and account.unisender_key_enc is not None
         and account.list_id is not None
     )
@@ -82,7 +82,7 @@ async def save(
     if after.sync_part() != before.sync_part() and can_sync(account):
         # The same start as POST /sync: one active run per account, joined if one is.
         run, queued = await runs.start_full_sync(session, account.id)
-        if not queued and run.status == "running":
+        if not queued and run.status == RunStatus.RUNNING:
             # That run read the settings it started with: another follows it.
             await enqueue_resync(session, account.id)
             queued = True

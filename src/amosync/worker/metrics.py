@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from amosync.db.models import JobStatus
 from amosync.http.deps import ServicesDep
 from amosync.runtime.metrics import queue_depth
 from amosync.worker import queue
@@ -19,6 +20,6 @@ async def metrics(services: ServicesDep) -> PlainTextResponse:
     """Prometheus metrics."""
     async with services.sessions() as session:
         by_status = await queue.counts(session)
-    for status in ("pending", "running", "failed", "done"):
+    for status in (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.FAILED, JobStatus.DONE):
         queue_depth.labels(status=status).set(by_status.get(status, 0))
     return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -34,18 +34,17 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.db.engine import dialect_name, transaction
-from amosync.db.models import Account, AccountProblem, Job, utcnow
+from amosync.db.engine import transaction
+from amosync.db.models import JobStatus, utcnow
 from amosync.errors import AmoCRMBlocked, UnknownJob, is_permanent, root_cause
 from amosync.runtime.services import Services
+from amosync.worker import queue
 from amosync.worker.context import Handler, JobContext
 from amosync.worker.queue import backoff
 from amosync.worker.tasks import AccountHooks, account_hooks, registered
@@ -173,97 +172,33 @@ class Worker:
         owner = self.owner(slot)
         now = utcnow()
         lease_until = now + timedelta(seconds=LEASE_SECONDS)
-        claimable = or_(
-            and_(Job.status == "pending", Job.run_after <= now),
-            # A job whose worker died: its lease ran out.
-            and_(Job.status == "running", Job.lease_until < now),
-        )
-        held_by_another = exists().where(
-            Account.id == Job.account_id,
-            Account.lease_owner.is_not(None),
-            Account.lease_owner != owner,
-            Account.lease_until >= now,
-        )
-        # amoCRM blocked the account: nothing of it runs until the pause is over.
-        conditions = [claimable, ~held_by_another]
-        if self.hooks.blocked_code is not None:
-            conditions.append(
-                ~exists().where(
-                    AccountProblem.account_id == Job.account_id,
-                    AccountProblem.code == self.hooks.blocked_code,
-                    AccountProblem.until > now,
-                )
-            )
         async with transaction(self.services.sessions) as session:
-            query = (
-                select(Job.id, Job.account_id)
-                .where(*conditions)
-                .order_by(Job.run_after, Job.id)
-                .limit(CANDIDATES)
+            due = await queue.candidates(
+                session, owner, now, limit=CANDIDATES, blocked_code=self.hooks.blocked_code
             )
-            if dialect_name(session) == "postgresql":
-                query = query.with_for_update(skip_locked=True, of=Job)
-            candidates = (await session.execute(query)).all()
-            for job_id, account_id in candidates:
-                if account_id is not None and not await self._lease_account(
+            for job_id, account_id in due:
+                if account_id is not None and not await queue.lease_account(
                     session, account_id, owner, now, lease_until
                 ):
                     continue
-                claimed = await session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, claimable)
-                    .values(
-                        status="running",
-                        lease_owner=owner,
-                        lease_until=lease_until,
-                        attempts=Job.attempts + 1,
-                        # A running job holds no key: new work of its kind queues beside it.
-                        dedupe_key=None,
-                        updated_at=now,
-                    )
-                    .returning(Job.kind, Job.payload, Job.attempts, Job.max_attempts)
-                )
-                row = claimed.first()
-                if row is None:
+                taken = await queue.take(session, job_id, owner, now, lease_until)
+                if taken is None:
                     # Another worker took the job first (SQLite reads without row locks):
                     # don't keep its account from everyone for a whole lease.
                     if account_id is not None:
-                        await _release_account(session, account_id, owner)
+                        await queue.release_account(session, account_id, owner)
                     continue
-                kind, payload, attempts, max_attempts = row
                 return JobContext(
                     services=self.services,
                     job_id=job_id,
-                    kind=kind,
+                    kind=taken.kind,
                     account_id=account_id,
-                    payload=dict(payload or {}),
-                    attempts=attempts,
-                    max_attempts=max_attempts,
+                    payload=dict(taken.payload or {}),
+                    attempts=taken.attempts,
+                    max_attempts=taken.max_attempts,
                     worker_id=owner,
                 )
         return None
-
-    async def _lease_account(
-        self,
-        session: AsyncSession,
-        account_id: int,
-        owner: str,
-        now: datetime,
-        until: datetime,
-    ) -> bool:
-        result = await session.execute(
-            update(Account)
-            .where(
-                Account.id == account_id,
-                or_(
-                    Account.lease_owner.is_(None),
-                    Account.lease_until < now,
-                    Account.lease_owner == owner,
-                ),
-            )
-            .values(lease_owner=owner, lease_until=until)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def _execute(self, job: JobContext) -> Outcome:
         handler = self.handlers.get(job.kind)
@@ -279,7 +214,9 @@ class Worker:
             # worker resumes it at once.
             bound.info("job.released", attempts=job.attempts - 1)
             await _settled(
-                self._finish(job, status="pending", error=None, delay=0, count_attempt=False)
+                self._finish(
+                    job, status=JobStatus.PENDING, error=None, delay=0, count_attempt=False
+                )
             )
             raise
         except Exception as exc:
@@ -289,7 +226,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
         bound.info("job.done", seconds=round(time.monotonic() - started, 3))
-        await _settled(self._finish(job, status="done", error=None))
+        await _settled(self._finish(job, status=JobStatus.DONE, error=None))
         return "done"
 
     async def _failed(self, job: JobContext, exc: Exception, bound: Any) -> Outcome:
@@ -305,14 +242,14 @@ class Worker:
             bound.error("job.failed", attempts=job.attempts, error=error)
             if permanent and job.account_id is not None:
                 await _settled(self._note(job.account_id, cause))
-            await _settled(self._finish(job, status="failed", error=error))
+            await _settled(self._finish(job, status=JobStatus.FAILED, error=error))
             return "failed"
         delay = self.retry_delay(job.attempts)
         retry_after = getattr(cause, "retry_after", None)
         if retry_after:
             delay = max(delay, float(retry_after))
         bound.warning("job.retry", attempts=job.attempts, delay=round(delay, 1), error=error)
-        await _settled(self._finish(job, status="pending", error=error, delay=delay))
+        await _settled(self._finish(job, status=JobStatus.PENDING, error=error, delay=delay))
         return "retry"
 
     async def _blocked(self, job: JobContext, error: str, bound: Any) -> Outcome:
@@ -321,13 +258,15 @@ class Worker:
         assert job.account_id is not None
         if job.attempts >= job.max_attempts:
             bound.error("job.failed", attempts=job.attempts, error=error)
-            await _settled(self._finish(job, status="failed", error=error))
+            await _settled(self._finish(job, status=JobStatus.FAILED, error=error))
             return "failed"
         until = utcnow() + timedelta(seconds=self.block_pause)
         bound.warning("job.blocked", attempts=job.attempts, pause=self.block_pause, error=error)
         async with transaction(self.services.sessions) as session:
             await self.hooks.set_blocked(session, job.account_id, error, until)
-        await _settled(self._finish(job, status="pending", error=error, delay=self.block_pause))
+        await _settled(
+            self._finish(job, status=JobStatus.PENDING, error=error, delay=self.block_pause)
+        )
         return "retry"
 
     async def _note(self, account_id: int, cause: BaseException) -> None:
@@ -340,20 +279,7 @@ class Worker:
             until = utcnow() + timedelta(seconds=LEASE_SECONDS)
             try:
                 async with transaction(self.services.sessions) as session:
-                    await session.execute(
-                        update(Job)
-                        .where(Job.id == job.job_id, Job.lease_owner == job.worker_id)
-                        .values(lease_until=until)
-                    )
-                    if job.account_id is not None:
-                        await session.execute(
-                            update(Account)
-                            .where(
-                                Account.id == job.account_id,
-                                Account.lease_owner == job.worker_id,
-                            )
-                            .values(lease_until=until)
-                        )
+                    await queue.renew(session, job.job_id, job.account_id, job.worker_id, until)
                 self._beat()
             except Exception:
                 log.exception("worker.lease.renew_failed", job_id=job.job_id)
@@ -372,36 +298,26 @@ class Worker:
         self,
         job: JobContext,
         *,
-        status: str,
+        status: JobStatus,
         error: str | None,
         delay: float = 0.0,
         count_attempt: bool = True,
     ) -> None:
-        values: dict[str, Any] = {
-            "status": status,
-            "lease_owner": None,
-            "lease_until": None,
-            "last_error": error,
-            "updated_at": utcnow(),
-        }
-        if status == "pending":
-            values["run_after"] = utcnow() + timedelta(seconds=delay)
-        if not count_attempt:
-            values["attempts"] = Job.attempts - 1
-        if error is None and status == "pending":
-            # Handed back: keep the error of the last real attempt.
-            del values["last_error"]
         async with transaction(self.services.sessions) as session:
-            await session.execute(
-                update(Job)
-                .where(Job.id == job.job_id, Job.lease_owner == job.worker_id)
-                .values(**values)
+            await queue.finish(
+                session,
+                job.job_id,
+                job.worker_id,
+                status=status,
+                error=error,
+                delay=delay,
+                count_attempt=count_attempt,
             )
             if job.account_id is not None:
-                if status == "done":
+                if status == JobStatus.DONE:
                     # The job ran to the end after the pause: amoCRM answers again.
                     await self.hooks.clear_blocked(session, job.account_id)
-                await _release_account(session, job.account_id, job.worker_id)
+                await queue.release_account(session, job.account_id, job.worker_id)
         # Work of this account queued while the job ran can be claimed now, not next poll.
         self.services.notify_work()
 
@@ -415,14 +331,6 @@ async def _settled(outcome: Awaitable[None]) -> None:
     except asyncio.CancelledError:
         await task
         raise
-
-
-async def _release_account(session: AsyncSession, account_id: int, owner: str) -> None:
-    await session.execute(
-        update(Account)
-        .where(Account.id == account_id, Account.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-    )
 
 
 async def start_inline_worker(services: Services) -> Callable[[], Awaitable[None]]:
