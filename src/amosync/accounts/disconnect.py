@@ -13,22 +13,11 @@ import hashlib
 import hmac
 
 import structlog
-from sqlalchemy import delete, update
 
-from amosync.accounts import service
+from amosync.accounts import repository, service
 from amosync.accounts.install import unregister_webhooks
 from amosync.accounts.unisender import remove_hook_quietly
 from amosync.db.engine import transaction
-from amosync.db.models import (
-    Account,
-    AccountStatus,
-    Integration,
-    PendingChange,
-    PendingLead,
-    RunStatus,
-    SyncRun,
-    utcnow,
-)
 from amosync.errors import Forbidden
 from amosync.runtime.services import Services
 from amosync.worker.queue import drop_pending
@@ -37,44 +26,17 @@ log = structlog.get_logger()
 
 
 async def disconnect(services: Services, account_id: int) -> None:
-    """Raises NotFound for an unknown account."""
+    """Raises NotFound for an unknown account.
+
+    A workflow that owns its transactions, unlike the services: the vendors are called
+    first, each in its own time and outside any transaction, and what is forgotten is
+    committed at the end in one."""
     async with services.sessions() as session:
         await service.require(session, account_id)
     await unregister_quietly(services, account_id)
     await remove_hook_quietly(services, account_id)
     async with transaction(services.sessions) as session:
-        await session.execute(
-            update(Account)
-            .where(Account.id == account_id)
-            .values(
-                status=AccountStatus.DISCONNECTED,
-                unisender_key_enc=None,
-                unisender_valid=False,
-                lease_owner=None,
-                lease_until=None,
-            )
-        )
-        await session.execute(
-            update(Integration)
-            .where(Integration.account_id == account_id)
-            .values(
-                access_token_enc=None,
-                refresh_token_enc=None,
-                client_secret_enc=None,
-                expires_at=None,
-                webhook_registered=False,
-            )
-        )
-        await session.execute(delete(PendingChange).where(PendingChange.account_id == account_id))
-        await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
-        await session.execute(
-            update(SyncRun)
-            .where(
-                SyncRun.account_id == account_id,
-                SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)),
-            )
-            .values(status=RunStatus.FAILED, error="account disconnected", finished_at=utcnow())
-        )
+        await repository.forget(session, account_id)
         await drop_pending(session, account_id)
     log.info("account.disconnected", account_id=account_id)
 

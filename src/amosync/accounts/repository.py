@@ -9,7 +9,17 @@ from datetime import datetime
 from sqlalchemy import Update, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.db.models import Account, AccountStatus, Contact, Integration, PendingChange, SyncRun
+from amosync.db.models import (
+    Account,
+    AccountStatus,
+    Contact,
+    Integration,
+    PendingChange,
+    PendingLead,
+    RunStatus,
+    SyncRun,
+    utcnow,
+)
 
 
 async def get(
@@ -161,4 +171,41 @@ async def set_webhook_registered(session: AsyncSession, account_id: int, registe
         update(Integration)
         .where(Integration.account_id == account_id)
         .values(webhook_registered=registered)
+    )
+
+
+async def forget(session: AsyncSession, account_id: int) -> None:
+    """Disconnect's record: the account keeps its synced and unsynced contacts for the
+    operator; its secrets, its leases, its waiting changes and its unfinished runs go."""
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(
+            status=AccountStatus.DISCONNECTED,
+            unisender_key_enc=None,
+            unisender_valid=False,
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+    await session.execute(
+        update(Integration)
+        .where(Integration.account_id == account_id)
+        .values(
+            access_token_enc=None,
+            refresh_token_enc=None,
+            client_secret_enc=None,
+            expires_at=None,
+            webhook_registered=False,
+        )
+    )
+    await session.execute(delete(PendingChange).where(PendingChange.account_id == account_id))
+    await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
+    await session.execute(
+        update(SyncRun)
+        .where(
+            SyncRun.account_id == account_id,
+            SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)),
+        )
+        .values(status=RunStatus.FAILED, error="account disconnected", finished_at=utcnow())
     )
