@@ -209,3 +209,20 @@ async def forget(session: AsyncSession, account_id: int) -> None:
         )
         .values(status=RunStatus.FAILED, error="account disconnected", finished_at=utcnow())
     )
+
+
+async def has_pending_changes(session: AsyncSession, account_id: int) -> bool:
+    """Whether webhook changes of the account wait to be applied."""
+    kept = await session.scalar(
+        select(PendingChange.amocrm_id).where(PendingChange.account_id == account_id).limit(1)
+    )
+    return kept is not None
+
+
+async def forget_hook(session: AsyncSession, account_id: int) -> None:
+    """Unisender's hook is gone (or its key is): its token no longer opens our route."""
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(unisender_hook_token_hash=None, unisender_hook_token_enc=None)
+    )

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts import repository
 from amosync.accounts.problems import CLEARED_BY_KEY, ProblemCode, clear_problem
 from amosync.accounts.tasks import CHANGES, UNISENDER_HOOK, UNISENDER_HOOK_REMOVE, RemoveHookJob
 from amosync.db.engine import transaction
-from amosync.db.models import Account, PendingChange
+from amosync.db.models import Account
 from amosync.errors import BadRequest, InvalidApiKey
 from amosync.runtime.metrics import observe_upstream
 from amosync.runtime.services import Services
@@ -139,10 +139,7 @@ async def key_changed(
         )
     # The new key gets our hook, so unsubscribes come back to amoCRM (SPEC §9).
     await UNISENDER_HOOK.enqueue(session, AccountJob(account_id))
-    kept = await session.scalar(
-        select(PendingChange.amocrm_id).where(PendingChange.account_id == account_id).limit(1)
-    )
-    if kept is not None:
+    if await repository.has_pending_changes(session, account_id):
         await CHANGES.enqueue(session, AccountJob(account_id))
 
 
@@ -179,9 +176,5 @@ async def remove_hook_quietly(services: Services, account_id: int) -> None:
     except Exception as exc:
         log.warning("consent.hook.remove_failed", account_id=account_id, error=type(exc).__name__)
     async with transaction(services.sessions) as session:
-        await session.execute(
-            update(Account)
-            .where(Account.id == account_id)
-            .values(unisender_hook_token_hash=None, unisender_hook_token_enc=None)
-        )
+        await repository.forget_hook(session, account_id)
         await clear_problem(session, account_id, ProblemCode.unisender_hook_stopped)
