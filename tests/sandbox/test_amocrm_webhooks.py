@@ -18,6 +18,15 @@ async def subscribe(served: Served, token: str, destination: str, settings: list
     assert response.status_code == 200, response.text
 
 
+async def listening(
+    served: Served, token: str, receiver: tuple[Receiver, str], settings: list[str]
+) -> Receiver:
+    """The receiver, once registered through the API for the `settings` events."""
+    hooks, destination = receiver
+    await subscribe(served, token, destination, settings)
+    return hooks
+
+
 async def test_webhooks_are_registered_listed_and_removed(served: Served, token: str) -> None:
     destination = "https://amosync.example.test/webhook?token=abc"
     await subscribe(served, token, destination, EVENTS)
@@ -57,8 +66,7 @@ async def test_bad_webhook_registrations_are_refused(
 async def test_contact_changes_post_real_format_webhooks(
     served: Served, token: str, receiver: tuple[Receiver, str]
 ) -> None:
-    hooks, destination = receiver
-    await subscribe(served, token, destination, EVENTS)
+    hooks = await listening(served, token, receiver, EVENTS)
     amo = served.amo
     amo.restore_without_fields = 0.0  # every restore carries the contact's fields
     ann = amo.add_contact(ACCOUNT_ID, "Ann Lee", emails=["ann@example.com"], phones=["+7 900"])
@@ -104,8 +112,7 @@ async def test_a_share_of_restores_come_without_custom_fields(
     served: Served, token: str, receiver: tuple[Receiver, str]
 ) -> None:
     """As in tests/fixtures/amocrm/webhooks/contact_restore_without_fields.form."""
-    hooks, destination = receiver
-    await subscribe(served, token, destination, ["restore_contact"])
+    hooks = await listening(served, token, receiver, ["restore_contact"])
     amo = served.amo
     contacts = [
         amo.add_contact(ACCOUNT_ID, f"C{n}", emails=[f"c{n}@example.com"]) for n in range(40)
@@ -126,8 +133,7 @@ async def test_a_share_of_restores_come_without_custom_fields(
 async def test_only_subscribed_events_are_sent(
     served: Served, token: str, receiver: tuple[Receiver, str]
 ) -> None:
-    hooks, destination = receiver
-    await subscribe(served, token, destination, ["delete_contact"])
+    hooks = await listening(served, token, receiver, ["delete_contact"])
     bob = served.amo.add_contact(ACCOUNT_ID, "Bob", emails=["bob@example.com"])
     served.amo.delete_contact(ACCOUNT_ID, bob["id"])
     await served.amo.flush_webhooks()
@@ -137,8 +143,7 @@ async def test_only_subscribed_events_are_sent(
 async def test_switched_off_webhooks_are_not_sent_but_bodies_can_be_built(
     served: Served, token: str, receiver: tuple[Receiver, str]
 ) -> None:
-    hooks, destination = receiver
-    await subscribe(served, token, destination, EVENTS)
+    hooks = await listening(served, token, receiver, EVENTS)
     amo = served.amo
     amo.webhooks_enabled = False
     bob = amo.add_contact(ACCOUNT_ID, "Bob", emails=["bob@example.com"])
@@ -152,9 +157,8 @@ async def test_switched_off_webhooks_are_not_sent_but_bodies_can_be_built(
 async def test_a_failing_receiver_is_recorded(
     served: Served, token: str, receiver: tuple[Receiver, str]
 ) -> None:
-    hooks, destination = receiver
+    hooks = await listening(served, token, receiver, EVENTS)
     hooks.status = 500
-    await subscribe(served, token, destination, EVENTS)
     await subscribe(served, token, "http://127.0.0.1:9/closed", EVENTS)  # nothing listens
     served.amo.add_contact(ACCOUNT_ID, "Eve", emails=["eve@example.com"])
     await served.amo.flush_webhooks()
