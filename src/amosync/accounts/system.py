@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -14,8 +14,7 @@ from amosync.accounts.runs import start_full_sync
 from amosync.accounts.unisender import connect
 from amosync.db.models import Account
 from amosync.errors import BadRequest
-from amosync.http.auth import CallerDep
-from amosync.http.body import read_fields
+from amosync.http.body import AccountFields, fields_for_account, json_or_form
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import BIGINT_MAX, AccountIdQuery
 
@@ -55,8 +54,7 @@ async def install_call(
     return JSONResponse({"status": "accepted"})
 
 
-class UnisenderKey(BaseModel):
-    account_id: int = Field(gt=0, le=BIGINT_MAX)
+class UnisenderKey(AccountFields):
     unisender_key: str = Field(min_length=1, max_length=255)
     list_id: int | None = Field(default=None, gt=0, le=BIGINT_MAX)
 
@@ -70,22 +68,14 @@ class Connected(BaseModel):
 
 @router.post(
     "/vidget/unisender",
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": UnisenderKey.model_json_schema()},
-                "application/x-www-form-urlencoded": {"schema": UnisenderKey.model_json_schema()},
-            },
-            "required": True,
-        }
-    },
+    openapi_extra=json_or_form(UnisenderKey),
 )
 async def unisender_key(
-    request: Request, caller: CallerDep, services: ServicesDep, session: SessionDep
+    body: Annotated[UnisenderKey, Depends(fields_for_account(UnisenderKey))],
+    services: ServicesDep,
+    session: SessionDep,
 ) -> Connected:
     """Connect the account's Unisender key (checked first) and start the first full sync."""
-    body = await read_fields(request, UnisenderKey)
-    caller.require_account(body.account_id)
     account = await repository.get(session, body.account_id, for_update=True)
     if account is None:
         # The widget can save the key while the install job is still exchanging the code;

@@ -14,13 +14,12 @@ from amosync.consent.tasks import CONSENT
 from amosync.db.engine import dialect_name, insert_for
 from amosync.db.models import Account, ConsentEvent, utcnow
 from amosync.errors import BadRequest, Unauthorized
+from amosync.http.auth import url_token, url_token_openapi
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.runtime.crypto import token_hash
 from amosync.worker.tasks import AccountJob
 
 router = APIRouter()
-
-MAX_TOKEN = 256
 
 
 class HookAccepted(BaseModel):
@@ -28,28 +27,16 @@ class HookAccepted(BaseModel):
     ignored: int
 
 
-HOOK_OPENAPI: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "token",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string", "maxLength": MAX_TOKEN},
-            "description": "the account's hook secret, from the URL given to setHook",
-        }
-    ],
-    "requestBody": {
-        "content": {"application/json": {"schema": {}}},
-        "required": True,
-    },
-}
+HOOK_OPENAPI = url_token_openapi(
+    "the account's hook secret, from the URL given to setHook",
+    {"application/json": {"schema": {}}},
+)
 
 
 async def _account_for(session: SessionDep, token: str | None) -> Account:
-    if not token or len(token) > MAX_TOKEN:
-        raise Unauthorized("the hook URL carries no valid token", code="invalid_hook_token")
+    hashed = token_hash(url_token(token, url="hook", code="invalid_hook_token"))
     account = await session.scalar(
-        select(Account).where(Account.unisender_hook_token_hash == token_hash(token))
+        select(Account).where(Account.unisender_hook_token_hash == hashed)
     )
     if account is None:
         raise Unauthorized("unknown hook token", code="invalid_hook_token")

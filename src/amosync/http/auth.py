@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -76,3 +76,32 @@ def require_admin_or_widget(request: Request, services: ServicesDep) -> Caller:
 
 AdminDep = Annotated[Caller, Depends(require_admin)]
 CallerDep = Annotated[Caller, Depends(require_admin_or_widget)]
+
+
+# A vendor calls back at the URL it was given, its secret in `?token=` (amoCRM's webhooks,
+# Unisender's hook). Ours are 43 characters; anything much longer is noise.
+MAX_URL_TOKEN = 256
+
+
+def url_token(token: str | None, *, url: str, code: str) -> str:
+    """The callback URL's token, or 401 `code` when there is none or it is too long."""
+    if not token or len(token) > MAX_URL_TOKEN:
+        raise Unauthorized(f"the {url} URL carries no valid token", code=code)
+    return token
+
+
+def url_token_openapi(description: str, content: dict[str, Any]) -> dict[str, Any]:
+    """The `openapi_extra` of a callback route: its `?token=` (which the route reads itself,
+    so it is declared here) and its body's `content`."""
+    return {
+        "parameters": [
+            {
+                "name": "token",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "maxLength": MAX_URL_TOKEN},
+                "description": description,
+            }
+        ],
+        "requestBody": {"content": content, "required": True},
+    }

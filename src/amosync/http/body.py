@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from amosync.errors import BadRequest
+from amosync.http.auth import CallerDep
+from amosync.http.ids import BIGINT_MAX
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,3 +92,38 @@ async def read_fields(request: Request, model: type[M]) -> M:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise BadRequest(problems, code="invalid_request", status=422) from exc
+
+
+def json_or_form(model: type[BaseModel]) -> dict[str, Any]:
+    """The `openapi_extra` of a route that reads its body with `read_fields`: `model`, as
+    JSON or as a form (FastAPI sees no body parameter to declare)."""
+    return {
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": model.model_json_schema()},
+                "application/x-www-form-urlencoded": {"schema": model.model_json_schema()},
+            },
+            "required": True,
+        }
+    }
+
+
+class AccountFields(BaseModel):
+    """A body that names the account it acts on (the widget's forms do)."""
+
+    account_id: int = Field(gt=0, le=BIGINT_MAX)
+
+
+A = TypeVar("A", bound=AccountFields)
+
+
+def fields_for_account(model: type[A]) -> Callable[..., Awaitable[A]]:
+    """A dependency reading `model` with `read_fields` (declare it with `json_or_form`),
+    for an account the caller may act on (403 otherwise)."""
+
+    async def read(request: Request, caller: CallerDep) -> A:
+        body = await read_fields(request, model)
+        caller.require_account(body.account_id)
+        return body
+
+    return read

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
@@ -19,8 +19,8 @@ from amosync.accounts.schemas import SyncRunOut
 from amosync.amocrm.webhooks import parse_webhook
 from amosync.db.models import Account, ConsentEvent, Contact
 from amosync.errors import BadRequest, Unauthorized
-from amosync.http.auth import CallerDep
-from amosync.http.body import read_fields
+from amosync.http.auth import CallerDep, url_token, url_token_openapi
+from amosync.http.body import fields_for_account, json_or_form
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import AccountIdQuery, RunIdPath
 from amosync.http.middleware import MAX_BODY, BodyRefused, read_body
@@ -48,22 +48,14 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
     "/sync",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SyncStarted,
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": SyncRequest.model_json_schema()},
-                "application/x-www-form-urlencoded": {"schema": SyncRequest.model_json_schema()},
-            },
-            "required": True,
-        }
-    },
+    openapi_extra=json_or_form(SyncRequest),
 )
 async def start_sync(
-    request: Request, caller: CallerDep, services: ServicesDep, session: SessionDep
+    body: Annotated[SyncRequest, Depends(fields_for_account(SyncRequest))],
+    services: ServicesDep,
+    session: SessionDep,
 ) -> JSONResponse:
     """Start a full sync of the account (JSON or form body); returns the active run if one is."""
-    body = await read_fields(request, SyncRequest)
-    caller.require_account(body.account_id)
     account = await accounts.require(session, body.account_id)
     if account.status == "disconnected":
         # Its tokens and key are gone: a run could only fail. Say so now, as POST
@@ -169,37 +161,20 @@ async def unsynced_contacts(
     return Page(items=items, next_cursor=contacts.next_cursor)
 
 
-MAX_TOKEN = 256  # a webhook token is 43 characters; anything much longer is noise
-
-
-WEBHOOK_OPENAPI: dict[str, Any] = {
-    # Declared here rather than as parameters: the route reads them itself (below).
-    "parameters": [
-        {
-            "name": "token",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string", "maxLength": MAX_TOKEN},
-            "description": "the account's webhook secret, from the registered URL",
+WEBHOOK_OPENAPI = url_token_openapi(
+    "the account's webhook secret, from the registered URL",
+    {
+        "application/x-www-form-urlencoded": {
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}}
         }
-    ],
-    "requestBody": {
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "additionalProperties": {"type": "string"}}
-            }
-        },
-        "required": True,
     },
-}
+)
 
 
 async def accept_webhook(app: FastAPI, token: str | None, body: bytes) -> dict[str, object]:
     """amoCRM webhooks: stored durably before the answer, applied by the worker."""
-    if not token or len(token) > MAX_TOKEN:
-        raise Unauthorized("the webhook URL carries no valid token", code="invalid_webhook_token")
+    hashed = token_hash(url_token(token, url="webhook", code="invalid_webhook_token"))
     inbox = _inbox(app)
-    hashed = token_hash(token)
     account_id = await inbox.account_for(hashed)
     if account_id is None:
         raise Unauthorized("unknown webhook token", code="invalid_webhook_token")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from amosync.accounts.schemas import SyncStarted as SyncStarted
-from amosync.http.ids import BIGINT_MAX
+from amosync.http.body import AccountFields
 
 
-class SyncRequest(BaseModel):
-    account_id: int = Field(gt=0, le=BIGINT_MAX)
+class SyncRequest(AccountFields):
+    pass  # the account to sync (no docstring: it would be the schema's description)
 
 
 class ContactOut(BaseModel):
