@@ -33,7 +33,7 @@ class RemoteError(RuntimeError):
     """A control route refused the call (its status and body are in the message)."""
 
 
-class _Part:
+class RemoteControls:
     """The controls of one part of the sandbox, as methods named after them."""
 
     def __init__(self, http: httpx.AsyncClient, controls: Controls) -> None:
@@ -79,7 +79,7 @@ class _Part:
         return response.content
 
 
-class RemoteAmoCRM(_Part):
+class RemoteAmoCRM(RemoteControls):
     """amoCRM's controls, plus what the Python API reads out of them."""
 
     async def max_per_second(self, account_id: int, since: float | None = None) -> int:
@@ -102,7 +102,7 @@ class RemoteAmoCRM(_Part):
         )
 
 
-class RemoteSandbox(_Part):
+class RemoteSandbox(RemoteControls):
     """A sandbox in another process, driven over its `/_sandbox` control routes."""
 
     def __init__(self, base_url: str, http: httpx.AsyncClient | None = None) -> None:
@@ -110,7 +110,7 @@ class RemoteSandbox(_Part):
         client = http or httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=60.0)
         super().__init__(client, SANDBOX)
         self.amocrm = RemoteAmoCRM(client, AMOCRM)
-        self.unisender = _Part(client, UNISENDER)
+        self.unisender = RemoteControls(client, UNISENDER)
 
     async def __aenter__(self) -> Self:
         return self
