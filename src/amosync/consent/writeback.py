@@ -8,7 +8,8 @@ have been lost (the job stopped between the POST and the record, or the POST's a
 came) is looked for in amoCRM first (`GET /api/v4/contacts/notes`, the contact's `common`
 notes since the event arrived, matched by their text) and only posted when it is not there.
 Calls go through the account's amoCRM client, hence its rate limit and its retries; a
-failure leaves the event pending and the job is retried like any other. An address no
+failure leaves the event pending and the job is retried like any other. A workflow that
+commits between upstream calls: each write is recorded as soon as amoCRM took it. An address no
 contact holds any more is recorded (`no_contact`) and skipped.
 """
 
@@ -21,21 +22,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import select, update
 
 from amosync.accounts.tokens import amocrm_client
+from amosync.consent import repository
 from amosync.consent.settings import consent_settings
 from amosync.consent.tasks import CONSENT
-from amosync.db.engine import dialect_name, insert_for, transaction
+from amosync.db.engine import transaction
 from amosync.db.models import (
     Account,
     AccountStatus,
     ConsentEvent,
     ConsentStatus,
-    ConsentWrite,
-    Integration,
-    ListedEmail,
-    utcnow,
 )
 from amosync.errors import PermanentUpstreamError, TransientUpstreamError
 from amosync.runtime.services import Services
@@ -113,42 +110,10 @@ async def write_back(services: Services, account_id: int) -> int:
             account = await session.get(Account, account_id)
             if account is None or account.status == AccountStatus.DISCONNECTED:
                 return handled
-            base_url = await session.scalar(
-                select(Integration.base_url).where(Integration.account_id == account_id).limit(1)
-            )
-            events = list(
-                (
-                    await session.execute(
-                        select(ConsentEvent)
-                        .where(
-                            ConsentEvent.account_id == account_id,
-                            ConsentEvent.status == ConsentStatus.PENDING,
-                        )
-                        .order_by(ConsentEvent.id)
-                        .limit(BATCH)
-                    )
-                ).scalars()
-            )
-            holders: dict[str, list[int]] = {}
-            for email, amocrm_id in await session.execute(
-                select(ListedEmail.email, ListedEmail.amocrm_id)
-                .where(
-                    ListedEmail.account_id == account_id,
-                    ListedEmail.email.in_({event.email for event in events}),
-                )
-                .order_by(ListedEmail.amocrm_id)
-            ):
-                holders.setdefault(email, []).append(amocrm_id)
-            done = {
-                (row.event_id, row.amocrm_id): row
-                for row in (
-                    await session.execute(
-                        select(ConsentWrite).where(
-                            ConsentWrite.event_id.in_([event.id for event in events])
-                        )
-                    )
-                ).scalars()
-            }
+            base_url = await repository.base_url(session, account_id)
+            events = await repository.pending_events(session, account_id, BATCH)
+            holders = await repository.holders(session, account_id, (e.email for e in events))
+            done = await repository.written(session, [event.id for event in events])
         if not events:
             return handled
         settings = consent_settings(account.settings)
@@ -169,7 +134,7 @@ async def _write(
     client: AmoCRMClient,
     events: Sequence[ConsentEvent],
     holders: dict[str, list[int]],
-    done: dict[tuple[int, int], ConsentWrite],
+    done: repository.Written,
     tag: str,
     note: bool,
     lang: str,
@@ -303,29 +268,11 @@ async def _record(
     if not pairs:
         return
     async with transaction(services.sessions) as session:
-        insert = insert_for(dialect_name(session))
-        values = [
-            {"event_id": event_id, "amocrm_id": amocrm_id, "tagged": tagged, "noted": noted}
-            for event_id, amocrm_id in pairs
-        ]
-        statement = insert(ConsentWrite).values(values)
-        column = "tagged" if tagged else "noted"
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["event_id", "amocrm_id"],
-                set_={column: getattr(statement.excluded, column)},
-            )
-        )
+        await repository.record_written(session, pairs, tagged=tagged, noted=noted)
 
 
 async def _finish(
-    services: Services, outcomes: Sequence[tuple[ConsentEvent, str, list[str]]]
+    services: Services, outcomes: Sequence[tuple[ConsentEvent, ConsentStatus, list[str]]]
 ) -> None:
     async with transaction(services.sessions) as session:
-        now = utcnow()
-        for event, status, contact_ids in outcomes:
-            await session.execute(
-                update(ConsentEvent)
-                .where(ConsentEvent.id == event.id)
-                .values(status=status, contact_ids=contact_ids, processed_at=now)
-            )
+        await repository.finish_events(session, outcomes)
