@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts import repository
-from amosync.accounts.problems import problems_for
+from amosync.accounts.problems import Problem, problems_for
 from amosync.accounts.schemas import (
     AccountCreate,
     AccountOut,
@@ -43,37 +44,64 @@ def is_connected(account: Account) -> bool:
     return account.unisender_key_enc is not None and account.unisender_valid
 
 
-async def views(session: AsyncSession, accounts: Sequence[Account]) -> list[AccountOut]:
+@dataclass(frozen=True)
+class AccountState:
+    """An account with what every view of it shows beside its own columns: its contacts
+    by state, its last full sync and its problems (the API's `AccountOut`, the
+    dashboard's rows)."""
+
+    account: Account
+    contacts: ContactCounts
+    last_run: SyncRun | None
+    problems: list[Problem]
+
+
+def _contact_counts(by_state: Mapping[str, int]) -> ContactCounts:
+    return ContactCounts(
+        synced=by_state.get("synced", 0),
+        unsynced=by_state.get("unsynced", 0),
+        pending=by_state.get("pending", 0),
+        # Contacts known; a waiting change may be of one of them.
+        total=sum(n for state, n in by_state.items() if state != "pending"),
+    )
+
+
+async def states(session: AsyncSession, accounts: Sequence[Account]) -> list[AccountState]:
+    """The accounts' states in three queries, whatever their number."""
     ids = [account.id for account in accounts]
     counts = await repository.contact_counts(session, ids)
     runs = await repository.last_runs(session, ids)
     problems = await problems_for(session, ids)
-    out = []
-    for account in accounts:
-        by_state = counts.get(account.id, {})
-        run = runs.get(account.id)
-        out.append(
-            AccountOut(
-                id=account.id,
-                subdomain=account.subdomain,
-                name=account.name,
-                status=account.status,
-                unisender_connected=is_connected(account),
-                list_id=account.list_id,
-                settings=account.settings or {},
-                contacts=ContactCounts(
-                    synced=by_state.get("synced", 0),
-                    unsynced=by_state.get("unsynced", 0),
-                    pending=by_state.get("pending", 0),
-                    # Contacts known; a waiting change may be of one of them.
-                    total=sum(n for state, n in by_state.items() if state != "pending"),
-                ),
-                last_sync=run_view(run) if run else None,
-                problems=problems.get(account.id, []),
-                created_at=account.created_at,
-            )
+    return [
+        AccountState(
+            account=account,
+            contacts=_contact_counts(counts.get(account.id, {})),
+            last_run=runs.get(account.id),
+            problems=problems.get(account.id, []),
         )
-    return out
+        for account in accounts
+    ]
+
+
+def view(state: AccountState) -> AccountOut:
+    account = state.account
+    return AccountOut(
+        id=account.id,
+        subdomain=account.subdomain,
+        name=account.name,
+        status=account.status,
+        unisender_connected=is_connected(account),
+        list_id=account.list_id,
+        settings=account.settings or {},
+        contacts=state.contacts,
+        last_sync=run_view(state.last_run) if state.last_run else None,
+        problems=state.problems,
+        created_at=account.created_at,
+    )
+
+
+async def views(session: AsyncSession, accounts: Sequence[Account]) -> list[AccountOut]:
+    return [view(state) for state in await states(session, accounts)]
 
 
 async def read_active(services: Services, account_id: int) -> Account | None:

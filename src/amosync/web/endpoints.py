@@ -757,7 +757,7 @@ async def account_progress(
             "account_id": row.id,
             "status": row.status,
             "unisender_connected": row.unisender_connected,
-            "contacts": row.counts.as_json(),
+            "contacts": row.contacts.model_dump(exclude={"total"}),
             "run": row.run.as_json() if row.run else None,
         }
     )

@@ -15,15 +15,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.accounts import repository
+from amosync.accounts import service as accounts
 from amosync.accounts.problems import (
     KEY_MISSING_DETAIL,
     REAUTH_DETAIL,
-    Problem,
     ProblemCode,
-    problems_for,
 )
-from amosync.accounts.service import is_connected
+from amosync.accounts.schemas import AccountOut
 from amosync.accounts.settings import AccountSettings
 from amosync.db.models import Account, SyncRun, utcnow
 from amosync.web.i18n import N_, Language
@@ -134,62 +132,26 @@ def progress(run: SyncRun, *, now: datetime | None = None) -> Progress:
     )
 
 
-@dataclass(frozen=True)
-class Counts:
-    synced: int = 0
-    unsynced: int = 0
-    pending: int = 0
+class AccountRow(AccountOut):
+    """An account as the dashboard shows it: the API's view of it (no secret in it) with
+    its last run's progress."""
 
-    def as_json(self) -> dict[str, int]:
-        return {"synced": self.synced, "unsynced": self.unsynced, "pending": self.pending}
-
-
-@dataclass(frozen=True)
-class AccountRow:
-    id: int
-    name: str | None
-    subdomain: str | None
-    status: str
-    unisender_connected: bool
-    list_id: int | None
-    counts: Counts
     run: Progress | None
-    # The account's problems (SPEC §3): what a person must act on.
-    problems: tuple[Problem, ...] = ()
 
     @property
     def title(self) -> str:
         return self.name or self.subdomain or f"Account {self.id}"
 
 
-async def account_rows(session: AsyncSession, accounts: Sequence[Account]) -> list[AccountRow]:
-    ids = [account.id for account in accounts]
-    counts = await repository.contact_counts(session, ids)
-    runs = await repository.last_runs(session, ids)
-    problems = await problems_for(session, ids)
+async def account_rows(session: AsyncSession, found: Sequence[Account]) -> list[AccountRow]:
     now = utcnow()
-    rows = []
-    for account in accounts:
-        by_state = counts.get(account.id, {})
-        run = runs.get(account.id)
-        rows.append(
-            AccountRow(
-                id=account.id,
-                name=account.name,
-                subdomain=account.subdomain,
-                status=account.status,
-                unisender_connected=is_connected(account),
-                list_id=account.list_id,
-                counts=Counts(
-                    synced=by_state.get("synced", 0),
-                    unsynced=by_state.get("unsynced", 0),
-                    pending=by_state.get("pending", 0),
-                ),
-                run=progress(run, now=now) if run else None,
-                problems=tuple(problems.get(account.id, [])),
-            )
+    return [
+        AccountRow(
+            **dict(accounts.view(state)),
+            run=progress(state.last_run, now=now) if state.last_run else None,
         )
-    return rows
+        for state in await accounts.states(session, found)
+    ]
 
 
 # What each problem means and what to do about it, in the operator's words. The control
