@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from amosync.sandbox import DEMO_ACCOUNT_ID, DEMO_UNISENDER_KEY, RemoteSandbox
+from amosync.sandbox.controls import ALL
 from amosync.sandbox.forms import php_params
 from amosync.sandbox.remote import RemoteError
 from tests.sandbox.conftest import ACCOUNT_ID, CLIENT_ID, KEY, Served
@@ -146,3 +147,14 @@ async def test_main_serves_a_seeded_sandbox_in_another_process() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_every_control_is_routed_once_with_an_argument_model() -> None:
+    """Controls build their argument model when first used: each one must build."""
+    routes = [(c.verb, c.path) for group in ALL for c in group.by_name.values()]
+    assert len(routes) == len(set(routes))
+    for group in ALL:
+        for control in group.by_name.values():
+            assert callable(control.validated)
+            assert control.path_arguments <= set(control.signature.parameters)
+            assert set(control.types) <= set(control.signature.parameters)

@@ -95,6 +95,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Annotated, Any, Literal, TypedDict, TypeVar, Unpack, get_type_hints
 
 from pydantic import (
@@ -144,22 +145,42 @@ class Control:
     shape: Callable[[Any], Any] = _answer_as_is
     answer_in: str | None = None
     decode: Callable[[Any], Any] = _answer_as_is
-    signature: inspect.Signature = field(init=False)
-    types: dict[str, TypeAdapter[Any]] = field(init=False)
     path_arguments: frozenset[str] = field(init=False)
-    no_content: bool = field(init=False)
-    validated: Callable[..., Any] = field(init=False)
 
     def __post_init__(self) -> None:
         if self.answer_in is not None and self.decode is _answer_as_is:
             self.decode = operator.itemgetter(self.answer_in)
-        hints = get_type_hints(self.run, include_extras=True)
-        self.no_content = hints.pop("return", None) is type(None)
-        self.signature = inspect.signature(self.run)
-        simulator = next(iter(self.signature.parameters))
-        self.types = {name: TypeAdapter(hint) for name, hint in hints.items() if name != simulator}
         self.path_arguments = frozenset(_PATH_ARGUMENT.findall(self.path))
-        self.validated = _validated(self.run)
+
+    # The argument model is built when first used: a process that serves or drives a few
+    # controls does not pay for all of them at import.
+    @cached_property
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.run)
+
+    @cached_property
+    def _hints(self) -> dict[str, Any]:
+        return get_type_hints(self.run, include_extras=True)
+
+    @cached_property
+    def no_content(self) -> bool:
+        """`run` returns None: the route answers 204."""
+        return self._hints.get("return") is type(None)
+
+    @cached_property
+    def types(self) -> dict[str, TypeAdapter[Any]]:
+        """Each argument's type, which writes it as JSON for the route (the simulator aside)."""
+        simulator = next(iter(self.signature.parameters))
+        return {
+            name: TypeAdapter(hint)
+            for name, hint in self._hints.items()
+            if name not in (simulator, "return")
+        }
+
+    @cached_property
+    def validated(self) -> Callable[..., Any]:
+        """`run`, checking and converting its arguments first (bad ones: a ValueError)."""
+        return _validated(self.run)
 
     def answer(self, result: Any) -> Any:
         """What the route answers when `run` returned `result`."""
