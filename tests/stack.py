@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from amosync.app import create_app
 from amosync.config import Settings
+from amosync.db.engine import transaction
 from amosync.db.models import Job, utcnow
 from amosync.http.disposable import issue_disposable_token
 from amosync.runtime.services import Services, build_services
@@ -110,6 +111,35 @@ class Stack:
         )
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+    async def connect(self, *contacts: tuple[str, list[str]]) -> list[dict[str, Any]]:
+        """Install the account, add these contacts (a name, its addresses) in amoCRM,
+        connect the Unisender key and let the first sync finish; returns the contacts as
+        amoCRM holds them."""
+        await self.install()
+        added = [
+            self.sandbox.amocrm.add_contact(ACCOUNT_ID, name=name, emails=emails)
+            for name, emails in contacts
+        ]
+        await self.connect_unisender()
+        await self.settle()
+        return added
+
+    async def deliver_webhooks(self) -> None:
+        """Wait for the sandbox's webhook deliveries, then for the queue."""
+        await self.sandbox.amocrm.flush_webhooks()
+        await self.settle()
+
+    async def make_due(self, kind: str) -> int:
+        """Make the pending jobs of `kind` due now (a retry's backoff, the periodic pass's
+        interval: too long to wait for); returns how many there are."""
+        async with transaction(self.services.sessions) as session:
+            result = await session.execute(
+                update(Job)
+                .where(Job.kind == kind, Job.status == "pending")
+                .values(run_after=utcnow())
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Run the queue until nothing but the periodic reconciliation is due."""

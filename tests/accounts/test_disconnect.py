@@ -42,8 +42,7 @@ async def connected(s: Stack) -> None:
     await s.install()
     s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
     await s.connect_unisender()
-    await s.sandbox.amocrm.flush_webhooks()
-    await s.settle()
+    await s.deliver_webhooks()
 
 
 async def test_a_signed_hook_disconnects_the_account(database_url: str) -> None:

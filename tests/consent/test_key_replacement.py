@@ -19,9 +19,7 @@ NEW_KEY = "sandbox-unisender-key-0002"
 
 async def connected(s: Stack) -> str:
     """An installed account with the first key connected; returns its hook's URL."""
-    await s.install()
-    await s.connect_unisender()
-    await s.settle()
+    await s.connect()
     (hook,) = s.sandbox.unisender.hooks.list_hooks(UNISENDER_KEY)
     assert hook["status"] == "active"
     return str(hook["hook_url"])

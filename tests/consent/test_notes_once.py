@@ -8,11 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from amosync.consent import writeback
-from amosync.db.engine import transaction
-from amosync.db.models import ConsentEvent, Job, utcnow
+from amosync.db.models import ConsentEvent
 from amosync.runtime.services import Services
 from tests.consent.test_writeback import ANN, deliver, notes, setup
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
@@ -25,12 +23,7 @@ def note_reads(s: Stack) -> int:
 
 async def retry_now(s: Stack) -> None:
     """Run the failed attempt's retry now rather than after the worker's backoff."""
-    async with transaction(s.services.sessions) as session:
-        await session.execute(
-            update(Job)
-            .where(Job.kind == "consent", Job.status == "pending")
-            .values(run_after=utcnow())
-        )
+    await s.make_due("consent")
     await s.settle()
 
 

@@ -9,10 +9,9 @@ import time
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from amosync.db.engine import transaction
-from amosync.db.models import ConsentEvent, Job, utcnow
+from amosync.db.models import ConsentEvent, Job
 from amosync.worker.runner import Worker
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 from tests.web.conftest import log_in
@@ -147,12 +146,8 @@ async def test_a_delivery_while_the_service_is_down_is_applied_after_the_restart
 
 
 async def reconcile_now(s: Stack) -> None:
-    async with transaction(s.services.sessions) as session:
-        await session.execute(
-            update(Job)
-            .where(Job.kind == "reconcile", Job.status == "pending")
-            .values(run_after=utcnow())
-        )
+    """Make the periodic pass due now and run it."""
+    await s.make_due("reconcile")
     await Worker(s.services, concurrency=1).drain(budget=20)
 
 

@@ -18,14 +18,9 @@ def value(text: str, name: str, **labels: str) -> float:
 async def test_metrics_count_webhooks_syncs_queue_and_upstream_calls(database_url: str) -> None:
     async with stack(database_url) as s:
         before = (await s.http.get("/metrics")).text
-        await s.install()
-        s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
-        s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Nobody", emails=[])
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect(("Ann", ["ann@example.com"]), ("Nobody", []))
         s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
-        await s.sandbox.amocrm.flush_webhooks()
-        await s.settle()
+        await s.deliver_webhooks()
         response = await s.http.get("/metrics")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")

@@ -28,9 +28,7 @@ DEFAULTS: dict[str, Any] = {
 async def connected(s: Stack) -> int:
     """An installed account with its key connected and first sync done; a second list
     of the key ("VIP") is returned for rules."""
-    await s.install()
-    await s.connect_unisender()
-    await s.settle()
+    await s.connect()
     return s.sandbox.unisender.create_list(UNISENDER_KEY, "VIP")
 
 

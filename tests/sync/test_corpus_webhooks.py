@@ -52,9 +52,7 @@ async def contact_states(s: Stack) -> dict[int, tuple[str, str | None]]:
 async def test_every_corpus_webhook_is_stored_and_applied(database_url: str) -> None:
     assert sorted(ORDER) == sorted(path.name for path in WEBHOOKS.glob("*.form"))
     async with stack(database_url) as s:
-        await s.install()
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect()
         amo = s.sandbox.amocrm
         # The contacts the deletions and the restore are about, first synced as usual. The
         # restored one is in the sandbox's trash, then restored without a webhook: the
@@ -102,9 +100,7 @@ async def test_every_corpus_webhook_is_stored_and_applied(database_url: str) -> 
 
 async def test_a_restore_of_a_contact_amocrm_no_longer_has_excludes_it(database_url: str) -> None:
     async with stack(database_url) as s:
-        await s.install()
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect()
         amo = s.sandbox.amocrm
         amo.add_contact(ACCOUNT_ID, name="Some name", emails=["gone@example.com"], contact_id=1065)
         await amo.flush_webhooks()

@@ -14,10 +14,7 @@ from tests.worker.processes import env_for
 
 
 async def installed(s: Stack) -> None:
-    await s.install()
-    s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
-    await s.connect_unisender()
-    await s.settle()
+    await s.connect(("Ann", ["ann@example.com"]))
     assert s.members() == {"ann@example.com"}
 
 

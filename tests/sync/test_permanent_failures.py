@@ -50,11 +50,7 @@ async def sync_jobs(s: Stack) -> list[Job]:
 
 
 async def installed(s: Stack) -> None:
-    await s.install()
-    s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
-    s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
-    await s.connect_unisender()
-    await s.settle()
+    await s.connect(("Ann", ["ann@example.com"]), ("Bob", ["bob@example.com"]))
     assert s.members() == {"ann@example.com", "bob@example.com"}
 
 

@@ -59,17 +59,6 @@ def imports(s: Stack) -> int:
     return s.sandbox.calls.count_where(api="unisender", path="/ru/api/importContacts")
 
 
-async def connected(s: Stack) -> None:
-    await s.install()
-    await s.connect_unisender()
-    await s.settle()
-
-
-async def delivered(s: Stack) -> None:
-    await s.sandbox.amocrm.flush_webhooks()
-    await s.settle()
-
-
 async def test_full_sync_splits_a_contact_over_500_addresses(database_url: str) -> None:
     async with stack(database_url) as s:
         await s.install()
@@ -102,11 +91,11 @@ async def test_webhook_contact_over_500_addresses_syncs_and_blocks_nothing(
     database_url: str,
 ) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         amo = s.sandbox.amocrm
         calls = imports(s)
         big = amo.add_contact(ACCOUNT_ID, name="Big", emails=addresses("hook", BIG))
-        await delivered(s)
+        await s.deliver_webhooks()
         assert imports(s) - calls >= 2
         assert s.members() == set(addresses("hook", BIG))
         assert await listed(s, big["id"]) == BIG
@@ -115,7 +104,7 @@ async def test_webhook_contact_over_500_addresses_syncs_and_blocks_nothing(
         # big contact that drops half its addresses.
         later = amo.add_contact(ACCOUNT_ID, name="Later", emails=["later@example.com"])
         amo.update_contact(ACCOUNT_ID, big["id"], emails=addresses("hook", BIG // 2))
-        await delivered(s)
+        await s.deliver_webhooks()
         assert s.members() == {"later@example.com", *addresses("hook", BIG // 2)}
         assert await listed(s, big["id"]) == BIG // 2
         assert later["id"] in await view(s, "sync")
@@ -126,7 +115,7 @@ async def test_a_change_refused_for_good_is_set_aside_and_the_rest_goes_on(
     database_url: str,
 ) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         uni, amo = s.sandbox.unisender, s.sandbox.amocrm
         # Unisender refuses the whole call for one row: its documented "frequent error
         # without a type" (an address and a phone owned by different subscribers).
@@ -167,7 +156,7 @@ async def test_a_change_refused_for_good_is_set_aside_and_the_rest_goes_on(
 
         # The account goes on: a later change of another contact is applied at once.
         carl = amo.add_contact(ACCOUNT_ID, name="Carl", emails=["carl@example.com"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert "carl@example.com" in s.members()
         assert carl["id"] in await view(s, "sync")
 
@@ -176,7 +165,7 @@ async def test_a_change_that_keeps_failing_is_set_aside_after_a_few_attempts(
     database_url: str,
 ) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         uni, amo = s.sandbox.unisender, s.sandbox.amocrm
         # Every call holding this address gets an HTTP 500: transient by its look, so it is
         # retried, but it never passes.
@@ -210,14 +199,14 @@ async def test_a_change_that_keeps_failing_is_set_aside_after_a_few_attempts(
         uni.clear_import_failures()
         amo.webhooks_enabled = True
         amo.update_contact(ACCOUNT_ID, crash["id"], emails=["crash@example.com"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert "crash@example.com" in s.members()
         assert crash["id"] in await view(s, "sync")
 
 
 async def test_pending_counts_the_changes_still_waiting(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         amo = s.sandbox.amocrm
         for name in ("A", "B", "C"):
             amo.add_contact(ACCOUNT_ID, name=name, emails=[f"{name.lower()}@example.com"])
@@ -230,7 +219,7 @@ async def test_pending_counts_the_changes_still_waiting(database_url: str) -> No
 
 async def test_a_refusal_of_every_call_sets_nothing_aside(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         uni, amo = s.sandbox.unisender, s.sandbox.amocrm
         # Not one contact's doing: every importContacts is refused.
         uni.add_fault(method="importContacts", code="unspecified", times=None)

@@ -8,11 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from amosync.amocrm.models import Webhook, WebhooksResponse
-from amosync.db.engine import transaction
-from amosync.db.models import Job, utcnow
 from amosync.worker.runner import Worker
 from tests.stack import ACCOUNT_ID, Stack, stack
 
@@ -32,13 +29,7 @@ def test_the_documented_webhook_list_parses() -> None:
 
 async def reconcile_now(s: Stack) -> None:
     """Make the periodic pass due now and run the queue."""
-    async with transaction(s.services.sessions) as session:
-        result = await session.execute(
-            update(Job)
-            .where(Job.kind == "reconcile", Job.status == "pending")
-            .values(run_after=utcnow())
-        )
-        assert result.rowcount == 1  # type: ignore[attr-defined]
+    assert await s.make_due("reconcile") == 1
     await s.settle()
     # settle() leaves the (due) pass alone; run it now.
     await Worker(s.services, concurrency=1).drain(budget=20)
@@ -58,10 +49,7 @@ async def test_a_lost_webhook_is_registered_again_and_shown_until_it_works(
 ) -> None:
     async with stack(database_url) as s:
         amo = s.sandbox.amocrm
-        await s.install()
-        amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect(("Ann", ["ann@example.com"]))
         [hook] = amo.webhooks(ACCOUNT_ID)
         assert hook["disabled"] is False
 
@@ -97,10 +85,7 @@ async def test_changes_whose_webhooks_never_arrived_are_applied_by_the_next_pass
     # The webhook stays registered and on; amoCRM just never posts these changes.
     async with stack(database_url) as s:
         amo = s.sandbox.amocrm
-        await s.install()
-        ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
-        await s.connect_unisender()
-        await s.settle()
+        [ann] = await s.connect(("Ann", ["ann@example.com"]))
         assert s.members() == {"ann@example.com"}
 
         amo.webhooks_enabled = False

@@ -28,16 +28,19 @@ async def configure(s: Stack, settings: dict[str, Any]) -> None:
         )
 
 
+async def connected_with_vip_rule(s: Stack, vip: int) -> None:
+    """The rule "tagged vip → the VIP list" stored, then the key connected and the first
+    sync (which applies it) done."""
+    await configure(s, {"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+    await s.connect_unisender()
+    await s.settle()
+
+
 async def main_list(s: Stack) -> int:
     async with s.services.sessions() as session:
         list_id = await session.scalar(select(Account.list_id).where(Account.id == ACCOUNT_ID))
     assert list_id is not None
     return list_id
-
-
-async def delivered(s: Stack) -> None:
-    await s.sandbox.amocrm.flush_webhooks()
-    await s.settle()
 
 
 async def installed_with_lists(s: Stack, *titles: str) -> list[int]:
@@ -111,34 +114,32 @@ async def test_removing_the_tag_by_webhook_excludes_unless_another_match_shares_
             ACCOUNT_ID, name="Ann at work", emails=["Shared@example.com"], tags=["vip"]
         )
         solo = amo.add_contact(ACCOUNT_ID, name="Solo", emails=["solo@example.com"], tags=["vip"])
-        await configure(s, {"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
-        await s.connect_unisender()
-        await s.settle()
+        await connected_with_vip_rule(s, vip)
         main = await main_list(s)
         assert members(s, vip) == {"shared@example.com", "solo@example.com"}
 
         # The tag leaves one contact: within seconds its address leaves the list.
         started = time.monotonic()
         amo.edit_tags(ACCOUNT_ID, solo["id"], delete=[{"name": "vip"}])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert time.monotonic() - started < 3
         assert "solo@example.com" not in members(s, vip)
         assert "solo@example.com" in members(s, main)  # excluded from the segment only
 
         # One of two contacts sharing an address stops matching: the other still does.
         amo.edit_tags(ACCOUNT_ID, ann["id"], delete=[{"name": "vip"}])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, vip) == {"shared@example.com"}
 
         # And when the other is deleted, nobody that matches has the address any more.
         amo.delete_contact(ACCOUNT_ID, twin["id"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, vip) == set()
         assert members(s, main) == {"shared@example.com", "solo@example.com"}
 
         # A tag added back brings the address back.
         amo.edit_tags(ACCOUNT_ID, solo["id"], add=[{"name": "VIP"}])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert "solo@example.com" in members(s, vip)
 
 
@@ -147,12 +148,10 @@ async def test_a_deleted_contact_leaves_its_segment_list(database_url: str) -> N
         (vip,) = await installed_with_lists(s, "VIP")
         amo = s.sandbox.amocrm
         ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"], tags=["vip"])
-        await configure(s, {"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
-        await s.connect_unisender()
-        await s.settle()
+        await connected_with_vip_rule(s, vip)
         assert members(s, vip) == {"ann@example.com"}
         amo.delete_contact(ACCOUNT_ID, ann["id"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, vip) == set()
         async with s.services.sessions() as session:
             assert await rule_counts(session, ACCOUNT_ID) == {}
@@ -165,9 +164,7 @@ async def test_the_full_sync_excludes_a_contact_whose_tag_went_while_unwatched(
         (vip,) = await installed_with_lists(s, "VIP")
         amo = s.sandbox.amocrm
         ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"], tags=["vip"])
-        await configure(s, {"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
-        await s.connect_unisender()
-        await s.settle()
+        await connected_with_vip_rule(s, vip)
         amo.webhooks_enabled = False
         amo.edit_tags(ACCOUNT_ID, ann["id"], delete=[{"name": "vip"}])
         started = await s.http.post("/sync", json={"account_id": ACCOUNT_ID})
@@ -217,24 +214,24 @@ async def test_a_won_deal_puts_its_contacts_in_the_list_and_moving_or_deleting_i
         assert not [path for path in paths if re.fullmatch(r"/api/v4/leads/\d+", path)]
 
         deal = amo.create_lead(ACCOUNT_ID, [ann["id"], bob["id"]], pipeline_id=PIPELINE)
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, customers) == {"cy@example.com"}
 
         started = time.monotonic()
         amo.move_lead(ACCOUNT_ID, deal["id"], WON)
-        await delivered(s)
+        await s.deliver_webhooks()
         assert time.monotonic() - started < 3
         assert members(s, customers) == {"cy@example.com", "ann@example.com", "bob@example.com"}
 
         amo.move_lead(ACCOUNT_ID, deal["id"], LOST)
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, customers) == {"cy@example.com"}
 
         amo.move_lead(ACCOUNT_ID, deal["id"], WON)
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, customers) == {"cy@example.com", "ann@example.com", "bob@example.com"}
         amo.delete_lead(ACCOUNT_ID, deal["id"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, customers) == {"cy@example.com"}
         # The main list keeps everyone.
         assert members(s, await main_list(s)) == {
@@ -336,14 +333,12 @@ async def test_a_restored_contact_read_back_from_amocrm_returns_to_its_segment_l
         amo = s.sandbox.amocrm
         amo.restore_without_fields = 1.0
         ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"], tags=["vip"])
-        await configure(s, {"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
-        await s.connect_unisender()
-        await s.settle()
+        await connected_with_vip_rule(s, vip)
         amo.delete_contact(ACCOUNT_ID, ann["id"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, vip) == set()
         amo.restore_contact(ACCOUNT_ID, ann["id"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert members(s, vip) == {"ann@example.com"}
 
 
@@ -362,7 +357,7 @@ async def test_lead_webhooks_are_coalesced_per_deal(database_url: str) -> None:
         await s.connect_unisender()
         await s.settle()
         deal = amo.create_lead(ACCOUNT_ID, [ann["id"]], pipeline_id=PIPELINE)
-        await delivered(s)
+        await s.deliver_webhooks()
         # Three moves posted before the job runs: one deal to read, as it stands at the end.
         amo.webhooks_enabled = False
         url = amo.webhooks(ACCOUNT_ID)[0]["destination"]

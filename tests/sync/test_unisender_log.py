@@ -29,6 +29,5 @@ async def test_a_warned_address_is_synced_and_a_refused_one_is_not(database_url:
 
         # The same through a webhook: the warned address of a new contact is listed.
         amo.update_contact(ACCOUNT_ID, trap["id"], emails=["info@example.com"])
-        await s.sandbox.amocrm.flush_webhooks()
-        await s.settle()
+        await s.deliver_webhooks()
         assert trap["id"] in await view(s, "sync")

@@ -7,41 +7,29 @@ import asyncio
 from sqlalchemy import func, select
 
 from amosync.db.models import PendingChange, WebhookEvent
-from tests.stack import ACCOUNT_ID, Stack, stack
-
-
-async def connected(s: Stack) -> None:
-    await s.install()
-    await s.connect_unisender()
-    await s.settle()
-
-
-async def delivered(s: Stack) -> None:
-    """Wait for the sandbox's webhook deliveries, then for the queue."""
-    await s.sandbox.amocrm.flush_webhooks()
-    await s.settle()
+from tests.stack import ACCOUNT_ID, stack
 
 
 async def test_add_update_delete_and_restore_reach_unisender(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         amo = s.sandbox.amocrm
         ann = amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert s.members() == {"ann@example.com"}
 
         amo.update_contact(ACCOUNT_ID, ann["id"], emails=["ann.new@example.com"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert s.members() == {"ann.new@example.com"}
 
         amo.delete_contact(ACCOUNT_ID, ann["id"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert s.members() == set()
         synced = (await s.http.get("/accounts/sync", params={"account_id": ACCOUNT_ID})).json()
         assert synced["items"] == []
 
         amo.restore_contact(ACCOUNT_ID, ann["id"])
-        await delivered(s)
+        await s.deliver_webhooks()
         assert s.members() == {"ann.new@example.com"}
         async with s.services.sessions() as session:
             assert await session.scalar(select(func.count()).select_from(PendingChange)) == 0
@@ -50,7 +38,7 @@ async def test_add_update_delete_and_restore_reach_unisender(database_url: str) 
 
 async def test_duplicate_and_late_deliveries_are_harmless(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         amo = s.sandbox.amocrm
         amo.webhooks_enabled = False
         bob = amo.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
@@ -69,7 +57,7 @@ async def test_duplicate_and_late_deliveries_are_harmless(database_url: str) -> 
 
 async def test_unknown_token_is_refused_and_nothing_is_stored(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         body = b"contacts[add][0][id]=1&contacts[add][0][name]=X"
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
         for url in ("/webhook?token=wrong", "/webhook"):
@@ -82,7 +70,7 @@ async def test_unknown_token_is_refused_and_nothing_is_stored(database_url: str)
 
 async def test_unreadable_payloads_get_4xx_and_store_nothing(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
         for body in (
@@ -100,7 +88,7 @@ async def test_unreadable_payloads_get_4xx_and_store_nothing(database_url: str) 
 async def test_a_body_that_parses_is_stored_even_with_useless_parts(database_url: str) -> None:
     """SPEC §5: only an unreadable body is refused; parts of no use are skipped."""
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}
         body = (
@@ -118,7 +106,7 @@ async def test_a_body_that_parses_is_stored_even_with_useless_parts(database_url
 
 async def test_other_entities_are_acknowledged_and_ignored(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         url = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]["destination"]
         body = b"leads[add][0][id]=5&leads[add][0][name]=Deal&account[id]=30896271"
         response = await s.http.post(

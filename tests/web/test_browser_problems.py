@@ -223,9 +223,7 @@ async def test_a_webhook_amocrm_turned_off_is_registered_again(
     from playwright.async_api import expect
 
     async with stack(database_url) as s:
-        await s.install()
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect()
         amo = s.sandbox.amocrm
         # amoCRM turns the webhook off, the reconciliation pass notices; meanwhile it is
         # turned off again (its deliveries still fail).

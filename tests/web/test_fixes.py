@@ -99,9 +99,7 @@ async def test_a_refused_key_from_the_dashboard_stores_nothing(database_url: str
 
 async def test_the_key_form_keeps_a_list_the_new_key_sees(database_url: str) -> None:
     async with stack(database_url) as s:
-        await s.install()
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect()
         listed = (await s.http.get(f"/accounts/{ACCOUNT_ID}")).json()["list_id"]
         http, token = await operator(s)
         async with contextlib.aclosing(http):
@@ -116,9 +114,7 @@ async def test_the_key_form_keeps_a_list_the_new_key_sees(database_url: str) -> 
 @pytest.mark.parametrize("chosen", ["999999", "abc", ""])
 async def test_a_list_the_key_does_not_see_is_refused(database_url: str, chosen: str) -> None:
     async with stack(database_url) as s:
-        await s.install()
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect()
         before = (await s.http.get(f"/accounts/{ACCOUNT_ID}")).json()["list_id"]
         http, token = await operator(s)
         async with contextlib.aclosing(http):
@@ -129,9 +125,7 @@ async def test_a_list_the_key_does_not_see_is_refused(database_url: str, chosen:
 
 async def test_a_stopped_unisender_hook_is_set_again_from_the_page(database_url: str) -> None:
     async with stack(database_url) as s:
-        await s.install()
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect()
         hooks = s.sandbox.unisender.hooks
         # Unisender stopped it, the reconciliation pass saw that; stopped again since.
         assert hooks.stop(UNISENDER_KEY) == 1

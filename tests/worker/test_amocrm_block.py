@@ -19,10 +19,7 @@ PAUSE = 3.5
 async def test_a_block_pauses_the_account_then_the_sync_resumes(database_url: str) -> None:
     async with stack(database_url) as s:
         amo = s.sandbox.amocrm
-        await s.install()
-        amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect(("Ann", ["ann@example.com"]))
         # The block outlasts the client's in-place retries and ends within the pause.
         amo.block_after_429s, amo.block_seconds = 2, 3.0
         amo.add_fault(429, path="/api/v4/contacts", times=2)
@@ -78,10 +75,7 @@ async def test_a_block_still_on_after_the_pause_pauses_again_in_any_process(
 ) -> None:
     async with stack(database_url) as s:
         amo = s.sandbox.amocrm
-        await s.install()
-        amo.add_contact(ACCOUNT_ID, name="Ann", emails=["ann@example.com"])
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect(("Ann", ["ann@example.com"]))
         amo.block_after_429s, amo.block_seconds = 2, 60.0
         amo.add_fault(429, path="/api/v4/contacts", times=2)
         worker = Worker(s.services, concurrency=1, block_pause=0.5)

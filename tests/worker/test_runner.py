@@ -19,12 +19,6 @@ from amosync.worker.runner import JobContext, Worker
 from tests.stack import ACCOUNT_ID, Stack, stack
 
 
-async def connected(s: Stack) -> None:
-    await s.install()
-    await s.connect_unisender()
-    await s.settle()
-
-
 async def add_contacts(s: Stack, *emails: str) -> None:
     """Contacts added in amoCRM; their webhooks are stored by the service, not applied."""
     for email in emails:
@@ -53,7 +47,7 @@ def no_client_retries() -> Iterator[None]:
 
 async def test_webhookwork_runs_the_queue_and_counts(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         anonymous = await httpx.AsyncClient(base_url=s.url).get("/webhookwork")
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]
@@ -84,7 +78,7 @@ async def test_webhookwork_runs_the_queue_and_counts(database_url: str) -> None:
 @pytest.mark.usefixtures("no_client_retries")
 async def test_unisender_outage_delays_changes_but_loses_none(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         uni = s.sandbox.unisender
         uni.add_fault(method="importContacts", status=503, times=None)
         await add_contacts(s, "ann@example.com", "bob@example.com")
@@ -114,7 +108,7 @@ async def test_unisender_outage_delays_changes_but_loses_none(database_url: str)
 @pytest.mark.usefixtures("no_client_retries")
 async def test_a_job_out_of_attempts_is_failed_and_retry_brings_it_back(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         uni = s.sandbox.unisender
         uni.add_fault(method="importContacts", status=503, times=None)
         await add_contacts(s, "ann@example.com")
@@ -140,17 +134,14 @@ async def test_a_job_out_of_attempts_is_failed_and_retry_brings_it_back(database
 @pytest.mark.usefixtures("no_client_retries")
 async def test_the_periodic_pass_requeues_changes_whose_job_failed(database_url: str) -> None:
     async with stack(database_url) as s:
-        await connected(s)
+        await s.connect()
         s.sandbox.unisender.add_fault(method="importContacts", status=503, times=None)
         await add_contacts(s, "ann@example.com")
         await Worker(s.services, retry_delay=lambda _attempt: 0.0).drain(10)
         assert [job.status for job in await changes_jobs(s)] == ["failed"]
 
         s.sandbox.unisender.clear_faults()
-        async with transaction(s.services.sessions) as session:
-            await session.execute(
-                update(Job).where(Job.kind == "reconcile").values(run_after=utcnow())
-            )
+        await s.make_due("reconcile")
         await s.settle()
         assert s.members() == {"ann@example.com"}
         assert [job.status for job in await changes_jobs(s)] == ["failed", "done"]

@@ -18,9 +18,7 @@ from tests.worker.processes import Process, UnisenderTap, env_for
 
 async def test_sigterm_lets_a_running_job_finish(database_url: str, tmp_path: Path) -> None:
     async with stack(database_url) as s:
-        await s.install()
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect()
         tap = UnisenderTap(s.sandbox, hold={"importContacts"})
         async with serving(tap) as tap_url:
             # The webhook must arrive for there to be a job to stop: amoCRM's 2-second wait
@@ -53,9 +51,7 @@ async def test_sigterm_hands_back_a_job_that_does_not_finish(
     database_url: str, tmp_path: Path
 ) -> None:
     async with stack(database_url) as s:
-        await s.install()
-        await s.connect_unisender()
-        await s.settle()
+        await s.connect()
         tap = UnisenderTap(s.sandbox, hold={"importContacts"})
         async with serving(tap) as tap_url:
             s.sandbox.amocrm.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
