@@ -8,6 +8,7 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -53,6 +54,22 @@ def _pg_ok() -> bool:
         return False
 
 
+@contextmanager
+def _pg_database(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database named `prefix_<random>`, dropped afterwards; PostgreSQL
+    that does not answer fails the test in CI and skips it elsewhere."""
+    if not _pg_ok():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (required in CI)")
+        pytest.skip("PostgreSQL is not reachable")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    _pg_execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        _pg_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -64,29 +81,16 @@ def database_url(
         upgrade(url)
         yield url
         return
-    if not _pg_ok():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (required in CI)")
-        pytest.skip("PostgreSQL is not reachable")
-    name = f"amosync_test_{uuid.uuid4().hex[:12]}"
-    _pg_execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    _pg_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _pg_database("amosync_test") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """An empty PostgreSQL database of the test's own, not migrated."""
-    if not _pg_ok():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (required in CI)")
-        pytest.skip("PostgreSQL is not reachable")
-    name = f"amosync_empty_{uuid.uuid4().hex[:12]}"
-    _pg_execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    _pg_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _pg_database("amosync_empty") as url:
+        yield url
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

@@ -1,9 +1,11 @@
-"""Serving an ASGI app over real HTTP on loopback, inside the test's event loop."""
+"""Serving an ASGI app over real HTTP on loopback, inside the test's event loop; free
+ports; stopping the `amosync` processes a test started."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +17,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """Ask the process to end (SIGTERM, which amosync handles as a shutdown); kill it if
+    it has not within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
 
 
 @asynccontextmanager

@@ -17,12 +17,11 @@ from tests.browser import chromium
 from tests.conftest import make_settings
 from tests.servers import serving
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
-
 
 @pytest.fixture
-async def offline_page(tmp_path: Path) -> AsyncIterator[tuple[Any, str, list[str]]]:
-    """A Chromium tab on the app, every request not for 127.0.0.1 refused (and recorded)."""
+async def offline_page(tmp_path: Path) -> AsyncIterator[tuple[Any, str]]:
+    """A Chromium tab on the app and the app's URL; every request not for 127.0.0.1 is
+    refused, and fails the test once it ends."""
     url = f"sqlite:///{tmp_path / 'amosync.db'}"
     await upgrade_async(url)
     services = build_services(make_settings(url))
@@ -41,33 +40,33 @@ async def offline_page(tmp_path: Path) -> AsyncIterator[tuple[Any, str, list[str
             context = await browser.new_context()
             await context.route("**/*", offline)
             page = await context.new_page()
-            yield page, base, blocked
+            yield page, base
     finally:
         await services.aclose()
+    assert blocked == []
+
+
+async def shown(offline: tuple[Any, str], path: str, ready: str, shot: Path) -> Any:
+    """The page at `path` once `ready` is on it, its screenshot taken."""
+    page, base = offline
+    await page.goto(f"{base}{path}")
+    await page.wait_for_selector(ready, timeout=15_000)
+    await page.screenshot(path=str(shot))
+    return page
 
 
 async def test_swagger_ui_renders_the_operations_offline(
-    offline_page: tuple[Any, str, list[str]],
+    offline_page: tuple[Any, str], artifacts: Path
 ) -> None:
-    page, base, blocked = offline_page
-    await page.goto(f"{base}/docs")
-    await page.wait_for_selector(".opblock", timeout=15_000)
+    page = await shown(offline_page, "/docs", ".opblock", artifacts / "docs_swagger_offline.png")
     paths = await page.locator(".opblock-summary-path").all_inner_texts()
     assert len(paths) > 20
     assert any("/accounts/{account_id}" in path.replace("\u200b", "") for path in paths)
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "docs_swagger_offline.png"))
-    assert blocked == []
 
 
 async def test_redoc_renders_the_operations_offline(
-    offline_page: tuple[Any, str, list[str]],
+    offline_page: tuple[Any, str], artifacts: Path
 ) -> None:
-    page, base, blocked = offline_page
-    await page.goto(f"{base}/redoc")
-    await page.wait_for_selector("[data-section-id^='tag/']", timeout=15_000)
-    text = await page.inner_text("body")
-    assert "/accounts/{account_id}" in text
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "docs_redoc_offline.png"))
-    assert blocked == []
+    shot = artifacts / "docs_redoc_offline.png"
+    page = await shown(offline_page, "/redoc", "[data-section-id^='tag/']", shot)
+    assert "/accounts/{account_id}" in await page.inner_text("body")

@@ -17,15 +17,21 @@ from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 INSTALL_QUERY = Path(__file__).parents[1] / "fixtures" / "install" / "widget_install.query"
 
 
+async def installed(s: Stack) -> tuple[Account, Integration]:
+    """The account's row and its integration's, as the install stored them."""
+    async with s.services.sessions() as session:
+        account = await session.get(Account, ACCOUNT_ID)
+        integration = (await session.execute(select(Integration))).scalar_one()
+    assert account is not None
+    return account, integration
+
+
 async def test_install_stores_encrypted_tokens_fetches_account_and_registers_webhooks(
     database_url: str,
 ) -> None:
     async with stack(database_url) as s:
         await s.install()
-        async with s.services.sessions() as session:
-            account = await session.get(Account, ACCOUNT_ID)
-            integration = (await session.execute(select(Integration))).scalar_one()
-        assert account is not None
+        account, integration = await installed(s)
         assert account.subdomain == "acme"
         assert account.name == "Acme"
         assert account.status == "active"
@@ -214,10 +220,7 @@ async def test_the_documented_install_call_without_client_id_installs(database_u
         response = await s.http.get("/vidget", params=documented_install_query(code))
         assert response.status_code == 200, response.text
         await s.settle()
-        async with s.services.sessions() as session:
-            account = await session.get(Account, ACCOUNT_ID)
-            integration = (await session.execute(select(Integration))).scalar_one()
-        assert account is not None
+        account, integration = await installed(s)
         assert account.status == "active"
         # The integration is ours: a call without client_id is for this service.
         assert integration.client_id == s.settings.amocrm_client_id

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port
+from tests.servers import free_port, stop
 
 
 def test_demo_installs_syncs_and_keeps_serving(tmp_path: Path) -> None:
@@ -87,11 +87,7 @@ def test_demo_installs_syncs_and_keeps_serving(tmp_path: Path) -> None:
         else:
             raise AssertionError("no live webhook change reached the synced contacts")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
     assert own.read_bytes() == b"the user's database"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["amosync.db"]
     assert not demo_folder.exists(), "the demo's data outlived it"

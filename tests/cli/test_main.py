@@ -25,6 +25,7 @@ from amosync.db.engine import make_engine, make_sessionmaker, transaction
 from amosync.db.models import Account
 from amosync.runtime.crypto import Cipher
 from tests.conftest import PG_ADMIN_URL, _pg_ok
+from tests.servers import stop
 
 CONFIG_ERROR = 2
 
@@ -254,14 +255,6 @@ def start_serve(cwd: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]
             return process, lines
     process.wait(timeout=10)
     raise AssertionError("".join(lines))
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def test_serve_says_where_to_open_and_keeps_its_token_across_restarts(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ accepts, and the widget's calls cross origins to the service as they do in amoCR
 from __future__ import annotations
 
 import mimetypes
-import socket
 import subprocess
 import sys
 import time
@@ -30,16 +29,11 @@ import httpx
 from amosync.config import Settings
 from amosync.http.disposable import issue_disposable_token
 from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.servers import free_port, stop
 from tests.worker.processes import env_for
 
 SUBDOMAIN = "acme"
 STAND_ORIGIN = f"https://{SUBDOMAIN}.amocrm.ru"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -160,12 +154,7 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
         try:
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop(process, timeout=10)
 
 
 @contextmanager

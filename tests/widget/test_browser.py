@@ -25,8 +25,9 @@ import pytest
 
 from amosync.widget.build import build_widget, support_contacts
 from tests.browser import chromium_sync
+from tests.servers import free_port
 from tests.widget.codes import problem_codes, service_codes
-from tests.widget.servers import Service, free_port, route_stand, running_service
+from tests.widget.servers import Service, route_stand, running_service
 
 # The page is https://acme.amocrm.ru and the service, here, a loopback port: Chromium asks
 # the user before a public page may call a local address. In amoCRM the service is a public
