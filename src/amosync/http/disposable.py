@@ -57,31 +57,8 @@ def verify_disposable_token(
         raise Unauthorized(
             "the widget token has expired; reload the amoCRM page", code=EXPIRED
         ) from exc
-    except jwt.ImmatureSignatureError as exc:
-        raise Unauthorized(
-            "the widget token is not valid yet (nbf/iat in the future); check the clock",
-            code=INVALID,
-        ) from exc
-    except jwt.InvalidIssuedAtError as exc:
-        raise Unauthorized("the widget token's 'iat' is not a timestamp", code=INVALID) from exc
-    except jwt.InvalidAudienceError as exc:
-        raise Unauthorized(
-            f"the widget token is for another integration address (expected aud {audience})",
-            code=INVALID,
-        ) from exc
-    except jwt.MissingRequiredClaimError as exc:
-        raise Unauthorized(f"the widget token lacks the '{exc.claim}' claim", code=INVALID) from exc
-    except jwt.InvalidSignatureError as exc:
-        raise Unauthorized(
-            "the widget token's signature does not match this integration's secret key",
-            code=INVALID,
-        ) from exc
-    except jwt.InvalidAlgorithmError as exc:
-        raise Unauthorized(
-            f"the widget token must be signed with {ALGORITHM}", code=INVALID
-        ) from exc
     except jwt.InvalidTokenError as exc:
-        raise Unauthorized(f"the widget token is malformed: {exc}", code=INVALID) from exc
+        raise Unauthorized(_what_is_wrong(exc, audience), code=INVALID) from exc
     return DisposableToken(
         account_id=_int_claim(claims, "account_id"),
         user_id=_optional_int(claims.get("user_id")),
@@ -91,6 +68,23 @@ def verify_disposable_token(
         token_id=_optional_str(claims.get("jti")),
         expires_at=int(claims["exp"]),
     )
+
+
+def _what_is_wrong(exc: jwt.InvalidTokenError, audience: str) -> str:
+    """What a person can read of PyJWT's refusal (the most specific class first)."""
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the widget token is not valid yet (nbf/iat in the future); check the clock"
+    if isinstance(exc, jwt.InvalidIssuedAtError):
+        return "the widget token's 'iat' is not a timestamp"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return f"the widget token is for another integration address (expected aud {audience})"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the widget token lacks the '{exc.claim}' claim"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "the widget token's signature does not match this integration's secret key"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return f"the widget token must be signed with {ALGORITHM}"
+    return f"the widget token is malformed: {exc}"
 
 
 def issue_disposable_token(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypedDict, Unpack
 
@@ -224,18 +225,20 @@ async def renew(
         )
 
 
-async def finish(
-    session: AsyncSession,
-    job_id: int,
-    owner: str,
-    *,
-    status: JobStatus,
-    error: str | None,
-    delay: float = 0.0,
-    count_attempt: bool = True,
-) -> None:
-    """Record a job's outcome and drop its lease: done, failed, or pending again after
-    `delay` seconds (a job handed back uncounted keeps the error of its last real attempt)."""
+@dataclass(frozen=True)
+class Finish:
+    """A job's outcome as recorded: done, failed, or pending again after `delay` seconds
+    (a job handed back uncounted keeps the error of its last real attempt)."""
+
+    status: JobStatus
+    error: str | None
+    delay: float = 0.0
+    count_attempt: bool = True
+
+
+async def finish(session: AsyncSession, job_id: int, owner: str, outcome: Finish) -> None:
+    """Record a job's outcome and drop its lease."""
+    status, error = outcome.status, outcome.error
     values: dict[str, Any] = {
         "status": status,
         "lease_owner": None,
@@ -244,8 +247,8 @@ async def finish(
         "updated_at": utcnow(),
     }
     if status == JobStatus.PENDING:
-        values["run_after"] = utcnow() + timedelta(seconds=delay)
-    if not count_attempt:
+        values["run_after"] = utcnow() + timedelta(seconds=outcome.delay)
+    if not outcome.count_attempt:
         values["attempts"] = Job.attempts - 1
     if error is None and status == JobStatus.PENDING:
         # Handed back: keep the error of the last real attempt.

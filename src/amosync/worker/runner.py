@@ -46,7 +46,7 @@ from amosync.errors import AmoCRMBlocked, UnknownJob, is_permanent, root_cause
 from amosync.runtime.services import Services
 from amosync.worker import queue
 from amosync.worker.context import Handler, JobContext
-from amosync.worker.queue import backoff
+from amosync.worker.queue import Finish, backoff
 from amosync.worker.tasks import AccountHooks, account_hooks, registered
 
 log = structlog.get_logger()
@@ -214,9 +214,7 @@ class Worker:
             # worker resumes it at once.
             bound.info("job.released", attempts=job.attempts - 1)
             await _settled(
-                self._finish(
-                    job, status=JobStatus.PENDING, error=None, delay=0, count_attempt=False
-                )
+                self._finish(job, Finish(JobStatus.PENDING, None, delay=0, count_attempt=False))
             )
             raise
         except Exception as exc:
@@ -226,7 +224,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
         bound.info("job.done", seconds=round(time.monotonic() - started, 3))
-        await _settled(self._finish(job, status=JobStatus.DONE, error=None))
+        await _settled(self._finish(job, Finish(JobStatus.DONE, None)))
         return "done"
 
     async def _failed(self, job: JobContext, exc: Exception, bound: Any) -> Outcome:
@@ -242,14 +240,14 @@ class Worker:
             bound.error("job.failed", attempts=job.attempts, error=error)
             if permanent and job.account_id is not None:
                 await _settled(self._note(job.account_id, cause))
-            await _settled(self._finish(job, status=JobStatus.FAILED, error=error))
+            await _settled(self._finish(job, Finish(JobStatus.FAILED, error)))
             return "failed"
         delay = self.retry_delay(job.attempts)
         retry_after = getattr(cause, "retry_after", None)
         if retry_after:
             delay = max(delay, float(retry_after))
         bound.warning("job.retry", attempts=job.attempts, delay=round(delay, 1), error=error)
-        await _settled(self._finish(job, status=JobStatus.PENDING, error=error, delay=delay))
+        await _settled(self._finish(job, Finish(JobStatus.PENDING, error, delay=delay)))
         return "retry"
 
     async def _blocked(self, job: JobContext, error: str, bound: Any) -> Outcome:
@@ -258,15 +256,13 @@ class Worker:
         assert job.account_id is not None
         if job.attempts >= job.max_attempts:
             bound.error("job.failed", attempts=job.attempts, error=error)
-            await _settled(self._finish(job, status=JobStatus.FAILED, error=error))
+            await _settled(self._finish(job, Finish(JobStatus.FAILED, error)))
             return "failed"
         until = utcnow() + timedelta(seconds=self.block_pause)
         bound.warning("job.blocked", attempts=job.attempts, pause=self.block_pause, error=error)
         async with transaction(self.services.sessions) as session:
             await self.hooks.set_blocked(session, job.account_id, error, until)
-        await _settled(
-            self._finish(job, status=JobStatus.PENDING, error=error, delay=self.block_pause)
-        )
+        await _settled(self._finish(job, Finish(JobStatus.PENDING, error, delay=self.block_pause)))
         return "retry"
 
     async def _note(self, account_id: int, cause: BaseException) -> None:
@@ -294,27 +290,11 @@ class Worker:
         except OSError:
             log.warning("worker.heartbeat.failed", path=str(self.heartbeat))
 
-    async def _finish(
-        self,
-        job: JobContext,
-        *,
-        status: JobStatus,
-        error: str | None,
-        delay: float = 0.0,
-        count_attempt: bool = True,
-    ) -> None:
+    async def _finish(self, job: JobContext, outcome: Finish) -> None:
         async with transaction(self.services.sessions) as session:
-            await queue.finish(
-                session,
-                job.job_id,
-                job.worker_id,
-                status=status,
-                error=error,
-                delay=delay,
-                count_attempt=count_attempt,
-            )
+            await queue.finish(session, job.job_id, job.worker_id, outcome)
             if job.account_id is not None:
-                if status == JobStatus.DONE:
+                if outcome.status == JobStatus.DONE:
                     # The job ran to the end after the pause: amoCRM answers again.
                     await self.hooks.clear_blocked(session, job.account_id)
                 await queue.release_account(session, job.account_id, job.worker_id)
