@@ -697,28 +697,44 @@ define([], function () {
       return code ? t('form.choices_failed') + ' ' + byCode('errors', code) : '';
     }
 
-    function listControl(name, current) {
-      var lists = form.choices.lists;
-      if (!lists) {
+    // A choice among `items` (each with an id; `text` gives what it shows) after the blank
+    // `blank`, or, without choices, the id typed in. A current id the vendor no longer lists
+    // is kept visible as "#id", so saving says what is wrong; `skip` leaves items out.
+    function idSelect(name, current, items, blank, text, skip) {
+      if (!items) {
         return idInput(name, current);
       }
       var select = element('select');
       select.name = name;
-      select.appendChild(option('', t('form.choose_list'), !current));
+      select.appendChild(option('', blank, !current));
       var known = false;
-      lists.forEach(function (list) {
-        var chosen = Number(list.id) === Number(current);
-        if (Number(list.id) === mainList && !chosen) {
-          return; // the service refuses a rule on it (main_list_rule)
+      items.forEach(function (item) {
+        var chosen = Number(item.id) === Number(current);
+        if (skip && skip(item, chosen)) {
+          return;
         }
         known = known || chosen;
-        select.appendChild(option(list.id, String(list.title), chosen));
+        select.appendChild(option(item.id, String(text(item)), chosen));
       });
       if (current && !known) {
-        // A list the key no longer sees: kept visible, so saving says what is wrong.
         select.appendChild(option(current, '#' + current, true));
       }
       return select;
+    }
+
+    function listControl(name, current) {
+      return idSelect(
+        name,
+        current,
+        form.choices.lists,
+        t('form.choose_list'),
+        function (list) {
+          return list.title;
+        },
+        function (list, chosen) {
+          return Number(list.id) === mainList && !chosen; // the service refuses a rule on it (main_list_rule)
+        }
+      );
     }
 
     function tagsControl(name, chosen) {
@@ -788,22 +804,9 @@ define([], function () {
     }
 
     function fieldControl(name, current) {
-      var fields = form.choices.fields;
-      if (!fields) {
-        return idInput(name, current);
-      }
-      var select = element('select');
-      select.name = name;
-      select.appendChild(option('', t('form.choose_field'), !current));
-      var known = false;
-      fields.forEach(function (field) {
-        known = known || Number(field.id) === Number(current);
-        select.appendChild(option(field.id, String(field.name), Number(field.id) === Number(current)));
+      return idSelect(name, current, form.choices.fields, t('form.choose_field'), function (field) {
+        return field.name;
       });
-      if (current && !known) {
-        select.appendChild(option(current, '#' + current, true));
-      }
-      return select;
     }
 
     function removeButton(row, box) {
@@ -886,6 +889,33 @@ define([], function () {
       return select;
     }
 
+    // A part of the form: a fieldset named for what it sets (data-part), with its legend.
+    function formPart(name, legend) {
+      var part = element('fieldset');
+      part.setAttribute('data-part', name);
+      part.appendChild(element('legend', null, legend));
+      return part;
+    }
+
+    // Shown when a vendor could not give the choices of `part` (its values are typed then).
+    function choicesError(part) {
+      var note = element('div', 'amosync-form__note', choiceNote(part));
+      note.setAttribute('data-kind', 'error');
+      note.setAttribute('data-choices-error', part);
+      return note;
+    }
+
+    // A button that adds an empty row (a rule, a pair): `add` is called with no row.
+    function addButton(text, action, add) {
+      var button = element('button', 'amosync-form__add', text);
+      button.type = 'button';
+      button.setAttribute('data-action', action);
+      button.addEventListener('click', function () {
+        add();
+      });
+      return button;
+    }
+
     function buildForm(settings, choices) {
       var fields = settings.fields || {};
       var consent = settings.consent || {};
@@ -903,53 +933,29 @@ define([], function () {
       };
       root.appendChild(element('div', 'amosync__title', t('form.title')));
 
-      var lists = element('fieldset');
-      lists.setAttribute('data-part', 'lists');
-      lists.appendChild(element('legend', null, t('form.lists')));
+      var lists = formPart('lists', t('form.lists'));
       lists.appendChild(element('div', 'amosync-form__note', t('form.lists_hint')));
       ['lists', 'tags', 'pipelines'].forEach(function (part) {
-        var note = element('div', 'amosync-form__note', choiceNote(part));
-        note.setAttribute('data-kind', 'error');
-        note.setAttribute('data-choices-error', part);
-        lists.appendChild(note);
+        lists.appendChild(choicesError(part));
       });
       lists.appendChild(form.noRules);
       lists.appendChild(form.rules);
-      var addRuleButton = element('button', 'amosync-form__add', t('form.add_rule'));
-      addRuleButton.type = 'button';
-      addRuleButton.setAttribute('data-action', 'add-rule');
-      addRuleButton.addEventListener('click', function () {
-        addRule();
-      });
-      lists.appendChild(addRuleButton);
+      lists.appendChild(addButton(t('form.add_rule'), 'add-rule', addRule));
       root.appendChild(lists);
 
-      var sent = element('fieldset');
-      sent.setAttribute('data-part', 'fields');
-      sent.appendChild(element('legend', null, t('form.fields')));
+      var sent = formPart('fields', t('form.fields'));
       sent.appendChild(checkbox('phone', fields.phone, t('form.phone')));
       var region = labelled(t('form.phone_region'), regionControl(fields.phone_region || 'RU'));
       region.className = 'amosync-form__narrow';
       sent.appendChild(region);
       sent.appendChild(checkbox('tags', fields.tags, t('form.tags')));
       sent.appendChild(element('div', 'amosync-form__note', t('form.custom_hint')));
-      var fieldsNote = element('div', 'amosync-form__note', choiceNote('fields'));
-      fieldsNote.setAttribute('data-kind', 'error');
-      fieldsNote.setAttribute('data-choices-error', 'fields');
-      sent.appendChild(fieldsNote);
+      sent.appendChild(choicesError('fields'));
       sent.appendChild(form.pairs);
-      var addPairButton = element('button', 'amosync-form__add', t('form.add_field'));
-      addPairButton.type = 'button';
-      addPairButton.setAttribute('data-action', 'add-field');
-      addPairButton.addEventListener('click', function () {
-        addPair();
-      });
-      sent.appendChild(addPairButton);
+      sent.appendChild(addButton(t('form.add_field'), 'add-field', addPair));
       root.appendChild(sent);
 
-      var back = element('fieldset');
-      back.setAttribute('data-part', 'consent');
-      back.appendChild(element('legend', null, t('form.consent')));
+      var back = formPart('consent', t('form.consent'));
       back.appendChild(checkbox('consent_enabled', consent.enabled !== false, t('form.consent_enabled')));
       var tag = labelled(t('form.consent_tag'), textInput('consent_tag', consent.tag || 'unsubscribed'));
       tag.className = 'amosync-form__narrow';
