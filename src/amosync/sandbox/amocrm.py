@@ -62,7 +62,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -126,6 +126,8 @@ BLOCK_WINDOW = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Integration:
+    """An integration registered with the simulated amoCRM: what its OAuth calls present."""
+
     client_id: str
     client_secret: str
     redirect_uri: str
@@ -143,17 +145,8 @@ class Webhook:
     disabled: bool = False
 
     def as_json(self, account_id: int) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "destination": self.destination,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "account_id": account_id,
-            "created_by": RESPONSIBLE_USERS[0],
-            "sort": self.sort,
-            "disabled": self.disabled,
-            "settings": list(self.settings),
-        }
+        """An entry of `GET /api/v4/webhooks`: the webhook's own fields, and whose it is."""
+        return {**asdict(self), "account_id": account_id, "created_by": RESPONSIBLE_USERS[0]}
 
 
 @dataclass

@@ -34,6 +34,9 @@ LOST = 143
 
 @dataclass(frozen=True, slots=True)
 class FieldDef:
+    """A custom field of the account's contacts, as `GET /api/v4/contacts/custom_fields`
+    lists it."""
+
     id: int
     name: str
     type: str
