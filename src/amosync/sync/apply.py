@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from amosync.db.engine import PreparedInsert, among, dialect_name, insert_for, prepared
 from amosync.db.models import Account, Contact, ListedEmail, SegmentMember, utcnow
 from amosync.errors import AccountGone, InvalidApiKey, PermanentUpstreamError
-from amosync.segments.engine import Segments
+from amosync.segments.engine import NO_STATUSES, Segments, Status
 from amosync.sync.activity import count_applied
-from amosync.sync.mapping import normalize_email
+from amosync.sync.mapping import EmailSet, normalize_email, unsynced_reason
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportResult, ImportRow
 
@@ -59,6 +59,36 @@ class ContactState:
     # object it allocates adds to the garbage collector's passes.
     columns: dict[str, str] | None = None
     lists: tuple[int, ...] = ()  # the segment lists it matches
+
+    @classmethod
+    def of(
+        cls, amocrm_id: int, name: str | None, emails: EmailSet, updated_at: int | None
+    ) -> ContactState:
+        """A contact with these addresses: listed by its valid ones, unsynced (and why) with
+        none; the full sync, the webhook changes and the deals' re-evaluation build it so."""
+        return cls(
+            amocrm_id=amocrm_id,
+            name=name,
+            emails=[*emails.valid, *emails.invalid],
+            valid=emails.valid,
+            reason=unsynced_reason(emails),
+            updated_at=updated_at,
+        )
+
+    def choose_segments(
+        self,
+        segments: Segments,
+        tags: list[str],
+        linked: set[Status] | None,
+        fields: Sequence[Mapping[str, Any]] | None,
+    ) -> None:
+        """Its segment lists (by its tags and the statuses of its `linked` leads) and its
+        extra columns (from its custom `fields`), each only where `segments` reads them."""
+        if segments.active:
+            self.tags = tags
+            self.lists = segments.lists_for(tags, linked or NO_STATUSES)
+        if segments.wants_columns and self.valid:
+            self.columns = segments.columns(fields, tags)
 
     @property
     def rows(self) -> int:
@@ -522,38 +552,42 @@ class Applier:
         connection = await session.connection()
         upsert = _upsert_keeping_seen if keep_seen else _upsert_contacts
         await prepared(upsert, connection.dialect).run(connection, values)
-        # No ORM bookkeeping: the session holds no ListedEmail objects, and its default
-        # ("fetch" the deleted keys) cost more than the delete.
-        await session.execute(
-            delete(ListedEmail)
-            .where(
-                ListedEmail.account_id == self.account_id,
-                among(ListedEmail.amocrm_id, listed_now, dialect_name(session)),
-            )
-            .execution_options(synchronize_session=False)
-        )
         listed = [
             {"account_id": self.account_id, "email": email, "amocrm_id": amocrm_id}
             for amocrm_id, emails in listed_now.items()
             for email in emails
         ]
-        await prepared(_insert_listed, connection.dialect).run(connection, listed)
+        await self._replace(session, ListedEmail, listed_now, _insert_listed, listed)
         if segment_now is None:
             return
-        await session.execute(
-            delete(SegmentMember)
-            .where(
-                SegmentMember.account_id == self.account_id,
-                among(SegmentMember.amocrm_id, segment_now, dialect_name(session)),
-            )
-            .execution_options(synchronize_session=False)
-        )
         members = [
             {"account_id": self.account_id, "list_id": list_id, "email": email, "amocrm_id": cid}
             for cid, pairs in segment_now.items()
             for list_id, email in pairs
         ]
-        await prepared(_insert_members, connection.dialect).run(connection, members)
+        await self._replace(session, SegmentMember, segment_now, _insert_members, members)
+
+    async def _replace(
+        self,
+        session: AsyncSession,
+        model: type[ListedEmail] | type[SegmentMember],
+        contact_ids: Iterable[int],
+        insert: Callable[[Dialect], PreparedInsert],
+        rows: list[dict[str, Any]],
+    ) -> None:
+        """What `model` records of these contacts becomes `rows` (inserted by `insert`)."""
+        # No ORM bookkeeping: the session holds none of these objects, and its default
+        # ("fetch" the deleted keys) cost more than the delete.
+        await session.execute(
+            delete(model)
+            .where(
+                model.account_id == self.account_id,
+                among(model.amocrm_id, contact_ids, dialect_name(session)),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        connection = await session.connection()
+        await prepared(insert, connection.dialect).run(connection, rows)
 
 
 CONTACT_COLUMNS = (

@@ -50,7 +50,7 @@ from amosync.errors import (
     Unauthorized,
 )
 from amosync.runtime.services import Services
-from amosync.segments.engine import NO_STATUSES, Segments, Status
+from amosync.segments.engine import Segments, Status
 from amosync.segments.members import account_segments, linked_statuses
 from amosync.sync.apply import (
     Applier,
@@ -60,7 +60,8 @@ from amosync.sync.apply import (
     is_row_error,
 )
 from amosync.sync.leads import apply_pending_leads, record_leads
-from amosync.sync.mapping import classify, unsynced_reason
+from amosync.sync.mapping import classify
+from amosync.sync.repository import forget_changes
 from amosync.sync.restore import read_restored
 from amosync.sync.tasks import CHANGES
 from amosync.unisender.client import UnisenderClient
@@ -83,25 +84,14 @@ def state_from_change(
 ) -> ContactState:
     """The contact as the change leaves it; with `segments`, also its segment lists (by
     the webhook's tags and the `statuses` of its linked leads) and its extra columns."""
-    emails = classify(change.emails)
-    state = ContactState(
-        amocrm_id=change.amocrm_id,
-        name=change.name,
-        emails=[*emails.valid, *emails.invalid],
-        valid=emails.valid,
-        reason=unsynced_reason(emails),
-        updated_at=change.amocrm_updated_at
-        if isinstance(change, PendingChange)
-        else change.updated_at,
+    updated_at = (
+        change.amocrm_updated_at if isinstance(change, PendingChange) else change.updated_at
     )
+    state = ContactState.of(change.amocrm_id, change.name, classify(change.emails), updated_at)
     if segments is not None:
         tags, fields = _extra(change)
-        if segments.active:
-            state.tags = tags
-            linked = statuses.get(change.amocrm_id) if statuses else None
-            state.lists = segments.lists_for(tags, linked or NO_STATUSES)
-        if segments.wants_columns and emails.valid:
-            state.columns = segments.columns(fields, tags)
+        linked = statuses.get(change.amocrm_id) if statuses else None
+        state.choose_segments(segments, tags, linked, fields)
     return state
 
 
@@ -509,7 +499,7 @@ class _Pending:
             if stale:
                 # Late duplicates: nothing to apply, only to forget.
                 async with transaction(self.services.sessions) as session:
-                    await _forget(session, self.account_id, stale)
+                    await forget_changes(session, self.account_id, stale)
             regular = [c for c in fresh if c.attempts < SUSPECT_AFTER]
             for group in _groups(regular):
                 await self._apply(group)
@@ -565,7 +555,7 @@ class _Pending:
                     await self.applier.remove(session, deletes)
                 # Delete exactly the versions applied: a newer state that arrived meanwhile
                 # stays.
-                await _forget(session, self.account_id, group)
+                await forget_changes(session, self.account_id, group)
             self.imported = self.imported or any(state.valid for state in upserts)
         except Exception as exc:
             blame = _blame(exc)
@@ -675,7 +665,7 @@ class _Pending:
         state = state_from_change(change, self.applier.segments)
         async with transaction(self.services.sessions) as session:
             await self.applier.set_aside(session, state, reason, detail[:2000])
-            await _forget(session, self.account_id, [change])
+            await forget_changes(session, self.account_id, [change])
 
 
 def _groups(changes: list[PendingChange]) -> list[list[PendingChange]]:
@@ -688,17 +678,6 @@ def _groups(changes: list[PendingChange]) -> list[list[PendingChange]]:
     if deletes:
         groups.append(deletes)
     return groups
-
-
-async def _forget(session: AsyncSession, account_id: int, changes: list[PendingChange]) -> None:
-    await session.execute(
-        delete(PendingChange).where(
-            PendingChange.account_id == account_id,
-            tuple_(PendingChange.amocrm_id, PendingChange.version).in_(
-                [(c.amocrm_id, c.version) for c in changes]
-            ),
-        )
-    )
 
 
 def _blame(exc: Exception) -> str:

@@ -41,11 +41,11 @@ from amosync.db.models import Account, Contact, SyncRun, utcnow
 from amosync.errors import AmoCRMBlocked, is_permanent, root_cause
 from amosync.runtime.metrics import contacts_synced
 from amosync.runtime.services import Services
-from amosync.segments.engine import NO_STATUSES, Segments, Status
+from amosync.segments.engine import Segments, Status
 from amosync.segments.members import account_segments
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.leads import read_leads, replace_links
-from amosync.sync.mapping import contact_emails, unsynced_reason
+from amosync.sync.mapping import contact_emails
 from amosync.sync.tasks import RECONCILE
 from amosync.worker.tasks import AccountJob
 
@@ -82,23 +82,11 @@ def contact_state(
 ) -> ContactState:
     """The contact as the list should have it; with `segments`, also its segment lists
     (by its tags and the `statuses` of its linked leads) and its extra columns."""
-    emails = contact_emails(contact.custom_fields_values)
-    state = ContactState(
-        amocrm_id=contact.id,
-        name=contact.name,
-        emails=[*emails.valid, *emails.invalid],
-        valid=emails.valid,
-        reason=unsynced_reason(emails),
-        updated_at=contact.updated_at,
-    )
+    fields = contact.custom_fields_values
+    state = ContactState.of(contact.id, contact.name, contact_emails(fields), contact.updated_at)
     if segments is not None:
-        tags = contact.tags
-        if segments.active:
-            state.tags = tags
-            linked = statuses.get(contact.id) if statuses else None
-            state.lists = segments.lists_for(tags, linked or NO_STATUSES)
-        if segments.wants_columns and emails.valid:
-            state.columns = segments.columns(contact.custom_fields_values, tags)
+        linked = statuses.get(contact.id) if statuses else None
+        state.choose_segments(segments, contact.tags, linked, fields)
     return state
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, delete, insert, literal, select, tuple_, update
+from sqlalchemy import Table, delete, insert, literal, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -29,7 +29,8 @@ from amosync.runtime.services import Services
 from amosync.segments.engine import Segments, Status
 from amosync.segments.members import linked_statuses
 from amosync.sync.apply import Applier, ContactState, batches
-from amosync.sync.mapping import classify, unsynced_reason
+from amosync.sync.mapping import classify
+from amosync.sync.repository import forget_leads
 
 log = structlog.get_logger()
 
@@ -166,7 +167,7 @@ async def apply_pending_leads(
             break
         if segments is None or not segments.wants_leads or amocrm is None:
             async with transaction(services.sessions) as session:
-                await _forget(session, account_id, pending)
+                await forget_leads(session, account_id, pending)
             done += len(pending)
             continue
         for start in range(0, len(pending), LEADS_PER_APPLY):
@@ -225,7 +226,7 @@ async def _apply_group(
             await prepared(_insert_links, connection.dialect).run(connection, rows)
             affected = sorted(before | {row["contact_id"] for row in rows})
             await reevaluate(session, account_id, applier, segments, affected)
-            await _forget(session, account_id, [pending for pending, _ in read])
+            await forget_leads(session, account_id, [pending for pending, _ in read])
         log.info(
             "webhook.leads.applied",
             account_id=account_id,
@@ -248,7 +249,7 @@ async def _failed(
             error=f"{type(exc).__name__}: {exc}",
         )
         async with transaction(services.sessions) as session:
-            await _forget(session, account_id, [pending])
+            await forget_leads(session, account_id, [pending])
         return
     async with transaction(services.sessions) as session:
         await session.execute(
@@ -289,30 +290,9 @@ async def reevaluate(
         emails = classify(contact.emails or [])
         if not emails.valid:
             continue  # in no list at all, so in no segment list either: nothing changes
-        tags = list(contact.tags or [])
-        states.append(
-            ContactState(
-                amocrm_id=contact.amocrm_id,
-                name=contact.name,
-                emails=[*emails.valid, *emails.invalid],
-                valid=emails.valid,
-                reason=unsynced_reason(emails),
-                updated_at=contact.amocrm_updated_at,
-                tags=tags,
-                lists=segments.lists_for(tags, statuses.get(contact.amocrm_id, set())),
-            )
-        )
+        state = ContactState.of(contact.amocrm_id, contact.name, emails, contact.amocrm_updated_at)
+        state.tags = list(contact.tags or [])
+        state.lists = segments.lists_for(state.tags, statuses.get(contact.amocrm_id, set()))
+        states.append(state)
     for batch in batches(states):
         await applier.apply(session, batch)
-
-
-async def _forget(session: AsyncSession, account_id: int, leads: Sequence[PendingLead]) -> None:
-    """Delete exactly the versions handled: a newer change of a deal stays pending."""
-    await session.execute(
-        delete(PendingLead).where(
-            PendingLead.account_id == account_id,
-            tuple_(PendingLead.lead_id, PendingLead.version).in_(
-                [(lead.lead_id, lead.version) for lead in leads]
-            ),
-        )
-    )

@@ -1,0 +1,41 @@
+"""The sync domain's SQL that several of its workflows share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import delete, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from amosync.db.models import PendingChange, PendingLead
+
+
+async def forget_changes(
+    session: AsyncSession, account_id: int, changes: Iterable[PendingChange]
+) -> None:
+    """Delete exactly the contact changes handled (see `_forget`)."""
+    handled = [(change.amocrm_id, change.version) for change in changes]
+    await _forget(session, PendingChange, PendingChange.amocrm_id, account_id, handled)
+
+
+async def forget_leads(
+    session: AsyncSession, account_id: int, leads: Iterable[PendingLead]
+) -> None:
+    """Delete exactly the deal changes handled (see `_forget`)."""
+    handled = [(lead.lead_id, lead.version) for lead in leads]
+    await _forget(session, PendingLead, PendingLead.lead_id, account_id, handled)
+
+
+async def _forget(
+    session: AsyncSession,
+    model: type[PendingChange] | type[PendingLead],
+    key: InstrumentedAttribute[int],
+    account_id: int,
+    handled: list[tuple[int, int]],
+) -> None:
+    """Delete the pending rows by (`key`, version) handled: a newer version of the same
+    contact or deal, stored by a webhook meanwhile, stays pending."""
+    await session.execute(
+        delete(model).where(model.account_id == account_id, tuple_(key, model.version).in_(handled))
+    )
