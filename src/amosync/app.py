@@ -21,9 +21,9 @@ from starlette.types import Receive, Scope, Send
 from amosync import __version__
 from amosync.accounts import install as accounts_jobs
 from amosync.accounts import tasks as accounts_tasks
+from amosync.accounts.amocrm_hooks import router as amocrm_hooks_router
 from amosync.accounts.endpoints import router as accounts_router
 from amosync.accounts.rpc import router as rpc_router
-from amosync.accounts.system import router as system_router
 from amosync.config import Settings, get_settings
 from amosync.consent import hooks as consent_hooks
 from amosync.consent import writeback as consent_writeback
@@ -36,9 +36,9 @@ from amosync.segments import service as segments_jobs
 from amosync.segments.endpoints import accounts_router as account_update_router
 from amosync.segments.endpoints import router as settings_router
 from amosync.sync import jobs as sync_jobs
-from amosync.sync.endpoints import FAST_ROUTES as WEBHOOK_FAST_ROUTES
 from amosync.sync.endpoints import router as sync_router
-from amosync.sync.endpoints import webhook_router
+from amosync.sync.webhooks import FAST_ROUTES as WEBHOOK_FAST_ROUTES
+from amosync.sync.webhooks import webhook_router
 from amosync.web import install_dashboard
 from amosync.worker.context import Handler
 from amosync.worker.endpoints import router as worker_router
@@ -347,7 +347,7 @@ def create_app(
     app.include_router(settings_router)  # /accounts/{id}/settings before /accounts/{id}
     app.include_router(account_update_router)  # PUT /accounts/{id}: stores settings too
     app.include_router(accounts_router)
-    app.include_router(system_router)
+    app.include_router(amocrm_hooks_router)
     app.include_router(rpc_router)
     app.include_router(worker_router)
     app.include_router(metrics_router)

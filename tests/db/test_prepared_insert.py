@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 from amosync.db.engine import PreparedInsert, prepared, transaction
 from amosync.db.models import Account, PendingChange
 from amosync.runtime.services import Services
-from amosync.sync.changes import PENDING_COLUMNS, _upsert_pending
+from amosync.sync.webhooks import PENDING_COLUMNS, _upsert_pending
 
 WHEN = datetime(2026, 12, 1, 15, 4, 5, 123456, tzinfo=UTC)
 

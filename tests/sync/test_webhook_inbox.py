@@ -1,4 +1,5 @@
-"""POST /webhook's inbox (sync.changes.WebhookInbox): group commit, remembered tokens re-checked."""
+"""POST /webhook's inbox (sync.webhooks.WebhookInbox): group commit, remembered tokens
+re-checked."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from amosync.amocrm.webhooks import parse_webhook
 from amosync.db.engine import transaction
 from amosync.db.models import Account, Job, PendingChange, WebhookEvent
 from amosync.runtime.services import Services
-from amosync.sync.changes import WebhookInbox
+from amosync.sync.webhooks import WebhookInbox
 from tests.stack import ACCOUNT_ID, Stack, stack
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": ""}

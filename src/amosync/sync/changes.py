@@ -1,12 +1,10 @@
-"""Webhook changes: stored durably on arrival, coalesced per contact, applied in batches.
+"""Webhook changes on the worker: coalesced per contact, applied in batches.
 
-`record_many` runs for the webhook requests (through `WebhookInbox`, which commits the requests
-that arrive together in one transaction): it keeps only the latest state of each contact
-(by amoCRM's modification time, so a late duplicate never overwrites a newer state) in
-`pending_changes`, and queues one `changes` job per account in the same transaction.
-`apply_pending` runs on the worker: it takes the account's pending changes a few hundred at
-a time, imports and excludes them through the same `Applier` as the full sync, and deletes
-exactly the versions it applied, so a change that arrives meanwhile is never lost.
+The inbox (`sync.webhooks`) stores the latest state of each contact in `pending_changes`
+and queues one `changes` job per account. `apply_pending` runs on the worker: it takes the
+account's pending changes a few hundred at a time, imports and excludes them through the
+same `Applier` as the full sync, and deletes exactly the versions it applied, so a change
+that arrives meanwhile is never lost.
 
 The webhook's tags and other custom fields travel with the change (`pending_changes.data`)
 for the segment rules and the field mapping; its deals are kept as pending leads
@@ -15,31 +13,25 @@ for the segment rules and the field mapping; its deals are kept as pending leads
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, bindparam, delete, insert, literal, or_, select, tuple_, update
-from sqlalchemy.engine import Dialect
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client, resolve_list
-from amosync.amocrm.webhooks import ContactChange, WebhookPayload
-from amosync.db.engine import PreparedInsert, insert_for, prepared, transaction
+from amosync.amocrm.webhooks import ContactChange
+from amosync.db.engine import transaction
 from amosync.db.models import (
     Account,
     Contact,
     ListedEmail,
     PendingChange,
     PendingLead,
-    WebhookEvent,
-    utcnow,
 )
 from amosync.errors import (
     AccountGone,
@@ -47,7 +39,6 @@ from amosync.errors import (
     InvalidApiKey,
     PermanentUpstreamError,
     TransientUpstreamError,
-    Unauthorized,
 )
 from amosync.runtime.services import Services
 from amosync.segments.engine import Segments, Status
@@ -59,22 +50,16 @@ from amosync.sync.apply import (
     batches,
     is_row_error,
 )
-from amosync.sync.leads import apply_pending_leads, record_leads
+from amosync.sync.leads import apply_pending_leads
 from amosync.sync.mapping import classify
 from amosync.sync.repository import forget_changes
 from amosync.sync.restore import read_restored
-from amosync.sync.tasks import CHANGES
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
-from amosync.worker.queue import insert_job, job_values
-from amosync.worker.tasks import AccountJob
 
 log = structlog.get_logger()
 
 TAKE = 400
-
-NAME_LENGTH = 512  # pending_changes.name and contacts.name
-Received = tuple[int, WebhookPayload]  # (account id, the webhook's payload)
 
 
 def state_from_change(
@@ -106,303 +91,6 @@ def _extra(change: ContactChange | PendingChange) -> tuple[list[str], list[dict[
         [tag for tag in tags if isinstance(tag, str)] if isinstance(tags, list) else [],
         [item for item in fields if isinstance(item, dict)] if isinstance(fields, list) else [],
     )
-
-
-def change_data(change: ContactChange) -> dict[str, Any] | None:
-    """What `pending_changes.data` keeps of a webhook's contact: None when it said nothing
-    of tags or other fields, so most rows stay as small as before."""
-    if not change.tags and not change.fields:
-        return None
-    return {"tags": change.tags, "fields": change.fields}
-
-
-def _counts(payload: WebhookPayload) -> dict[str, int]:
-    counts = {"added": 0, "updated": 0, "deleted": 0}
-    for change in payload.changes:
-        key = {"add": "added", "restore": "added", "update": "updated"}.get(
-            change.raw_action, "deleted"
-        )
-        counts[key] += 1
-    return counts
-
-
-def _latest(received: Sequence[Received]) -> dict[tuple[int, int], tuple[int, ContactChange]]:
-    """The state to keep of each contact: later in arrival order wins unless it is older by
-    amoCRM's clock (a delete carries no time: it wins)."""
-    latest: dict[tuple[int, int], tuple[int, ContactChange]] = {}
-    for account_id, payload in received:
-        for change in payload.changes:
-            key = (account_id, change.amocrm_id)
-            previous = latest.get(key)
-            if (
-                previous is None
-                or change.updated_at is None
-                or (previous[1].updated_at or 0) <= change.updated_at
-            ):
-                latest[key] = (account_id, change)
-    return latest
-
-
-PENDING_COLUMNS = (
-    "account_id",
-    "amocrm_id",
-    "action",
-    "name",
-    "emails",
-    "amocrm_updated_at",
-    "version",
-    "received_at",
-    "data",
-)
-EVENT_COLUMNS = ("account_id", "received_at", "contact_ids", "added", "updated", "deleted")
-
-
-def _upsert_pending(dialect: Dialect) -> PreparedInsert:
-    """Insert a contact's pending state, or replace an older one."""
-    table: Table = PendingChange.__table__  # type: ignore[assignment]
-    statement = insert_for(dialect.name)(table)
-    new = statement.excluded
-    upsert = statement.on_conflict_do_update(
-        index_elements=["account_id", "amocrm_id"],
-        set_={
-            "action": new.action,
-            "name": new.name,
-            "emails": new.emails,
-            "amocrm_updated_at": new.amocrm_updated_at,
-            "data": new.data,
-            "version": table.c.version + 1,
-            "received_at": new.received_at,
-            # A new state has failed nothing yet.
-            "attempts": literal(0),
-        },
-        # The latest state wins: an older delivery arriving late changes nothing.
-        where=or_(
-            table.c.amocrm_updated_at.is_(None),
-            new.amocrm_updated_at.is_(None),
-            new.amocrm_updated_at >= table.c.amocrm_updated_at,
-        ),
-    )
-    return PreparedInsert(upsert, dialect, PENDING_COLUMNS)
-
-
-def _queue_changes(dialect: Dialect) -> PreparedInsert:
-    """The `changes` jobs of a batch's accounts, each joining its pending one if any."""
-    job = insert_job(dialect.name, deduplicated=True)
-    return PreparedInsert(job, dialect, tuple(job_values(CHANGES.kind, account_id=None)))
-
-
-def _insert_events(dialect: Dialect) -> PreparedInsert:
-    table: Table = WebhookEvent.__table__  # type: ignore[assignment]
-    return PreparedInsert(insert(table), dialect, EVENT_COLUMNS)
-
-
-async def record_many(
-    connection: AsyncConnection, received: Sequence[Received]
-) -> list[dict[str, int]]:
-    """Store the contact changes of several webhooks in the caller's transaction and queue
-    one `changes` job per account. Returns each webhook's counts, in order.
-
-    On a Core connection, not an ORM session: the session's bulk-insert machinery cost more
-    than the statements themselves, and this runs for every batch of webhooks."""
-    counts = [_counts(payload) for _, payload in received]
-    latest = _latest(received)
-    leads = [(account_id, payload.leads) for account_id, payload in received if payload.leads]
-    lead_accounts = await record_leads(connection, leads) if leads else set()
-    if not latest and not lead_accounts:
-        return counts
-    now = utcnow()
-    rows = [
-        {
-            "account_id": account_id,
-            "amocrm_id": change.amocrm_id,
-            "action": change.action,
-            # A name is only shown (and sent as Unisender's Name): a longer one than the
-            # column holds is cut rather than refused, or amoCRM would resend it forever.
-            "name": change.name[:NAME_LENGTH] if change.name else change.name,
-            "emails": change.emails,
-            "amocrm_updated_at": change.updated_at,
-            "version": 1,
-            "received_at": now,
-            "data": change_data(change),
-        }
-        for account_id, change in latest.values()
-    ]
-    # One row's statement run as executemany: it compiles once, where a multi-row VALUES
-    # would compile anew for every batch size.
-    if rows:
-        await prepared(_upsert_pending, connection.dialect).run(connection, rows)
-    events = [
-        {
-            "account_id": account_id,
-            "received_at": now,
-            "contact_ids": list(dict.fromkeys(str(c.amocrm_id) for c in payload.changes))[:20],
-            **count,
-        }
-        for (account_id, payload), count in zip(received, counts, strict=True)
-        if payload.changes
-    ]
-    await prepared(_insert_events, connection.dialect).run(connection, events)
-    jobs = [
-        CHANGES.values(AccountJob(account_id))
-        for account_id in sorted({account_id for account_id, _ in latest.values()} | lead_accounts)
-    ]
-    await prepared(_queue_changes, connection.dialect).run(connection, jobs)
-    return counts
-
-
-# Built once: building and caching a SELECT anew for every batch cost more than running it.
-_ACCOUNTS = select(Account.id, Account.status, Account.webhook_token_hash).where(
-    Account.id.in_(bindparam("ids", expanding=True))
-)
-
-
-class WebhookInbox:
-    """The webhook inbox: which account a token belongs to, and durable storage with group
-    commit (the webhooks that arrive while one transaction commits go in the next one).
-
-    One transaction per request would make every request wait its turn for the same few
-    locks: SQLite's single writer (where waiters poll with sleeps) and, on PostgreSQL, the
-    pending `changes:<account>` job row every request of an account upserts. `store`
-    returns only once its webhook is committed, so a 2xx still means stored. A batch that
-    fails is retried one webhook at a time, so a bad one fails alone.
-
-    Tokens are remembered once seen, so a request needs no query of its own; the writer
-    checks every token against the accounts table in the transaction that stores its
-    webhook, so a token that stopped being valid is refused exactly as before.
-    """
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        on_stored: Callable[[], None] | None = None,
-        *,
-        max_batch: int = 500,
-        max_tokens: int = 100_000,
-    ) -> None:
-        self._engine = engine
-        self._on_stored = on_stored
-        self._max_batch = max_batch
-        self._max_tokens = max_tokens
-        self._accounts: dict[str, int] = {}  # token hash → account id
-        self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task[None] | None = None
-        self._connection: AsyncConnection | None = None
-
-    async def account_for(self, token_hash: str) -> int | None:
-        """The account whose webhook token has this hash; None when there is none."""
-        account_id = self._accounts.get(token_hash)
-        if account_id is not None:
-            return account_id
-        async with self._engine.connect() as connection:
-            query = select(Account.id).where(Account.webhook_token_hash == token_hash)
-            account_id = (await connection.execute(query)).scalar_one_or_none()
-        if account_id is None:
-            return None
-        if len(self._accounts) >= self._max_tokens:
-            self._accounts.clear()
-        self._accounts[token_hash] = account_id
-        return account_id
-
-    async def store(
-        self, account_id: int, token_hash: str, payload: WebhookPayload
-    ) -> dict[str, int] | None:
-        """Store one webhook's changes; returns its counts once they are committed, or None
-        when the account is disconnected (the webhook is dropped)."""
-        future: asyncio.Future[dict[str, int] | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(account_id, token_hash, payload, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        return await future
-
-    async def _write(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                await self._commit(batch)
-        finally:
-            # Cancelled (shutting down): nobody will store what is left.
-            for waiting in self._waiting:
-                waiting.settle(RuntimeError("the service is shutting down"))
-            self._waiting.clear()
-
-    async def _commit(self, batch: list[_Waiting]) -> None:
-        try:
-            connection = await self._connect()
-            async with connection.begin():
-                accepted = await self._check(connection, batch)
-                counts = await record_many(
-                    connection, [(w.account_id, w.payload) for w in accepted]
-                )
-        except Exception as exc:
-            await self._disconnect()  # it may be what failed: the next batch takes another
-            if len(batch) > 1:
-                log.warning("webhook.batch.failed", webhooks=len(batch), error=type(exc).__name__)
-                for waiting in batch:
-                    await self._commit([waiting])
-                return
-            batch[0].settle(exc)
-            return
-        for waiting, count in zip(accepted, counts, strict=True):
-            waiting.settle(count)
-        if accepted and self._on_stored is not None:
-            self._on_stored()
-
-    async def _connect(self) -> AsyncConnection:
-        """The writer's own connection, kept from one batch to the next: taking one from the
-        pool (which pings it first on PostgreSQL) for every batch cost as much as a
-        statement. Only the writer uses it, one transaction at a time."""
-        if self._connection is None:
-            self._connection = await self._engine.connect()
-        return self._connection
-
-    async def _disconnect(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()
-
-    async def aclose(self) -> None:
-        """Give the writer's connection back (the service is stopping)."""
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        await self._disconnect()
-
-    async def _check(self, connection: AsyncConnection, batch: list[_Waiting]) -> list[_Waiting]:
-        """Settle the webhooks whose token is no longer valid or whose account is
-        disconnected; returns the others."""
-        rows = await connection.execute(_ACCOUNTS, {"ids": list({w.account_id for w in batch})})
-        accounts = {account_id: (status, token) for account_id, status, token in rows}
-        accepted = []
-        for waiting in batch:
-            status, token = accounts.get(waiting.account_id, (None, None))
-            if token != waiting.token_hash:
-                self._accounts.pop(waiting.token_hash, None)
-                waiting.settle(Unauthorized("unknown webhook token", code="invalid_webhook_token"))
-            elif status == "disconnected":
-                # amoCRM retries refused deliveries; a disconnected account's are dropped.
-                waiting.settle(None)
-            else:
-                accepted.append(waiting)
-        return accepted
-
-
-@dataclass(slots=True)
-class _Waiting:
-    account_id: int
-    token_hash: str
-    payload: WebhookPayload
-    future: asyncio.Future[dict[str, int] | None]
-
-    def settle(self, outcome: dict[str, int] | None | Exception) -> None:
-        if self.future.done():  # the request was cancelled (client gone)
-            return
-        if isinstance(outcome, Exception):
-            self.future.set_exception(outcome)
-        else:
-            self.future.set_result(outcome)
 
 
 # A change whose batch failed this many times (transiently) is tried alone from then on…

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Self
 
 from pydantic import BaseModel
 
 from amosync.accounts.schemas import SyncStarted as SyncStarted
+from amosync.db.models import Contact
 from amosync.http.body import AccountFields
 
 
@@ -18,6 +20,11 @@ class ContactOut(BaseModel):
     amocrm_id: int
     name: str | None
     emails: list[str]
+
+    @classmethod
+    def of(cls, row: Contact, **shown: Any) -> Self:
+        """The stored contact as both views show it, with what this view adds (`shown`)."""
+        return cls(amocrm_id=row.amocrm_id, name=row.name, emails=list(row.emails or []), **shown)
 
 
 class SyncedContact(ContactOut):

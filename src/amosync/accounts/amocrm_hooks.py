@@ -66,10 +66,7 @@ class Connected(BaseModel):
     run_id: int | None
 
 
-@router.post(
-    "/vidget/unisender",
-    openapi_extra=json_or_form(UnisenderKey),
-)
+@router.post("/vidget/unisender", openapi_extra=json_or_form(UnisenderKey))
 async def unisender_key(
     body: Annotated[UnisenderKey, Depends(fields_for_account(UnisenderKey))],
     services: ServicesDep,
