@@ -352,16 +352,16 @@ Viewer = Annotated[DashboardSession, Depends(require_login)]
 FormPost = Annotated[DashboardSession, Depends(require_form)]
 
 
-async def account_to_change(account_id: AccountIdPath, session: SessionDep) -> Account:
-    """The account a form of its page changes, locked for the change; a disconnected one
-    is refused (back to its page, which says why)."""
+async def account_to_change(_: FormPost, account_id: AccountIdPath, session: SessionDep) -> Account:
+    """The account a form of its page changes, once the form's CSRF token is checked:
+    locked for the change; a disconnected one is refused (back to its page, which says
+    why)."""
     account = await accounts.require(session, account_id, for_update=True)
     if account.status == "disconnected":
         raise Refused(_account_url(account_id), "account_disconnected")
     return account
 
 
-# After FormPost in a route's parameters: the CSRF check comes before any read.
 AccountToChange = Annotated[Account, Depends(account_to_change)]
 
 
@@ -852,7 +852,6 @@ async def _store_key(services: Services, session: AsyncSession, account: Account
 @router.post("/ui/accounts/{account_id}/unisender-key")
 async def connect_unisender_key(
     request: Request,
-    _: FormPost,
     account: AccountToChange,
     services: ServicesDep,
     session: SessionDep,
@@ -905,7 +904,6 @@ async def choose_list(
 @router.post("/ui/accounts/{account_id}/list")
 async def change_list(
     request: Request,
-    _: FormPost,
     account: AccountToChange,
     services: ServicesDep,
     session: SessionDep,

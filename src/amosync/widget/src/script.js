@@ -819,34 +819,36 @@ define([], function () {
       return button;
     }
 
+    // A removable row of `box`, a rule or a pair (its class and data-<kind>), holding `parts`.
+    function addRow(kind, box, parts) {
+      var row = element('div', 'amosync-form__' + kind);
+      row.setAttribute('data-' + kind, '');
+      parts.forEach(function (part) {
+        row.appendChild(part);
+      });
+      row.appendChild(removeButton(row, box));
+      box.appendChild(row);
+      updateEmpty();
+      return row;
+    }
+
     function addRule(rule) {
       rule = rule || {};
-      var row = element('div', 'amosync-form__rule');
-      row.setAttribute('data-rule', '');
       var grid = element('div', 'amosync-form__grid');
       grid.appendChild(labelled(t('form.rule_list'), listControl('list_id', rule.list_id)));
       grid.appendChild(labelled(t('form.rule_tags'), tagsControl('tags_any', rule.tags_any || [])));
       grid.appendChild(
         labelled(t('form.rule_statuses'), statusesControl('lead_statuses', rule.lead_statuses || []))
       );
-      row.appendChild(grid);
-      row.appendChild(element('div', 'amosync-form__note', t('form.rule_hint')));
-      row.appendChild(removeButton(row, form.rules));
-      form.rules.appendChild(row);
-      updateEmpty();
-      return row;
+      return addRow('rule', form.rules, [grid, element('div', 'amosync-form__note', t('form.rule_hint'))]);
     }
 
     function addPair(pair) {
       pair = pair || {};
-      var row = element('div', 'amosync-form__pair');
-      row.setAttribute('data-pair', '');
-      row.appendChild(labelled(t('form.amocrm_field'), fieldControl('amocrm_field_id', pair.amocrm_field_id)));
-      row.appendChild(labelled(t('form.unisender_field'), textInput('unisender_field', pair.unisender_field, 64)));
-      row.appendChild(removeButton(row, form.pairs));
-      form.pairs.appendChild(row);
-      updateEmpty();
-      return row;
+      return addRow('pair', form.pairs, [
+        labelled(t('form.amocrm_field'), fieldControl('amocrm_field_id', pair.amocrm_field_id)),
+        labelled(t('form.unisender_field'), textInput('unisender_field', pair.unisender_field, 64))
+      ]);
     }
 
     function updateEmpty() {
