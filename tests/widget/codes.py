@@ -1,10 +1,11 @@
 """Every `error` code the service can answer, read from its source, and its problem codes.
 
 Read with `ast`, not by running the service, so a code added anywhere is found without a
-test for its route: an `AppError` subclass's `code = "..."`, a `code="..."` (or a module
-constant) passed to any call (`BadRequest(..., code=...)`), the code argument of
-`error_response(...)`, `send_json_error(...)` and `BodyRefused(...)`, a `{"error": "..."}`
-literal, and the status-to-code tables (`*_CODES`, with their `.get(..., default)`).
+test for its route: an `AppError` subclass's `code = "..."` or `code="..."` among its bases,
+a `code="..."` (or a module constant) passed to any call (`BadRequest(..., code=...)`), the
+code argument of `error_response(...)`, `send_json_error(...)` and `BodyRefused(...)`, a
+`{"error": "..."}` literal, and the status-to-code tables (`*_CODES`, with their
+`.get(..., default)`).
 
 Left out: the simulators (`sandbox/`, not the service), the dashboard's own pages (`web/`,
 which the widget never calls) and the widget itself.
@@ -60,6 +61,12 @@ def _codes_in(tree: ast.Module) -> Iterator[tuple[str, int]]:
 
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
+            # `class NotFound(AppError, status=404, code="not_found")`: a default in the bases.
+            for keyword in node.keywords:
+                if keyword.arg == "code":
+                    code = _string(keyword.value, constants)
+                    if code is not None:
+                        yield code, node.lineno
             for statement in node.body:
                 targets = (
                     statement.targets
