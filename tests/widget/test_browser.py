@@ -13,112 +13,28 @@ is down, a misconfigured install) cannot be produced on demand from the outside.
 
 from __future__ import annotations
 
-import json
-import shutil
-import zipfile
-from collections.abc import Iterator
-from itertools import count
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from amosync.widget.build import build_widget, support_contacts
-from tests.browser import chromium_sync
 from tests.servers import free_port
 from tests.widget.codes import problem_codes, service_codes
-from tests.widget.servers import Service, route_stand, running_service
-
-# The page is https://acme.amocrm.ru and the service, here, a loopback port: Chromium asks
-# the user before a public page may call a local address. In amoCRM the service is a public
-# https host, which needs no such permission.
-LOCAL_NETWORK_ALLOWED = "--disable-features=LocalNetworkAccessChecks"
-HARNESS = Path(__file__).parent / "harness"
-SOURCE_I18N = Path(__file__).parents[2] / "src" / "amosync" / "widget" / "src" / "i18n"
-ARTIFACTS = Path(__file__).parents[1] / "artifacts"
-SUPPORT_EMAIL = "help@amosync-operator.example"
-SUPPORT_URL = "https://help.amosync-operator.example/widget"
-DESKTOP = {"width": 720, "height": 900}
-PHONE = {"width": 375, "height": 812}
-CONTACTS = [
-    ("Анна Иванова", ["anna@example.com"]),
-    ("Boris Petrov", ["boris@example.com", "b@work.example"]),
-    ("No Address", []),
-]
-GOOD_KEY = "widget-test-unisender-key-0001"
-accounts = count(41000001)
-
-
-def text(lang: str, key: str) -> str:
-    """A widget string from the i18n file, so the tests follow the wording."""
-    value: Any = json.loads((SOURCE_I18N / f"{lang}.json").read_text(encoding="utf-8"))
-    for part in key.split("."):
-        value = value[part]
-    assert isinstance(value, str)
-    return value
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium_sync(LOCAL_NETWORK_ALLOWED) as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("service")) as running:
-        running.add_key(GOOD_KEY)
-        yield running
-
-
-def stand_folder(folder: Path, backend_url: str) -> Path:
-    shutil.copytree(HARNESS, folder)
-    support = support_contacts(SUPPORT_EMAIL, SUPPORT_URL, backend_url)
-    archive = build_widget(folder / "widget.zip", backend_url, support=support)
-    with zipfile.ZipFile(archive) as widget:
-        widget.extractall(folder / "widget")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def stand(tmp_path_factory: pytest.TempPathFactory, service: Service) -> Path:
-    """The stand page with the widget built for the running service's URL."""
-    return stand_folder(tmp_path_factory.mktemp("stand") / "site", service.url)
-
-
-class Page:
-    """A browser tab on the stand, and what went wrong in it."""
-
-    def __init__(self, browser: Any, folder: Path, viewport: dict[str, int]) -> None:
-        self.context = browser.new_context(viewport=viewport)
-        route_stand(self.context, folder)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(15_000)
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    def open(self, *, lang: str, account: int, token: str, area: str = "settings") -> Any:
-        query = f"?lang={lang}&token={token}&account={account}&area={area}"
-        self.page.goto("https://acme.amocrm.ru/index.html" + query)
-        self.page.wait_for_function("window.__stand && window.__stand.ready")
-        return self.page
-
-    def close(self) -> None:
-        self.context.close()
-        assert self.errors == [], f"the widget threw in the page: {self.errors}"
-
-
-@pytest.fixture
-def tab(browser: Any, stand: Path) -> Iterator[Any]:
-    tabs: list[Page] = []
-
-    def open_tab(viewport: dict[str, int] = DESKTOP) -> Page:
-        tabs.append(Page(browser, stand, viewport))
-        return tabs[-1]
-
-    yield open_tab
-    for opened in tabs:
-        opened.close()
+from tests.widget.servers import Service
+from tests.widget.stand import (
+    CONTACTS,
+    DESKTOP,
+    GOOD_KEY,
+    PHONE,
+    SUPPORT_EMAIL,
+    SUPPORT_URL,
+    Page,
+    accounts,
+    fits_the_width,
+    screenshot,
+    stand_folder,
+    text,
+)
 
 
 def connection(page: Any) -> Any:
@@ -133,19 +49,6 @@ def save_settings(page: Any, key: str, list_id: str = "") -> None:
     page.fill("input[name=unisender_key]", key)
     page.fill("input[name=list_id]", list_id)
     page.click("#save")
-
-
-def screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
-def fits_the_width(page: Any) -> bool:
-    return bool(
-        page.evaluate(
-            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-        )
-    )
 
 
 def test_install_under_way_then_a_refused_key_then_a_good_one_then_sync(

@@ -19,18 +19,7 @@ import httpx
 import pytest
 
 from tests.widget.servers import Service
-from tests.widget.test_browser import (
-    CONTACTS,
-    DESKTOP,
-    accounts,
-    browser,
-    fits_the_width,
-    screenshot,
-    service,
-    stand,
-    tab,
-    text,
-)
+from tests.widget.stand import CONTACTS, DESKTOP, accounts, fits_the_width, screenshot, text
 
 PHONE_390 = {"width": 390, "height": 844}
 FORM = "[data-amosync=settings]"
