@@ -7,7 +7,7 @@ from typing import Any
 
 from amosync.sandbox.contacts import build_fields
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-from tests.sync.test_segments import configure, delivered
+from tests.sync.test_segments import configure
 
 
 def contact(s: Stack, email: str) -> dict[str, Any]:
@@ -73,7 +73,7 @@ async def test_phone_tags_and_a_custom_field_arrive_by_full_sync_and_webhook(
         amo.update_contact(
             ACCOUNT_ID, ann["id"], custom_fields_values=[*fields, city(city_id, "Тверь")]
         )
-        await delivered(s)
+        await s.deliver_webhooks()
         assert contact(s, "ann@example.com")["fields"]["city"] == "Тверь"
         assert creations(s) == 1
 
