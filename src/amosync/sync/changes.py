@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,6 @@ from amosync.db.models import (
     Contact,
     ListedEmail,
     PendingChange,
-    PendingLead,
 )
 from amosync.errors import (
     AccountGone,
@@ -52,7 +51,7 @@ from amosync.sync.apply import (
 )
 from amosync.sync.leads import apply_pending_leads
 from amosync.sync.mapping import classify
-from amosync.sync.repository import forget_changes
+from amosync.sync.repository import drop_pending, forget_changes, store_list
 from amosync.sync.restore import read_restored
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
@@ -114,10 +113,7 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
     async with transaction(services.sessions) as session:
         account = await session.get(Account, account_id)
         if account is None or account.status == "disconnected":
-            await session.execute(
-                delete(PendingChange).where(PendingChange.account_id == account_id)
-            )
-            await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
+            await drop_pending(session, account_id)
             return 0
         if account.unisender_key_enc is None:
             return 0  # kept until a key is connected; the first full sync covers them anyway
@@ -127,9 +123,7 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
     if list_id is None:
         list_id = await resolve_list(unisender, None, services.settings.unisender_list_title)
         async with transaction(services.sessions) as session:
-            await session.execute(
-                update(Account).where(Account.id == account_id).values(list_id=list_id)
-            )
+            await store_list(session, account_id, list_id)
     segments = account_segments(stored_settings, list_id)
     applier = Applier(account_id, list_id, unisender, services.sessions, segments)
     applied = await _Pending(services, account_id, applier, unisender).run(deadline)

@@ -46,6 +46,7 @@ from amosync.segments.members import account_segments
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.leads import read_leads, replace_links
 from amosync.sync.mapping import contact_emails
+from amosync.sync.repository import store_list
 from amosync.sync.tasks import RECONCILE
 from amosync.worker.tasks import AccountJob
 
@@ -163,9 +164,7 @@ class FullSync:
         if list_id is None:
             list_id = await resolve_list(unisender, None, services.settings.unisender_list_title)
             async with transaction(services.sessions) as session:
-                await session.execute(
-                    update(Account).where(Account.id == account_id).values(list_id=list_id)
-                )
+                await store_list(session, account_id, list_id)
         amocrm = self._amocrm or await amocrm_client(services, account_id)
         self._segments = account_segments(stored_settings, list_id)
         applier = Applier(account_id, list_id, unisender, services.sessions, self._segments)

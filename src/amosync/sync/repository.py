@@ -1,14 +1,15 @@
-"""The sync domain's SQL that several of its workflows share."""
+"""The sync domain's SQL that its workflows share: the pending changes handled or dropped,
+the account's list once resolved."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import delete, tuple_
+from sqlalchemy import delete, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from amosync.db.models import PendingChange, PendingLead
+from amosync.db.models import Account, PendingChange, PendingLead
 
 
 async def forget_changes(
@@ -39,3 +40,15 @@ async def _forget(
     await session.execute(
         delete(model).where(model.account_id == account_id, tuple_(key, model.version).in_(handled))
     )
+
+
+async def drop_pending(session: AsyncSession, account_id: int) -> None:
+    """Delete every change still pending for the account, its contacts' and its deals'
+    (the account is gone or disconnected: nothing will apply them)."""
+    await session.execute(delete(PendingChange).where(PendingChange.account_id == account_id))
+    await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
+
+
+async def store_list(session: AsyncSession, account_id: int, list_id: int) -> None:
+    """Keep the Unisender list resolved for an account that had none stored."""
+    await session.execute(update(Account).where(Account.id == account_id).values(list_id=list_id))
