@@ -66,6 +66,18 @@ async def add_contacts(s: Stack) -> None:
     await s.settle()
 
 
+@asynccontextmanager
+async def synced(database_url: str) -> AsyncIterator[Stack]:
+    """The stack once the account is installed with Ann's and Boris's contacts, its
+    Unisender key connected and the first full sync done."""
+    async with stack(database_url) as s:
+        await s.install()
+        await add_contacts(s)
+        await s.connect_unisender()
+        await s.settle()
+        yield s
+
+
 async def test_no_key_then_a_refused_key_then_a_good_one(
     database_url: str, browser: Any, artifacts: Path
 ) -> None:
@@ -114,11 +126,7 @@ async def test_a_key_unisender_stops_accepting_is_replaced_then_the_list_picked_
 ) -> None:
     from playwright.async_api import expect
 
-    async with stack(database_url) as s:
-        await s.install()
-        await add_contacts(s)
-        await s.connect_unisender()
-        await s.settle()
+    async with synced(database_url) as s:
         s.sandbox.unisender.remove_key(UNISENDER_KEY)  # revoked at Unisender
         await s.http.post("/sync", json={"account_id": ACCOUNT_ID})
         await s.settle()
@@ -175,11 +183,7 @@ async def test_a_failed_run_is_retried_as_a_new_run(
 ) -> None:
     from playwright.async_api import expect
 
-    async with stack(database_url) as s:
-        await s.install()
-        await add_contacts(s)
-        await s.connect_unisender()
-        await s.settle()
+    async with synced(database_url) as s:
         # The run fails part-way (as when Unisender was down longer than its retries).
         async with s.services.sessions() as session, session.begin():
             run_id = await session.scalar(select(SyncRun.id))
