@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import func, select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amosync.accounts.problems import (
@@ -37,7 +37,7 @@ from amosync.amocrm.client import AmoCRMClient
 from amosync.amocrm.models import Contact as AmoContact
 from amosync.amocrm.models import ContactsPage
 from amosync.db.engine import transaction
-from amosync.db.models import Account, Contact, SyncRun, utcnow
+from amosync.db.models import Account, SyncRun, utcnow
 from amosync.errors import AmoCRMBlocked, is_permanent, root_cause
 from amosync.runtime.metrics import contacts_synced
 from amosync.runtime.services import Services
@@ -46,7 +46,7 @@ from amosync.segments.members import account_segments
 from amosync.sync.apply import MAX_ROWS, Applier, ContactState, Rejections
 from amosync.sync.leads import read_leads, replace_links
 from amosync.sync.mapping import contact_emails
-from amosync.sync.repository import store_list
+from amosync.sync.repository import mark_synced, seen_counts, store_list, unseen_contacts
 from amosync.sync.tasks import RECONCILE
 from amosync.worker.tasks import AccountJob
 
@@ -319,12 +319,7 @@ class FullSync:
 
     async def _recount(self, session: AsyncSession, run: SyncRun) -> None:
         """A resumed run: its counters are what it already stored, nothing counted twice."""
-        rows = await session.execute(
-            select(Contact.state, func.count())
-            .where(Contact.account_id == run.account_id, Contact.seen_run_id == run.id)
-            .group_by(Contact.state)
-        )
-        counts = dict(rows.all())
+        counts = await seen_counts(session, run.account_id, run.id)
         run.synced = counts.get("synced", 0)
         run.unsynced = counts.get("unsynced", 0)
         run.fetched = sum(counts.values())
@@ -334,17 +329,7 @@ class FullSync:
         while True:
             async with transaction(self.services.sessions) as session:
                 gone = list(
-                    (
-                        await session.execute(
-                            select(Contact.amocrm_id)
-                            .where(
-                                Contact.account_id == account_id,
-                                Contact.seen_run_id.is_distinct_from(self.run_id),
-                                Contact.updated_at < started_at,
-                            )
-                            .limit(SWEEP_CHUNK)
-                        )
-                    ).scalars()
+                    await unseen_contacts(session, account_id, self.run_id, started_at, SWEEP_CHUNK)
                 )
                 if not gone:
                     return
@@ -359,11 +344,7 @@ class FullSync:
                 # been stored and counted before the crash: count what was stored instead.
                 await self._recount(session, run)
             run.status, run.finished_at, run.error = "done", utcnow(), None
-            await session.execute(
-                update(Account)
-                .where(Account.id == account_id)
-                .values(unisender_valid=True, unisender_checked_at=utcnow(), reconciled_at=utcnow())
-            )
+            await mark_synced(session, account_id)
             await clear_problem(session, account_id, *CLEARED_BY_SYNC)
             await RECONCILE.enqueue(session, AccountJob(account_id))
 

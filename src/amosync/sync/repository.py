@@ -1,15 +1,16 @@
-"""The sync domain's SQL that its workflows share: the pending changes handled or dropped,
-the account's list once resolved."""
+"""The sync domain's SQL: the pending changes handled or dropped, the account's list once
+resolved, and what a full sync counts, sweeps and marks done."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
-from sqlalchemy import delete, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from amosync.db.models import Account, PendingChange, PendingLead
+from amosync.db.models import Account, Contact, PendingChange, PendingLead, utcnow
 
 
 async def forget_changes(
@@ -52,3 +53,44 @@ async def drop_pending(session: AsyncSession, account_id: int) -> None:
 async def store_list(session: AsyncSession, account_id: int, list_id: int) -> None:
     """Keep the Unisender list resolved for an account that had none stored."""
     await session.execute(update(Account).where(Account.id == account_id).values(list_id=list_id))
+
+
+async def seen_counts(session: AsyncSession, account_id: int, run_id: int) -> dict[str, int]:
+    """The contacts a run stored, by state (`synced`, `unsynced`)."""
+    rows = await session.execute(
+        select(Contact.state, func.count())
+        .where(Contact.account_id == account_id, Contact.seen_run_id == run_id)
+        .group_by(Contact.state)
+    )
+    return dict(rows.tuples().all())
+
+
+async def unseen_contacts(
+    session: AsyncSession, account_id: int, run_id: int, before: datetime | None, limit: int
+) -> Sequence[int]:
+    """Up to `limit` contacts a run never saw and nothing updated since `before` (when the
+    run began): the ones amoCRM no longer has."""
+    return (
+        (
+            await session.execute(
+                select(Contact.amocrm_id)
+                .where(
+                    Contact.account_id == account_id,
+                    Contact.seen_run_id.is_distinct_from(run_id),
+                    Contact.updated_at < before,
+                )
+                .limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+async def mark_synced(session: AsyncSession, account_id: int) -> None:
+    """A full sync went through: the Unisender key worked, and the account is reconciled."""
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(unisender_valid=True, unisender_checked_at=utcnow(), reconciled_at=utcnow())
+    )
