@@ -1,8 +1,10 @@
-"""The dashboard in a browser tab: what the browser tests click, and the tab that fails its
-test when the page threw or logged an error (a CSP violation, a failed load)."""
+"""The dashboard in a browser tab: what the browser tests click, the tab that fails its
+test when the page threw or logged an error (a CSP violation, a failed load), and the checks
+every page passes (no untranslated English, no sideways scroll on a phone)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +16,28 @@ from tests.web.conftest import ACCOUNT_ID
 
 TIMEOUT_MS = 10_000
 DESKTOP = {"width": 1280, "height": 900}
+
+# Words that are names, not English: they stay as they are on a Russian page.
+NAMES = {
+    "amosync",
+    "amocrm",
+    "unisender",
+    "api",
+    "csv",
+    "utc",
+    "e-mail",
+    "amosync_amocrm_base_url",
+    "acme",
+    "ltd",
+    "globex",
+    "https",
+    "http",
+    "id",
+    "post",
+    "accounts",
+    # Unisender's own code of a rejected address, shown as the code (test_browser_pages).
+    "blocked",
+}
 
 
 @dataclass
@@ -66,3 +90,28 @@ async def dashboard_tab(
     finally:
         await context.close()
     assert dashboard.problems == [], dashboard.problems
+
+
+async def visible_english(page: Any) -> list[str]:
+    """Latin words on the page that are not names or codes: untranslated text. What the
+    page marks `data-raw` (account and contact data, upstream error messages), code (`.mono`:
+    settings, commands, ids) and the switch to the other language are not ours to
+    translate."""
+    text = await page.evaluate(
+        """() => {
+            const copy = document.body.cloneNode(true);
+            copy.querySelectorAll("[data-raw], [hidden], .mono, [lang]").forEach(el => el.remove());
+            return copy.innerText;
+        }"""
+    )
+    # Addresses, links, ids and snake_case codes or settings are not words.
+    text = re.sub(r"\S+@\S+|https?://\S+|#\d+|\b[a-z]+(?:_[a-z]+)+\b", " ", text, flags=re.I)
+    words = [w.strip("-") for w in re.findall(r"[A-Za-z][A-Za-z-]*", text)]
+    return sorted({w for w in words if w.lower() not in NAMES and not re.search(r"\d", w)})
+
+
+async def no_sideways_scroll(page: Any) -> None:
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"the page is {overflow}px wider than the screen"

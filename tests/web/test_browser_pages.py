@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -24,7 +23,7 @@ from amosync.runtime.services import Services
 from amosync.sync.activity import hour_of
 from tests.conftest import ADMIN_TOKEN
 from tests.servers import serving
-from tests.web.browser import Dashboard, dashboard_tab
+from tests.web.browser import Dashboard, dashboard_tab, no_sideways_scroll, visible_english
 from tests.web.conftest import ACCOUNT_ID, account, add, contact, dashboard_app, failed_job
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -35,28 +34,6 @@ LONG_ERROR = (
     "unisender: service unavailable status=503 body=<html><head><title>503 Service "
     "Temporarily Unavailable</title></head><body>upstream timed out after 30 s</body></html>"
 )
-
-# Words that are names, not English: they stay as they are on a Russian page.
-NAMES = {
-    "amosync",
-    "amocrm",
-    "unisender",
-    "api",
-    "csv",
-    "utc",
-    "e-mail",
-    "amosync_amocrm_base_url",
-    "acme",
-    "ltd",
-    "globex",
-    "https",
-    "http",
-    "id",
-    "post",
-    "accounts",
-    # Unisender's own code of a rejected address, shown as the code (seeded below).
-    "blocked",
-}
 
 
 @asynccontextmanager
@@ -150,31 +127,6 @@ async def seed(services: Services) -> None:
     ]
     rows.append(failed_job(last_error=LONG_ERROR))
     await add(services, *rows)
-
-
-async def visible_english(page: Any) -> list[str]:
-    """Latin words on the page that are not names or codes: untranslated text. What the
-    page marks `data-raw` (account and contact data, upstream error messages), code (`.mono`:
-    settings, commands, ids) and the switch to the other language are not ours to
-    translate."""
-    text = await page.evaluate(
-        """() => {
-            const copy = document.body.cloneNode(true);
-            copy.querySelectorAll("[data-raw], [hidden], .mono, [lang]").forEach(el => el.remove());
-            return copy.innerText;
-        }"""
-    )
-    # Addresses, links, ids and snake_case codes or settings are not words.
-    text = re.sub(r"\S+@\S+|https?://\S+|#\d+|\b[a-z]+(?:_[a-z]+)+\b", " ", text, flags=re.I)
-    words = [w.strip("-") for w in re.findall(r"[A-Za-z][A-Za-z-]*", text)]
-    return sorted({w for w in words if w.lower() not in NAMES and not re.search(r"\d", w)})
-
-
-async def no_sideways_scroll(page: Any) -> None:
-    overflow = await page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"the page is {overflow}px wider than the screen"
 
 
 async def cells_fit(page: Any, selector: str) -> None:

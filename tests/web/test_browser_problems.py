@@ -26,8 +26,7 @@ from amosync.db.models import SyncRun, utcnow
 from amosync.sync.reconcile import check_webhooks
 from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-from tests.web.browser import Dashboard, dashboard_tab
-from tests.web.test_browser_pages import no_sideways_scroll, visible_english
+from tests.web.browser import Dashboard, dashboard_tab, no_sideways_scroll, visible_english
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 

@@ -24,9 +24,8 @@ from amosync.segments import members
 from amosync.web.settings_form import Incomplete, parse
 from tests.conftest import ADMIN_TOKEN
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-from tests.web.browser import dashboard_tab
+from tests.web.browser import dashboard_tab, visible_english
 from tests.web.conftest import csrf_of
-from tests.web.test_browser_pages import visible_english
 
 SETTINGS = f"/ui/accounts/{ACCOUNT_ID}/settings"
 PHONE = {"width": 390, "height": 844}
