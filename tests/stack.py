@@ -74,6 +74,23 @@ class Stack:
         assert len(lists) == 1, lists
         return {m.lower() for m in self.sandbox.unisender.list_members(key, lists[0]["id"])}
 
+    async def view(self, kind: str, *, limit: int = 1000) -> dict[int, dict[str, Any]]:
+        """The account's contacts in the synced (`sync`) or unsynced (`unsync`) view by
+        amoCRM id, every page read `limit` at a time."""
+        rows: dict[int, dict[str, Any]] = {}
+        cursor = None
+        while True:
+            params: dict[str, int | str] = {"account_id": ACCOUNT_ID, "limit": limit}
+            if cursor:
+                params["cursor"] = cursor
+            response = await self.http.get(f"/accounts/{kind}", params=params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            rows.update({item["amocrm_id"]: item for item in page["items"]})
+            cursor = page["next_cursor"]
+            if not cursor:
+                return rows
+
     async def count(self, model: type, *where: object) -> int:
         """How many rows of `model` match `where`."""
         async with self.services.sessions() as session:
@@ -140,6 +157,13 @@ class Stack:
                 .values(run_after=utcnow())
             )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def reconcile_now(self) -> None:
+        """Make the periodic reconciliation pass due now and run it, after the queue."""
+        assert await self.make_due("reconcile") == 1
+        await self.settle()
+        # settle() leaves the (due) pass alone; run it now.
+        await Worker(self.services, concurrency=1).drain(budget=20)
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Run the queue until nothing but the periodic reconciliation is due."""

@@ -24,22 +24,6 @@ def addresses(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i:04d}@example.com" for i in range(count)]
 
 
-async def view(s: Stack, kind: str) -> dict[int, dict[str, object]]:
-    rows: dict[int, dict[str, object]] = {}
-    cursor = None
-    while True:
-        params: dict[str, object] = {"account_id": ACCOUNT_ID, "limit": 1000}
-        if cursor:
-            params["cursor"] = cursor
-        response = await s.http.get(f"/accounts/{kind}", params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        rows.update({item["amocrm_id"]: item for item in page["items"]})
-        cursor = page["next_cursor"]
-        if not cursor:
-            return rows
-
-
 async def listed(s: Stack, amocrm_id: int) -> int:
     async with s.services.sessions() as session:
         query = select(func.count()).where(
@@ -73,7 +57,7 @@ async def test_full_sync_splits_a_contact_over_500_addresses(database_url: str) 
         assert run["status"] == "done", run
         assert s.members() == {"before@example.com", "after@example.com", *addresses("big", BIG)}
         assert imports(s) >= 3  # 1,000 addresses take two calls at least, then the rest
-        synced = await view(s, "sync")
+        synced = await s.view("sync")
         assert set(synced) == {before["id"], big["id"], after["id"]}
         assert len(synced[big["id"]]["emails"]) == BIG  # type: ignore[arg-type]
         assert await listed(s, big["id"]) == BIG
@@ -107,7 +91,7 @@ async def test_webhook_contact_over_500_addresses_syncs_and_blocks_nothing(
         await s.deliver_webhooks()
         assert s.members() == {"later@example.com", *addresses("hook", BIG // 2)}
         assert await listed(s, big["id"]) == BIG // 2
-        assert later["id"] in await view(s, "sync")
+        assert later["id"] in await s.view("sync")
         assert await pending(s) == 0
 
 
@@ -140,7 +124,7 @@ async def test_a_change_refused_for_good_is_set_aside_and_the_rest_goes_on(
         await s.settle()
 
         assert s.members() == {"ann@example.com", "bob@example.com"}
-        unsynced = await view(s, "unsync")
+        unsynced = await s.view("unsync")
         assert set(unsynced) == {bad["id"]}
         assert unsynced[bad["id"]]["reason"] == "unisender:unspecified"
         assert "different subscribers" in str(unsynced[bad["id"]]["detail"])
@@ -158,7 +142,7 @@ async def test_a_change_refused_for_good_is_set_aside_and_the_rest_goes_on(
         carl = amo.add_contact(ACCOUNT_ID, name="Carl", emails=["carl@example.com"])
         await s.deliver_webhooks()
         assert "carl@example.com" in s.members()
-        assert carl["id"] in await view(s, "sync")
+        assert carl["id"] in await s.view("sync")
 
 
 async def test_a_change_that_keeps_failing_is_set_aside_after_a_few_attempts(
@@ -188,11 +172,11 @@ async def test_a_change_that_keeps_failing_is_set_aside_after_a_few_attempts(
                 assert await pending(s) == await s.count(PendingChange)
         assert await s.count(PendingChange) == 0
         assert s.members() == {"ann@example.com"}
-        unsynced = await view(s, "unsync")
+        unsynced = await s.view("unsync")
         assert set(unsynced) == {crash["id"]}
         assert unsynced[crash["id"]]["reason"] == "sync_failed"
         assert "HTTP 500" in str(unsynced[crash["id"]]["detail"])
-        assert ann["id"] in await view(s, "sync")
+        assert ann["id"] in await s.view("sync")
         assert await pending(s) == 0
 
         # Set aside, not forgotten: the next state of the contact is tried afresh.
@@ -201,7 +185,7 @@ async def test_a_change_that_keeps_failing_is_set_aside_after_a_few_attempts(
         amo.update_contact(ACCOUNT_ID, crash["id"], emails=["crash@example.com"])
         await s.deliver_webhooks()
         assert "crash@example.com" in s.members()
-        assert crash["id"] in await view(s, "sync")
+        assert crash["id"] in await s.view("sync")
 
 
 async def test_pending_counts_the_changes_still_waiting(database_url: str) -> None:
@@ -237,4 +221,4 @@ async def test_a_refusal_of_every_call_sets_nothing_aside(database_url: str) -> 
         await Worker(s.services, retry_delay=lambda _attempt: 0.0).drain(10)
         assert imports(s) - calls <= 1 + 40  # the first call, then the halving gives up
         assert await pending(s) == 60  # kept, none set aside
-        assert await view(s, "unsync") == {}
+        assert await s.view("unsync") == {}

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from amosync.amocrm.models import Webhook, WebhooksResponse
-from amosync.worker.runner import Worker
 from tests.stack import ACCOUNT_ID, Stack, stack
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "amocrm" / "webhooks" / "list.json"
@@ -25,14 +24,6 @@ def test_the_documented_webhook_list_parses() -> None:
     assert hooks[0].settings[0] == "add_contact"
     # A public client library reads the destination from `name`: accepted too.
     assert Webhook.model_validate({"name": "https://x.test/h"}).destination == "https://x.test/h"
-
-
-async def reconcile_now(s: Stack) -> None:
-    """Make the periodic pass due now and run the queue."""
-    assert await s.make_due("reconcile") == 1
-    await s.settle()
-    # settle() leaves the (due) pass alone; run it now.
-    await Worker(s.services, concurrency=1).drain(budget=20)
 
 
 async def problem_codes(s: Stack) -> list[str]:
@@ -62,7 +53,7 @@ async def test_a_lost_webhook_is_registered_again_and_shown_until_it_works(
         await amo.flush_webhooks()
         assert not [d for d in amo.deliveries if d.contact_id == bob["id"]]
 
-        await reconcile_now(s)
+        await s.reconcile_now()
         [hook] = amo.webhooks(ACCOUNT_ID)
         assert hook["disabled"] is False
         assert hook["destination"].startswith(s.url)
@@ -74,7 +65,7 @@ async def test_a_lost_webhook_is_registered_again_and_shown_until_it_works(
         assert [d.status for d in amo.deliveries if d.contact_id == cy["id"]] == [200]
 
         # The next pass finds it in place and on: the problem is gone.
-        await reconcile_now(s)
+        await s.reconcile_now()
         assert await problem_codes(s) == []
         assert s.members() == {"ann@example.com", "bob@example.com", "cy@example.com"}
 
@@ -95,6 +86,6 @@ async def test_changes_whose_webhooks_never_arrived_are_applied_by_the_next_pass
         await s.settle()
         assert s.members() == {"ann@example.com"}  # nothing arrived
 
-        await reconcile_now(s)
+        await s.reconcile_now()
         assert s.members() == {"ann@new.example.com", "bob@example.com"}
         assert await problem_codes(s) == []

@@ -14,7 +14,6 @@ from amosync.sandbox.contacts import GENERATED_TAGS
 from amosync.segments.members import rule_counts
 from amosync.sync.mapping import contact_emails
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-from tests.sync.test_reconcile_webhooks import reconcile_now
 
 
 def members(s: Stack, list_id: int) -> set[str]:
@@ -266,10 +265,10 @@ async def test_a_deal_moved_while_its_webhook_was_lost_is_caught_by_reconciliati
 
         amo.webhooks_enabled = False
         amo.delete_lead(ACCOUNT_ID, won["id"])
-        await reconcile_now(s)
+        await s.reconcile_now()
         assert members(s, customers) == set()
         amo.move_lead(ACCOUNT_ID, deal["id"], WON)
-        await reconcile_now(s)
+        await s.reconcile_now()
         assert members(s, customers) == {"ann@example.com"}
 
 

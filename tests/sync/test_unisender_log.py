@@ -4,7 +4,6 @@ refused become unsynced (the sandbox answers as the documentation describes)."""
 from __future__ import annotations
 
 from tests.stack import ACCOUNT_ID, stack
-from tests.sync.test_poison import view
 
 
 async def test_a_warned_address_is_synced_and_a_refused_one_is_not(database_url: str) -> None:
@@ -22,7 +21,7 @@ async def test_a_warned_address_is_synced_and_a_refused_one_is_not(database_url:
         await s.settle()
 
         assert s.members() == {"info@example.com", "both@example.com"}
-        synced, unsynced = await view(s, "sync"), await view(s, "unsync")
+        synced, unsynced = await s.view("sync"), await s.view("unsync")
         assert set(synced) == {role["id"], both["id"]}
         assert unsynced[trap["id"]]["reason"] == "unisender:spam_trap"
         assert unsynced[trap["id"]]["detail"] == "trap@example.com is a known spam trap"
@@ -30,4 +29,4 @@ async def test_a_warned_address_is_synced_and_a_refused_one_is_not(database_url:
         # The same through a webhook: the warned address of a new contact is listed.
         amo.update_contact(ACCOUNT_ID, trap["id"], emails=["info@example.com"])
         await s.deliver_webhooks()
-        assert trap["id"] in await view(s, "sync")
+        assert trap["id"] in await s.view("sync")
