@@ -37,6 +37,8 @@ class InstallJob:
 
 @dataclass(frozen=True)
 class FullSyncJob:
+    """The run a full sync job works for (`accounts.runs.start_run` made it)."""
+
     account_id: int
     run_id: int
 

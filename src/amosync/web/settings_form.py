@@ -30,6 +30,8 @@ MAX_ROWS = 120
 
 @dataclass(frozen=True)
 class Choice:
+    """An option of a picker: what is posted, what is shown, whether it is chosen."""
+
     value: str
     label: str
     selected: bool
@@ -37,6 +39,8 @@ class Choice:
 
 @dataclass(frozen=True)
 class Group:
+    """Options shown under one heading (a pipeline's stages)."""
+
     label: str
     options: tuple[Choice, ...]
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -290,8 +290,9 @@ CHART_RIGHT = 28  # room for the last hour's label
 SERIES = ("synced", "unsynced", "deleted")
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
+    """One series' part of an hour's bar, in chart units."""
+
     series: str
     y: float
     height: float
@@ -312,14 +313,16 @@ class Bar:
         return self.synced + self.unsynced + self.deleted
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(NamedTuple):
+    """A count on the chart's left axis, at its height."""
+
     y: float
     value: int
 
 
-@dataclass(frozen=True)
-class HourLabel:
+class HourLabel(NamedTuple):
+    """An hour named under the chart, at its place."""
+
     x: float
     text: str
 
