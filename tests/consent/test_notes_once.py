@@ -12,7 +12,7 @@ import pytest
 from amosync.consent import writeback
 from amosync.db.models import ConsentEvent
 from amosync.runtime.services import Services
-from tests.consent.test_writeback import ANN, deliver, notes, setup
+from tests.consent.conftest import ANN, deliver, notes, setup
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
 
 
