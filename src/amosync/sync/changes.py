@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,7 +51,7 @@ from amosync.sync.apply import (
 )
 from amosync.sync.leads import apply_pending_leads
 from amosync.sync.mapping import classify
-from amosync.sync.repository import drop_pending, forget_changes, store_list
+from amosync.sync.repository import changes_failed, drop_pending, forget_changes, store_list
 from amosync.sync.restore import read_restored
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
@@ -276,16 +276,7 @@ class _Pending:
 
     async def _failed(self, group: list[PendingChange]) -> None:
         async with transaction(self.services.sessions) as session:
-            await session.execute(
-                update(PendingChange)
-                .where(
-                    PendingChange.account_id == self.account_id,
-                    tuple_(PendingChange.amocrm_id, PendingChange.version).in_(
-                        [(c.amocrm_id, c.version) for c in group]
-                    ),
-                )
-                .values(attempts=PendingChange.attempts + 1)
-            )
+            await changes_failed(session, self.account_id, group)
 
     async def _imports_work(self, change: PendingChange) -> bool:
         """Whether importContacts works for the account's other contacts: then the calls

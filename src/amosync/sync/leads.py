@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, delete, insert, literal, select, update
+from sqlalchemy import Table, delete, insert, literal, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -30,7 +30,7 @@ from amosync.segments.engine import Segments, Status
 from amosync.segments.members import linked_statuses
 from amosync.sync.apply import Applier, ContactState, batches
 from amosync.sync.mapping import classify
-from amosync.sync.repository import forget_leads
+from amosync.sync.repository import forget_leads, leads_failed
 
 log = structlog.get_logger()
 
@@ -252,15 +252,7 @@ async def _failed(
             await forget_leads(session, account_id, [pending])
         return
     async with transaction(services.sessions) as session:
-        await session.execute(
-            update(PendingLead)
-            .where(
-                PendingLead.account_id == account_id,
-                PendingLead.lead_id == pending.lead_id,
-                PendingLead.version == pending.version,
-            )
-            .values(attempts=PendingLead.attempts + 1)
-        )
+        await leads_failed(session, account_id, [pending])
     raise exc
 
 

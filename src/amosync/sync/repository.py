@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from amosync.db.models import Account, Contact, PendingChange, PendingLead, utcnow
 
@@ -16,30 +15,55 @@ from amosync.db.models import Account, Contact, PendingChange, PendingLead, utcn
 async def forget_changes(
     session: AsyncSession, account_id: int, changes: Iterable[PendingChange]
 ) -> None:
-    """Delete exactly the contact changes handled (see `_forget`)."""
-    handled = [(change.amocrm_id, change.version) for change in changes]
-    await _forget(session, PendingChange, PendingChange.amocrm_id, account_id, handled)
+    """Delete exactly the contact changes handled: a newer state of the same contact,
+    stored by a webhook meanwhile, stays pending."""
+    await session.execute(delete(PendingChange).where(_changes(account_id, changes)))
 
 
 async def forget_leads(
     session: AsyncSession, account_id: int, leads: Iterable[PendingLead]
 ) -> None:
-    """Delete exactly the deal changes handled (see `_forget`)."""
-    handled = [(lead.lead_id, lead.version) for lead in leads]
-    await _forget(session, PendingLead, PendingLead.lead_id, account_id, handled)
+    """Delete exactly the deal changes handled (a newer one stays pending)."""
+    await session.execute(delete(PendingLead).where(_leads(account_id, leads)))
 
 
-async def _forget(
-    session: AsyncSession,
-    model: type[PendingChange] | type[PendingLead],
-    key: InstrumentedAttribute[int],
-    account_id: int,
-    handled: list[tuple[int, int]],
+async def changes_failed(
+    session: AsyncSession, account_id: int, changes: Iterable[PendingChange]
 ) -> None:
-    """Delete the pending rows by (`key`, version) handled: a newer version of the same
-    contact or deal, stored by a webhook meanwhile, stays pending."""
+    """One more failed attempt for each contact change handled (a newer state has none)."""
     await session.execute(
-        delete(model).where(model.account_id == account_id, tuple_(key, model.version).in_(handled))
+        update(PendingChange)
+        .where(_changes(account_id, changes))
+        .values(attempts=PendingChange.attempts + 1)
+    )
+
+
+async def leads_failed(
+    session: AsyncSession, account_id: int, leads: Iterable[PendingLead]
+) -> None:
+    """One more failed attempt for each deal change handled."""
+    await session.execute(
+        update(PendingLead)
+        .where(_leads(account_id, leads))
+        .values(attempts=PendingLead.attempts + 1)
+    )
+
+
+def _changes(account_id: int, changes: Iterable[PendingChange]) -> ColumnElement[bool]:
+    """These versions of the account's pending contact changes, by (contact id, version)."""
+    versions = [(change.amocrm_id, change.version) for change in changes]
+    return and_(
+        PendingChange.account_id == account_id,
+        tuple_(PendingChange.amocrm_id, PendingChange.version).in_(versions),
+    )
+
+
+def _leads(account_id: int, leads: Iterable[PendingLead]) -> ColumnElement[bool]:
+    """These versions of the account's pending deal changes, by (deal id, version)."""
+    versions = [(lead.lead_id, lead.version) for lead in leads]
+    return and_(
+        PendingLead.account_id == account_id,
+        tuple_(PendingLead.lead_id, PendingLead.version).in_(versions),
     )
 
 
