@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 import httpx
 import orjson
 import pytest
+from aiolimiter import AsyncLimiter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,6 +25,24 @@ CLIENT_ID = "5e3f7c0a-1b2c-4d5e-8f90-0123456789ab"
 CLIENT_SECRET = "sandbox-test-secret-" + "x" * 44
 REDIRECT_URI = "https://amosync.example.test/vidget"
 KEY = "unisender-test-key"
+
+
+class FixedToken:
+    """A TokenSource for the sandbox's account: its token, never refreshed."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def access_token(self) -> str:
+        return self.token
+
+    async def refresh(self, stale: str) -> str:
+        return stale
+
+
+def limiter() -> AsyncLimiter:
+    """A rate limit no test reaches."""
+    return AsyncLimiter(1000, 1)
 
 
 @dataclass

@@ -19,8 +19,7 @@ from amosync.amocrm.models import (
     TagsResponse,
 )
 from amosync.sandbox.contacts import CITY_FIELD, SOURCE_FIELD
-from tests.sandbox.conftest import ACCOUNT_ID, Served
-from tests.sandbox.test_clients import FixedToken, limiter
+from tests.sandbox.conftest import ACCOUNT_ID, FixedToken, Served, limiter
 
 API = Path(__file__).parents[1] / "fixtures" / "amocrm" / "api"
 

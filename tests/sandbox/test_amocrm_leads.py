@@ -19,8 +19,7 @@ from amosync.errors import TransientUpstreamError
 from amosync.sandbox import Sandbox, serve
 from amosync.sandbox.remote import RemoteSandbox
 from amosync.upstream.retry import RetryPolicy
-from tests.sandbox.conftest import ACCOUNT_ID, Receiver, Served
-from tests.sandbox.test_clients import FixedToken, limiter
+from tests.sandbox.conftest import ACCOUNT_ID, FixedToken, Receiver, Served, limiter
 
 MAIN, FIRST, TALKS = 3177727, 32392159, 32392162
 PARTNERS, PARTNERS_FIRST = 3177730, 32392183

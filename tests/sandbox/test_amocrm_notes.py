@@ -13,8 +13,7 @@ import pytest
 from amosync.amocrm.client import AmoCRMClient
 from amosync.amocrm.models import NotesResponse
 from amosync.errors import TransientUpstreamError
-from tests.sandbox.conftest import ACCOUNT_ID, Served
-from tests.sandbox.test_clients import FixedToken, limiter
+from tests.sandbox.conftest import ACCOUNT_ID, FixedToken, Served, limiter
 
 API = Path(__file__).parents[1] / "fixtures" / "amocrm" / "api"
 

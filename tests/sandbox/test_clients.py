@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from aiolimiter import AsyncLimiter
 
 from amosync.amocrm.client import AmoCRMClient, exchange_code, refresh_tokens
 from amosync.errors import AuthorizationRevoked, InvalidApiKey, TransientUpstreamError
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
 from amosync.upstream.retry import RetryPolicy
-from tests.sandbox.conftest import ACCOUNT_ID, CLIENT_ID, CLIENT_SECRET, KEY, REDIRECT_URI, Served
+from tests.sandbox.conftest import (
+    ACCOUNT_ID,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    KEY,
+    REDIRECT_URI,
+    FixedToken,
+    Served,
+    limiter,
+)
 
 NO_RETRY = RetryPolicy(attempts=1)
-
-
-class FixedToken:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def access_token(self) -> str:
-        return self.token
-
-    async def refresh(self, stale: str) -> str:
-        return stale
-
-
-def limiter() -> AsyncLimiter:
-    return AsyncLimiter(1000, 1)
 
 
 async def test_amocrm_client_pages_through_every_contact(served: Served) -> None:
