@@ -7,7 +7,7 @@ import pytest
 from amosync.amocrm.client import account_base_url
 from amosync.http.hosts import InvalidHost, account_host, host_name
 from amosync.http.middleware import allowed_origin
-from tests.accounts.test_install import HOSTILE_REFERERS
+from tests.http.referers import HOSTILE_REFERERS
 
 ALLOWED = ["amocrm.ru", "amocrm.com", "kommo.com"]
 
