@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from amosync.app import create_app
 from amosync.config import Settings
+from amosync.db.models import RunStatus
 from amosync.http.disposable import issue_disposable_token
 from amosync.runtime.preflight import new_admin_token, prepare
 from amosync.sandbox import Sandbox, serve
@@ -190,7 +191,7 @@ async def _progress(http: httpx.AsyncClient, run_id: int, console: Console) -> N
         task = progress.add_task("sync", total=None, state="queued")
         while True:
             run = (await http.get(f"/sync/{run_id}")).json()
-            done = run["status"] in ("done", "failed")
+            done = run["status"] in (RunStatus.DONE, RunStatus.FAILED)
             progress.update(
                 task,
                 completed=run["fetched"],

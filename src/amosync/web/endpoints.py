@@ -36,7 +36,7 @@ from amosync.accounts.problems import ProblemCode, problems_for
 from amosync.accounts.settings import AccountSettings, account_settings
 from amosync.accounts.unisender import account_lists, connect
 from amosync.consent.hooks import ensure_hook
-from amosync.db.models import Account
+from amosync.db.models import Account, AccountStatus
 from amosync.errors import AppError, BadRequest, NotFound, TransientUpstreamError, UpstreamError
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import AccountIdPath, JobIdPath
@@ -357,7 +357,7 @@ async def account_to_change(_: FormPost, account_id: AccountIdPath, session: Ses
     locked for the change; a disconnected one is refused (back to its page, which says
     why)."""
     account = await accounts.require(session, account_id, for_update=True)
-    if account.status == "disconnected":
+    if account.status == AccountStatus.DISCONNECTED:
         raise Refused(_account_url(account_id), "account_disconnected")
     return account
 
@@ -769,7 +769,7 @@ async def sync_now(
 ) -> Response:
     """Start a full sync (or show the one already running)."""
     account = await accounts.require(session, account_id)
-    if account.status == "disconnected":
+    if account.status == AccountStatus.DISCONNECTED:
         return _back(_account_url(account_id), "sync_refused")
     return await _start_sync(
         services, session, account_id, "sync_started", "dashboard.sync.started"
@@ -939,7 +939,7 @@ async def retry_sync(
     """Retry a failed full sync: a new run, from the beginning (or the one already
     active)."""
     account = await accounts.require(session, account_id)
-    if account.status != "active":
+    if account.status != AccountStatus.ACTIVE:
         return _back(_account_url(account_id), "sync_refused")
     return await _start_sync(services, session, account_id, "run_retried", "dashboard.sync.retried")
 
@@ -957,7 +957,7 @@ async def _check_again(
     back = _account_url(account_id)
     async with services.sessions() as session:
         account = await accounts.require(session, account_id)
-    if account.status != "active":
+    if account.status != AccountStatus.ACTIVE:
         return _back(back, "account_disconnected")
     try:
         if await check(services, account_id) is not None:
@@ -1066,7 +1066,7 @@ async def save_settings(
         async with services.sessions() as session, session.begin():
             # Not locked here: `save` locks the row once the vendors have answered.
             account = await accounts.require(session, account_id)
-            if account.status == "disconnected":
+            if account.status == AccountStatus.DISCONNECTED:
                 return _back(back, "account_disconnected")
             saved = await segments.save(services, session, account, settings, set(body))
     except AppError as exc:

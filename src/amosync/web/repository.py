@@ -9,7 +9,7 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amosync.db.models import ConsentEvent, Contact, Job, SyncRun, WebhookEvent
+from amosync.db.models import ConsentEvent, Contact, Job, JobStatus, SyncRun, WebhookEvent
 
 # The account's event logs the page lists, newest first.
 Event = TypeVar("Event", WebhookEvent, ConsentEvent)
@@ -45,7 +45,7 @@ async def failed_jobs(
 ) -> Sequence[Job]:
     """The newest failed jobs, of one account or of all (including jobs of no account yet,
     such as an install whose code exchange failed)."""
-    query = select(Job).where(Job.status == "failed")
+    query = select(Job).where(Job.status == JobStatus.FAILED)
     if account_id is not None:
         query = query.where(Job.account_id == account_id)
     query = query.order_by(Job.updated_at.desc(), Job.id.desc()).limit(limit)

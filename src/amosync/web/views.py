@@ -23,10 +23,10 @@ from amosync.accounts.problems import (
 )
 from amosync.accounts.schemas import AccountOut
 from amosync.accounts.settings import AccountSettings
-from amosync.db.models import Account, SyncRun, utcnow
+from amosync.db.models import Account, AccountStatus, RunStatus, SyncRun, utcnow
 from amosync.web.i18n import N_, Language
 
-ACTIVE = ("queued", "running")
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 REASONS = {
     "no_email": N_("No e-mail address"),
@@ -98,9 +98,9 @@ class Progress:
 def progress(run: SyncRun, *, now: datetime | None = None) -> Progress:
     processed = run.synced + run.unsynced + run.failed
     percent: int | None
-    if run.status == "done":
+    if run.status == RunStatus.DONE:
         percent = 100
-    elif run.status == "queued":
+    elif run.status == RunStatus.QUEUED:
         percent = 0
     elif run.expected:
         # The estimate can be short (contacts added since): stay below 100 until done.
@@ -263,7 +263,12 @@ def problem_views(row: AccountRow, language: Language) -> list[ProblemView]:
         )
     run = row.run
     # A failed run on its own; with a problem, the problem is its cause and says what to do.
-    if run is not None and run.status == "failed" and row.status == "active" and not out:
+    if (
+        run is not None
+        and run.status == RunStatus.FAILED
+        and row.status == AccountStatus.ACTIVE
+        and not out
+    ):
         out.append(
             ProblemView(
                 code="sync_failed",
