@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from amosync.app import create_app
 from amosync.config import Settings
 from amosync.db.engine import transaction
-from amosync.db.models import Job, utcnow
+from amosync.db.models import Account, Job, utcnow
 from amosync.http.disposable import issue_disposable_token
 from amosync.runtime.services import Services, build_services
 from amosync.sandbox import Sandbox, serve
@@ -73,6 +73,14 @@ class Stack:
         lists = self.sandbox.unisender.lists(key)
         assert len(lists) == 1, lists
         return {m.lower() for m in self.sandbox.unisender.list_members(key, lists[0]["id"])}
+
+    async def store_settings(self, settings: dict[str, Any]) -> None:
+        """Put the account's settings in its row as they are: a state the API's checks and
+        the syncs they start would not leave."""
+        async with transaction(self.services.sessions) as session:
+            await session.execute(
+                update(Account).where(Account.id == ACCOUNT_ID).values(settings=settings)
+            )
 
     async def view(self, kind: str, *, limit: int = 1000) -> dict[int, dict[str, Any]]:
         """The account's contacts in the synced (`sync`) or unsynced (`unsync`) view by

@@ -3,14 +3,9 @@ a rule reads leads, none otherwise, whichever path registers it."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import update
-
 from amosync.accounts.install import LEAD_EVENTS, WEBHOOK_EVENTS, webhook_events
 from amosync.accounts.settings import AccountSettings
-from amosync.db.engine import transaction
-from amosync.db.models import Account, AccountProblem
+from amosync.db.models import AccountProblem
 from amosync.sync.reconcile import check_webhooks
 from tests.stack import ACCOUNT_ID, Stack, stack
 
@@ -36,13 +31,6 @@ def registered(s: Stack) -> list[list[str]]:
     return [sorted(hook["settings"]) for hook in s.sandbox.amocrm.webhooks(ACCOUNT_ID)]
 
 
-async def store(s: Stack, settings: dict[str, Any]) -> None:
-    async with transaction(s.services.sessions) as session:
-        await session.execute(
-            update(Account).where(Account.id == ACCOUNT_ID).values(settings=settings)
-        )
-
-
 async def test_reconciliation_brings_the_events_in_line_with_the_rules(
     database_url: str,
 ) -> None:
@@ -50,10 +38,10 @@ async def test_reconciliation_brings_the_events_in_line_with_the_rules(
         await s.install()
         assert registered(s) == [sorted(WEBHOOK_EVENTS)]
         # Rules changed while their registration could not happen (amoCRM down, say).
-        await store(s, {"lists": [LEAD_RULE]})
+        await s.store_settings({"lists": [LEAD_RULE]})
         assert await check_webhooks(s.services, ACCOUNT_ID) is None
         assert registered(s) == [sorted(WEBHOOK_EVENTS + LEAD_EVENTS)]
-        await store(s, {"lists": [{"list_id": 5, "tags_any": ["vip"]}]})
+        await s.store_settings({"lists": [{"list_id": 5, "tags_any": ["vip"]}]})
         assert await check_webhooks(s.services, ACCOUNT_ID) is None
         assert registered(s) == [sorted(WEBHOOK_EVENTS)]
         # Events to update are not a problem a person must act on.
@@ -63,7 +51,7 @@ async def test_reconciliation_brings_the_events_in_line_with_the_rules(
 async def test_a_lost_webhook_comes_back_with_the_lead_events(database_url: str) -> None:
     async with stack(database_url) as s:
         await s.install()
-        await store(s, {"lists": [LEAD_RULE]})
+        await s.store_settings({"lists": [LEAD_RULE]})
         hook = s.sandbox.amocrm.webhooks(ACCOUNT_ID)[0]
         s.sandbox.amocrm.unsubscribe(ACCOUNT_ID, hook["destination"])
         assert await check_webhooks(s.services, ACCOUNT_ID) is not None

@@ -7,7 +7,6 @@ from typing import Any
 
 from amosync.sandbox.contacts import build_fields
 from tests.stack import ACCOUNT_ID, UNISENDER_KEY, Stack, stack
-from tests.sync.test_segments import configure
 
 
 def contact(s: Stack, email: str) -> dict[str, Any]:
@@ -46,8 +45,7 @@ async def test_phone_tags_and_a_custom_field_arrive_by_full_sync_and_webhook(
         )
         # A phone no one can dial is left out; the address still syncs.
         amo.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"], phones=["12"])
-        await configure(
-            s,
+        await s.store_settings(
             {
                 "fields": {
                     "phone": True,

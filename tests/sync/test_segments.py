@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from amosync.db.models import Account, PendingLead, SegmentMember
 from amosync.sandbox.contacts import GENERATED_TAGS
@@ -20,17 +19,10 @@ def members(s: Stack, list_id: int) -> set[str]:
     return {m.lower() for m in s.sandbox.unisender.list_members(UNISENDER_KEY, list_id)}
 
 
-async def configure(s: Stack, settings: dict[str, Any]) -> None:
-    async with s.services.sessions() as session, session.begin():
-        await session.execute(
-            update(Account).where(Account.id == ACCOUNT_ID).values(settings=settings)
-        )
-
-
 async def connected_with_vip_rule(s: Stack, vip: int) -> None:
     """The rule "tagged vip → the VIP list" stored, then the key connected and the first
     sync (which applies it) done."""
-    await configure(s, {"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
+    await s.store_settings({"lists": [{"list_id": vip, "tags_any": ["vip"]}]})
     await s.connect_unisender()
     await s.settle()
 
@@ -59,8 +51,7 @@ async def test_a_tagged_contact_is_in_its_segment_list_after_the_full_sync(
         amo.add_contact(ACCOUNT_ID, name="Bob", emails=["bob@example.com"])
         amo.add_contact(ACCOUNT_ID, name="Cy", emails=["cy@example.com"], tags=["partner", "other"])
         amo.add_contact(ACCOUNT_ID, name="Di", emails=[], tags=["vip"])  # no address
-        await configure(
-            s,
+        await s.store_settings(
             {
                 "lists": [
                     {"list_id": vip, "tags_any": ["vip"]},
@@ -258,7 +249,7 @@ async def test_a_deal_moved_while_its_webhook_was_lost_is_caught_by_reconciliati
             "list_id": customers,
             "lead_statuses": [{"pipeline_id": PIPELINE, "status_id": WON}],
         }
-        await configure(s, {"lists": [rule]})
+        await s.store_settings({"lists": [rule]})
         await s.connect_unisender()
         await s.settle()
         assert members(s, customers) == {"ann@example.com"}
@@ -288,8 +279,7 @@ async def test_generated_contacts_land_in_exactly_the_lists_their_tags_and_deals
         tagged = s.sandbox.unisender.create_list(UNISENDER_KEY, "Tagged")
         won = s.sandbox.unisender.create_list(UNISENDER_KEY, "Won")
         won_rule = {"pipeline_id": PIPELINE, "status_id": WON}
-        await configure(
-            s,
+        await s.store_settings(
             {
                 "lists": [
                     {"list_id": tagged, "tags_any": [first.upper(), second]},
@@ -352,7 +342,7 @@ async def test_lead_webhooks_are_coalesced_per_deal(database_url: str) -> None:
             "list_id": customers,
             "lead_statuses": [{"pipeline_id": PIPELINE, "status_id": WON}],
         }
-        await configure(s, {"lists": [rule]})
+        await s.store_settings({"lists": [rule]})
         await s.connect_unisender()
         await s.settle()
         deal = amo.create_lead(ACCOUNT_ID, [ann["id"]], pipeline_id=PIPELINE)
