@@ -31,22 +31,22 @@ async def changes_failed(
     session: AsyncSession, account_id: int, changes: Iterable[PendingChange]
 ) -> None:
     """One more failed attempt for each contact change handled (a newer state has none)."""
-    await session.execute(
-        update(PendingChange)
-        .where(_changes(account_id, changes))
-        .values(attempts=PendingChange.attempts + 1)
-    )
+    await _failed_once_more(session, PendingChange, _changes(account_id, changes))
 
 
 async def leads_failed(
     session: AsyncSession, account_id: int, leads: Iterable[PendingLead]
 ) -> None:
     """One more failed attempt for each deal change handled."""
-    await session.execute(
-        update(PendingLead)
-        .where(_leads(account_id, leads))
-        .values(attempts=PendingLead.attempts + 1)
-    )
+    await _failed_once_more(session, PendingLead, _leads(account_id, leads))
+
+
+async def _failed_once_more(
+    session: AsyncSession,
+    model: type[PendingChange] | type[PendingLead],
+    handled: ColumnElement[bool],
+) -> None:
+    await session.execute(update(model).where(handled).values(attempts=model.attempts + 1))
 
 
 def _changes(account_id: int, changes: Iterable[PendingChange]) -> ColumnElement[bool]:
