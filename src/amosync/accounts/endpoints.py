@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 
 from amosync.accounts import install, repository, service
@@ -22,11 +20,9 @@ from amosync.errors import NotFound
 from amosync.http.auth import AdminDep
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import AccountIdPath
-from amosync.http.pagination import Page, decode_cursor, next_page
+from amosync.http.pagination import Limit, Page, decode_cursor, next_page
 
 router = APIRouter(tags=["accounts"])
-
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.post("/accounts/{account_id}", status_code=status.HTTP_201_CREATED)

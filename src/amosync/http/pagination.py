@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel
 
 from amosync.errors import BadRequest
@@ -14,6 +15,9 @@ from amosync.http.ids import BIGINT_MAX
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# `?limit=` of a list route: how many items a page holds at most.
+Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 class Page(BaseModel, Generic[T]):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -135,6 +136,7 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
     return applied
 
 
+@dataclass(eq=False)
 class _Pending:
     """One run over an account's pending changes.
 
@@ -150,22 +152,15 @@ class _Pending:
     aside; during an outage nothing is set aside, the job backs off.
     """
 
-    def __init__(
-        self,
-        services: Services,
-        account_id: int,
-        applier: Applier,
-        unisender: UnisenderClient,
-    ) -> None:
-        self.services = services
-        self.account_id = account_id
-        self.applier = applier
-        self.unisender = unisender
-        self.applied = 0
-        self.imported = False  # a batch went through in this run
-        self.set_aside_count = 0
-        self.skipped: set[int] = set()  # suspects that failed again in this run
-        self.failure: Exception | None = None
+    services: Services
+    account_id: int
+    applier: Applier
+    unisender: UnisenderClient
+    applied: int = 0
+    imported: bool = False  # a batch went through in this run
+    set_aside_count: int = 0
+    skipped: set[int] = field(default_factory=set)  # suspects that failed again in this run
+    failure: Exception | None = None
 
     async def run(self, deadline: float) -> int:
         while time.monotonic() < deadline:

@@ -20,7 +20,7 @@ from amosync.http.auth import CallerDep
 from amosync.http.body import fields_for_account, json_or_form
 from amosync.http.deps import ServicesDep, SessionDep
 from amosync.http.ids import AccountIdQuery, RunIdPath
-from amosync.http.pagination import Page
+from amosync.http.pagination import Limit, Page
 from amosync.segments.members import segment_lists
 from amosync.sync import service
 from amosync.sync.mapping import normalize_email
@@ -32,8 +32,6 @@ from amosync.sync.schemas import (
 )
 
 router = APIRouter(tags=["sync"])
-
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 @router.post(
