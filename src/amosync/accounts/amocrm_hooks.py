@@ -12,7 +12,7 @@ from amosync.accounts import install, repository
 from amosync.accounts.disconnect import check_signature, disconnect
 from amosync.accounts.runs import start_full_sync
 from amosync.accounts.unisender import connect
-from amosync.db.models import Account
+from amosync.db.models import Account, AccountStatus
 from amosync.errors import BadRequest
 from amosync.http.body import AccountFields, fields_for_account, json_or_form
 from amosync.http.deps import ServicesDep, SessionDep
@@ -77,9 +77,9 @@ async def unisender_key(
     if account is None:
         # The widget can save the key while the install job is still exchanging the code;
         # the token proved the account id, and the install job fills in the rest.
-        account = Account(id=body.account_id, status="active", settings={})
+        account = Account(id=body.account_id, status=AccountStatus.ACTIVE, settings={})
         session.add(account)
-    if account.status == "disconnected":
+    if account.status == AccountStatus.DISCONNECTED:
         raise BadRequest(
             "the account is disconnected; install the widget again", code="account_disconnected"
         )

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from amosync.consent.events import unsubscribes
 from amosync.consent.tasks import CONSENT
 from amosync.db.engine import dialect_name, insert_for
-from amosync.db.models import Account, ConsentEvent, utcnow
+from amosync.db.models import Account, AccountStatus, ConsentEvent, ConsentStatus, utcnow
 from amosync.errors import BadRequest, Unauthorized
 from amosync.http.auth import url_token, url_token_openapi
 from amosync.http.deps import ServicesDep, SessionDep
@@ -60,7 +60,7 @@ async def unisender_webhook(
     except orjson.JSONDecodeError:
         raise BadRequest("the body is not JSON", code="invalid_json") from None
     found, other = unsubscribes(body)
-    if account.status == "disconnected" or not found:
+    if account.status == AccountStatus.DISCONNECTED or not found:
         return HookAccepted(accepted=0, ignored=other + len(found))
     insert = insert_for(dialect_name(session))
     now = utcnow()
@@ -72,7 +72,7 @@ async def unisender_webhook(
             "list_id": event.list_id,
             "event_time": event.event_time,
             "received_at": now,
-            "status": "pending",
+            "status": ConsentStatus.PENDING,
             "contact_ids": [],
         }
         for event in found

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from amosync.db.engine import PreparedInsert, among, dialect_name, insert_for, prepared
-from amosync.db.models import Account, Contact, ListedEmail, SegmentMember, utcnow
+from amosync.db.models import Account, AccountStatus, Contact, ListedEmail, SegmentMember, utcnow
 from amosync.errors import AccountGone, InvalidApiKey, PermanentUpstreamError
 from amosync.segments.engine import NO_STATUSES, Segments, Status
 from amosync.sync.activity import count_applied
@@ -440,7 +440,7 @@ class Applier:
             status = await session.scalar(
                 select(Account.status).where(Account.id == self.account_id)
             )
-        if status is None or status == "disconnected":
+        if status is None or status == AccountStatus.DISCONNECTED:
             raise AccountGone(f"account {self.account_id} is disconnected")
         self._checked_at = now
 

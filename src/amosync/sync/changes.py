@@ -27,12 +27,7 @@ from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange
 from amosync.db.engine import transaction
-from amosync.db.models import (
-    Account,
-    Contact,
-    ListedEmail,
-    PendingChange,
-)
+from amosync.db.models import Account, AccountStatus, Contact, ListedEmail, PendingChange
 from amosync.errors import (
     AccountGone,
     AuthorizationRevoked,
@@ -113,7 +108,7 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
     deadline = time.monotonic() + budget
     async with transaction(services.sessions) as session:
         account = await session.get(Account, account_id)
-        if account is None or account.status == "disconnected":
+        if account is None or account.status == AccountStatus.DISCONNECTED:
             await drop_pending(session, account_id)
             return 0
         if account.unisender_key_enc is None:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from amosync.accounts import service as accounts
 from amosync.accounts.deps import callers_account
 from amosync.accounts.schemas import SyncRunOut
-from amosync.db.models import Account, ConsentEvent, Contact
+from amosync.db.models import Account, AccountStatus, ConsentEvent, Contact
 from amosync.errors import BadRequest
 from amosync.http.auth import CallerDep
 from amosync.http.body import fields_for_account, json_or_form
@@ -47,7 +47,7 @@ async def start_sync(
 ) -> JSONResponse:
     """Start a full sync of the account (JSON or form body); returns the active run if one is."""
     account = await accounts.require(session, body.account_id)
-    if account.status == "disconnected":
+    if account.status == AccountStatus.DISCONNECTED:
         # Its tokens and key are gone: a run could only fail. Say so now, as POST
         # /vidget/unisender does, rather than queue a run that fails in the worker.
         raise BadRequest(

@@ -19,7 +19,7 @@ from rich.progress import (
 from amosync.accounts import service as accounts
 from amosync.config import Settings
 from amosync.db.engine import transaction
-from amosync.db.models import SyncRun
+from amosync.db.models import RunStatus, SyncRun
 from amosync.errors import AppError
 from amosync.runtime.services import Services, build_services, freeze_startup_heap
 from amosync.sync.service import start_full_sync
@@ -49,7 +49,7 @@ async def run_with_progress(settings: Settings, account_id: int) -> int:
             worker.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker_task, timeout=30)
-        if final.status == "done":
+        if final.status == RunStatus.DONE:
             console.print(
                 f"[green]done[/green]: {final.fetched} contacts, {final.synced} synced, "
                 f"{final.unsynced} unsynced"
@@ -83,11 +83,13 @@ async def _watch(services: Services, run_id: int, console: Console) -> SyncRun:
             progress.update(
                 task,
                 completed=run.fetched,
-                total=expected if run.status not in ("done", "failed") else run.fetched,
+                total=expected
+                if run.status not in (RunStatus.DONE, RunStatus.FAILED)
+                else run.fetched,
                 rate=run.fetched / elapsed if elapsed > 0 else 0.0,
                 imported=run.synced,
                 description=run.status,
             )
-            if run.status in ("done", "failed"):
+            if run.status in (RunStatus.DONE, RunStatus.FAILED):
                 return run
             await asyncio.sleep(0.25)

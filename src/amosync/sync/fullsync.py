@@ -37,7 +37,7 @@ from amosync.amocrm.client import AmoCRMClient
 from amosync.amocrm.models import Contact as AmoContact
 from amosync.amocrm.models import ContactsPage
 from amosync.db.engine import transaction
-from amosync.db.models import Account, SyncRun, utcnow
+from amosync.db.models import Account, AccountStatus, RunStatus, SyncRun, utcnow
 from amosync.errors import AmoCRMBlocked, is_permanent, root_cause
 from amosync.runtime.metrics import contacts_synced
 from amosync.runtime.services import Services
@@ -142,14 +142,18 @@ class FullSync:
         services = self.services
         async with transaction(services.sessions) as session:
             run = await session.get(SyncRun, self.run_id, with_for_update=True)
-            if run is None or run.status in ("done", "failed"):
+            if run is None or run.status in (RunStatus.DONE, RunStatus.FAILED):
                 return
             account = await session.get(Account, run.account_id)
-            if account is None or account.status == "disconnected":
-                run.status, run.error, run.finished_at = "failed", "account disconnected", utcnow()
+            if account is None or account.status == AccountStatus.DISCONNECTED:
+                run.status, run.error, run.finished_at = (
+                    RunStatus.FAILED,
+                    "account disconnected",
+                    utcnow(),
+                )
                 return
-            if run.status == "queued":
-                run.status, run.started_at = "running", utcnow()
+            if run.status == RunStatus.QUEUED:
+                run.status, run.started_at = RunStatus.RUNNING, utcnow()
             else:
                 self._resumed = True
                 await self._recount(session, run)
@@ -343,7 +347,7 @@ class FullSync:
                 # A resume refetches the checkpoint's page, whose first contacts may have
                 # been stored and counted before the crash: count what was stored instead.
                 await self._recount(session, run)
-            run.status, run.finished_at, run.error = "done", utcnow(), None
+            run.status, run.finished_at, run.error = RunStatus.DONE, utcnow(), None
             await mark_synced(session, account_id)
             await clear_problem(session, account_id, *CLEARED_BY_SYNC)
             await RECONCILE.enqueue(session, AccountJob(account_id))
@@ -353,7 +357,7 @@ class FullSync:
         async with transaction(self.services.sessions) as session:
             await session.execute(
                 update(SyncRun)
-                .where(SyncRun.id == self.run_id, SyncRun.status == "running")
+                .where(SyncRun.id == self.run_id, SyncRun.status == RunStatus.RUNNING)
                 .values(error=describe(exc), updated_at=utcnow())
             )
 
@@ -363,6 +367,6 @@ class FullSync:
             run = await session.get(SyncRun, self.run_id)
             if run is None:
                 return
-            run.status, run.error, run.finished_at = "failed", message, utcnow()
+            run.status, run.error, run.finished_at = RunStatus.FAILED, message, utcnow()
             await note_failure(session, run.account_id, exc)
         log.warning("sync.failed", run_id=self.run_id, error=message)

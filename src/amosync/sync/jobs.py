@@ -14,9 +14,12 @@ from amosync.consent.tasks import CONSENT
 from amosync.db.engine import transaction
 from amosync.db.models import (
     Account,
+    AccountStatus,
     ConsentEvent,
+    ConsentStatus,
     PendingChange,
     PendingLead,
+    RunStatus,
     SyncRun,
     utcnow,
 )
@@ -46,7 +49,7 @@ async def full_sync(ctx: JobContext) -> None:
 async def _run_failed(ctx: JobContext, run_id: int) -> bool:
     async with ctx.services.sessions() as session:
         status = await session.scalar(select(SyncRun.status).where(SyncRun.id == run_id))
-    return status == "failed"
+    return status == RunStatus.FAILED
 
 
 @CHANGES.runs
@@ -94,10 +97,11 @@ async def _reconcile_once(ctx: JobContext, account_id: int) -> None:
         account = await session.get(Account, account_id)
         running = await session.scalar(
             select(SyncRun.id).where(
-                SyncRun.account_id == account_id, SyncRun.status.in_(("queued", "running"))
+                SyncRun.account_id == account_id,
+                SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)),
             )
         )
-    if account is None or account.status != "active":
+    if account is None or account.status != AccountStatus.ACTIVE:
         return
     # amoCRM side first: a webhook lost or disabled is registered again whatever the key.
     await check_webhooks(ctx.services, account_id)
@@ -122,7 +126,7 @@ async def _reconcile_once(ctx: JobContext, account_id: int) -> None:
 async def _next_pass(ctx: JobContext, account_id: int) -> None:
     async with transaction(ctx.services.sessions) as session:
         account = await session.get(Account, account_id)
-        if account is None or account.status == "disconnected":
+        if account is None or account.status == AccountStatus.DISCONNECTED:
             return
         # Webhook changes whose job failed for good (a long Unisender outage) are not
         # forgotten: every pass queues them again.
@@ -138,7 +142,9 @@ async def _next_pass(ctx: JobContext, account_id: int) -> None:
         # Unsubscribes whose write-back failed for good are tried again too.
         waiting = await session.scalar(
             select(ConsentEvent.id)
-            .where(ConsentEvent.account_id == account_id, ConsentEvent.status == "pending")
+            .where(
+                ConsentEvent.account_id == account_id, ConsentEvent.status == ConsentStatus.PENDING
+            )
             .limit(1)
         )
         if waiting is not None:

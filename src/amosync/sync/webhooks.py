@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from amosync.amocrm.webhooks import ContactChange, WebhookPayload, parse_webhook
 from amosync.db.engine import PreparedInsert, insert_for, prepared
-from amosync.db.models import Account, PendingChange, WebhookEvent, utcnow
+from amosync.db.models import Account, AccountStatus, PendingChange, WebhookEvent, utcnow
 from amosync.errors import Unauthorized
 from amosync.http.auth import url_token, url_token_openapi
 from amosync.http.middleware import MAX_BODY, BodyRefused, read_body
@@ -322,7 +322,7 @@ class WebhookInbox:
             if token != waiting.token_hash:
                 self._accounts.pop(waiting.token_hash, None)
                 waiting.settle(Unauthorized("unknown webhook token", code="invalid_webhook_token"))
-            elif status == "disconnected":
+            elif status == AccountStatus.DISCONNECTED:
                 # amoCRM retries refused deliveries; a disconnected account's are dropped.
                 waiting.settle(None)
             else:
