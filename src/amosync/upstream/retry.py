@@ -52,10 +52,10 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
-def _backoff(policy: RetryPolicy) -> Callable[[Exception], bool | float]:
+def _backoff(policy: RetryPolicy) -> Callable[[BaseException], bool | float]:
     """stamina's hook: whether to retry `exc`, and how long to wait when upstream says so."""
 
-    def hook(exc: Exception) -> bool | float:
+    def hook(exc: BaseException) -> bool | float:
         if not isinstance(exc, TransientUpstreamError):
             return False
         if exc.retry_after is None:
