@@ -199,8 +199,7 @@ async def forget(session: AsyncSession, account_id: int) -> None:
             webhook_registered=False,
         )
     )
-    await session.execute(delete(PendingChange).where(PendingChange.account_id == account_id))
-    await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
+    await drop_pending_changes(session, account_id)
     await session.execute(
         update(SyncRun)
         .where(
@@ -226,3 +225,10 @@ async def forget_hook(session: AsyncSession, account_id: int) -> None:
         .where(Account.id == account_id)
         .values(unisender_hook_token_hash=None, unisender_hook_token_enc=None)
     )
+
+
+async def drop_pending_changes(session: AsyncSession, account_id: int) -> None:
+    """Delete every webhook change still pending for the account, its contacts' and its
+    deals' (the account is gone or disconnected: nothing will apply them)."""
+    await session.execute(delete(PendingChange).where(PendingChange.account_id == account_id))
+    await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))

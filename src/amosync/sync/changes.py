@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amosync.accounts.repository import drop_pending_changes
 from amosync.accounts.tokens import amocrm_client
 from amosync.accounts.unisender import account_client, resolve_list
 from amosync.amocrm.webhooks import ContactChange
@@ -47,7 +48,7 @@ from amosync.sync.apply import (
 )
 from amosync.sync.leads import apply_pending_leads
 from amosync.sync.mapping import classify
-from amosync.sync.repository import changes_failed, drop_pending, forget_changes, store_list
+from amosync.sync.repository import changes_failed, forget_changes, store_list
 from amosync.sync.restore import read_restored
 from amosync.unisender.client import UnisenderClient
 from amosync.unisender.models import ImportRow
@@ -109,7 +110,7 @@ async def apply_pending(services: Services, account_id: int, *, budget: float = 
     async with transaction(services.sessions) as session:
         account = await session.get(Account, account_id)
         if account is None or account.status == AccountStatus.DISCONNECTED:
-            await drop_pending(session, account_id)
+            await drop_pending_changes(session, account_id)
             return 0
         if account.unisender_key_enc is None:
             return 0  # kept until a key is connected; the first full sync covers them anyway

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from amosync.accounts.repository import has_pending_changes
 from amosync.consent.hooks import check_hook
 from amosync.consent.tasks import CONSENT
 from amosync.db.engine import transaction
@@ -17,7 +18,6 @@ from amosync.db.models import (
     AccountStatus,
     ConsentEvent,
     ConsentStatus,
-    PendingChange,
     PendingLead,
     RunStatus,
     SyncRun,
@@ -130,14 +130,13 @@ async def _next_pass(ctx: JobContext, account_id: int) -> None:
             return
         # Webhook changes whose job failed for good (a long Unisender outage) are not
         # forgotten: every pass queues them again.
-        left = await session.scalar(
-            select(PendingChange.amocrm_id).where(PendingChange.account_id == account_id).limit(1)
-        )
-        if left is None:
-            left = await session.scalar(
+        left = await has_pending_changes(session, account_id) or (
+            await session.scalar(
                 select(PendingLead.lead_id).where(PendingLead.account_id == account_id).limit(1)
             )
-        if left is not None:
+            is not None
+        )
+        if left:
             await CHANGES.enqueue(session, AccountJob(account_id))
         # Unsubscribes whose write-back failed for good are tried again too.
         waiting = await session.scalar(

@@ -67,13 +67,6 @@ def _leads(account_id: int, leads: Iterable[PendingLead]) -> ColumnElement[bool]
     )
 
 
-async def drop_pending(session: AsyncSession, account_id: int) -> None:
-    """Delete every change still pending for the account, its contacts' and its deals'
-    (the account is gone or disconnected: nothing will apply them)."""
-    await session.execute(delete(PendingChange).where(PendingChange.account_id == account_id))
-    await session.execute(delete(PendingLead).where(PendingLead.account_id == account_id))
-
-
 async def store_list(session: AsyncSession, account_id: int, list_id: int) -> None:
     """Keep the Unisender list resolved for an account that had none stored."""
     await session.execute(update(Account).where(Account.id == account_id).values(list_id=list_id))
